@@ -1,0 +1,47 @@
+# awkgen — every command a newcomer or CI needs. `make test` and `make demo` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+MXVENV := .venv-mxnet
+MXPY   := $(MXVENV)/bin/python
+# Ray refuses to start a local cluster without this on these machines.
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: test lint demo bench bench-quick soak clean
+
+# The main venv. torch goes in first and pinned: an unpinned torch pulls GBs of CUDA packages.
+$(VENV)/.installed: setup.py setup.cfg Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+# MXNet 1.9.1 needs numpy < 1.24, so its tests run in a venv of their own.
+$(MXVENV)/.installed: setup.py setup.cfg Makefile
+	test -x $(MXPY) || $(PYTHON) -m venv $(MXVENV)
+	$(MXPY) -m pip install -q "numpy==1.23.5" "mxnet==1.9.1" "pytest>=8" "pytest-timeout>=2.2"
+	$(MXPY) -m pip install -q -e .
+	touch $@
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check awkgen tests benchmarks
+	$(VENV)/bin/mypy
+
+test: $(VENV)/.installed $(MXVENV)/.installed lint
+	$(PY) -m pytest
+	$(MXPY) -m pytest -o addopts="-p no:cacheprovider" tests/mxnet
+
+demo: $(VENV)/.installed
+	$(PY) -m awkgen demo
+
+bench: $(VENV)/.installed
+	$(PY) -m awkgen bench
+
+bench-quick: $(VENV)/.installed
+	$(PY) -m awkgen bench --quick
+
+soak: $(VENV)/.installed
+	$(PY) benchmarks/soak.py
+
+clean:
+	rm -rf $(VENV) $(MXVENV) build *.egg-info .awkgen-cache

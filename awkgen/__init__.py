@@ -1,0 +1,34 @@
+"""awkgen: feed a training loop from data that does not fit in memory.
+
+The public surface is the four factories of the R package AwkwardMLTools, the
+errors they raise and ``shard_from_env``; framework bridges live in
+:mod:`awkgen.frameworks` and are imported only when used. Importing awkgen imports
+no machine-learning framework.
+"""
+
+from .errors import (
+    AwkgenError,
+    GeneratorStoppedError,
+    LoaderError,
+    LoaderTimeoutError,
+    WorkerDiedError,
+)
+from .factories import CleanupGenerator, DataGenerator, DataGeneratorMultiProc, DataGeneratorNonblock
+from .generator import BatchGenerator, GeneratorStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataGenerator",
+    "DataGeneratorNonblock",
+    "DataGeneratorMultiProc",
+    "CleanupGenerator",
+    "BatchGenerator",
+    "GeneratorStats",
+    "AwkgenError",
+    "LoaderError",
+    "WorkerDiedError",
+    "LoaderTimeoutError",
+    "GeneratorStoppedError",
+    "__version__",
+]

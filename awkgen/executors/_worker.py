@@ -1,0 +1,156 @@
+"""What runs inside a worker process of the ``"process"`` backend.
+
+The forkserver preloads this module, so a new worker forks with numpy, dill and
+tblib already imported. Each worker:
+
+1. ignores SIGINT (Ctrl-C belongs to the parent, which stops the pool);
+2. starts a watchdog thread that waits on the *lifeline* pipe: the parent never
+   writes to it, so it turns readable (EOF) exactly when the parent is gone, even
+   after SIGKILL; the watchdog then unlinks the dead parent's shared memory and exits;
+3. caps BLAS/OpenMP threads so N workers do not oversubscribe the cores;
+4. loops: receive an :class:`Assignment`, run the loader, write arrays into the
+   assigned slot, send a :class:`Reply`. ``None`` or EOF ends the loop.
+
+Every message is a small frozen dataclass, pickled explicitly (dill only when
+pickle refuses) so a failure to send a result becomes that batch's error.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import dill
+from tblib import pickling_support
+
+from .. import transport
+from .base import Task, call_loader
+
+__all__ = ["Assignment", "Reply", "worker_main", "dumps"]
+
+_ATTACHED_MAX = 8  # mappings a worker keeps open; stale ones are dropped oldest first
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Parent to worker: run *task*; put its arrays into *slot* if they fit."""
+
+    task: Task
+    slot: transport.SlotRef | None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Worker to parent: a task's result or failure.
+
+    ``tree`` is the result with arrays replaced by :class:`~awkgen.transport.ArrayRef`
+    when ``in_slot``, else the whole result. ``nbytes`` is what its arrays needed.
+    On failure, ``error`` is the pickled exception (``None`` if it would not pickle)
+    and ``error_text`` its formatted traceback.
+    """
+
+    seq: int
+    tree: Any = None
+    in_slot: bool = False
+    nbytes: int = 0
+    load_s: float = 0.0
+    failed: bool = False
+    error: bytes | None = None
+    error_text: str = ""
+
+
+@dataclass(frozen=True)
+class InitFailed:
+    """Worker to parent, instead of any reply: the loader could not be unpickled."""
+
+    error_text: str
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle with the standard pickler, falling back to dill (lambdas, closures)."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, blas_threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(lifeline, parent_pid), name="awkgen-watchdog",
+                     daemon=True).start()
+    for name in _THREAD_ENV:
+        os.environ[name] = str(blas_threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=blas_threads)
+        loader = dill.loads(loader_bytes)
+    except BaseException:
+        conn.send_bytes(dumps(InitFailed(traceback.format_exc())))
+        sys.exit(1)
+    attached: collections.OrderedDict[str, Any] = collections.OrderedDict()
+    while True:
+        try:
+            message = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        conn.send_bytes(_run(loader, message, attached))
+
+
+def _watch_parent(lifeline: Any, parent_pid: int) -> None:
+    from multiprocess.connection import wait
+
+    wait([lifeline])  # returns on EOF: the parent closed the pool or died
+    if not transport._pid_alive(parent_pid):
+        for name in transport.owned_segments(parent_pid):
+            transport.unlink_segment(name)
+    os._exit(0)
+
+
+def _run(loader: Any, message: Assignment, attached: collections.OrderedDict[str, Any]) -> bytes:
+    task, slot = message.task, message.slot
+    try:
+        value, load_s = call_loader(loader, task)
+    except BaseException as exc:
+        return _failure(task.seq, exc)
+    try:
+        tree, arrays, nbytes = transport.flatten_arrays(value)
+        if slot is not None and transport.MIN_SHM_BYTES <= nbytes <= slot.capacity:
+            transport.write_arrays(_attach(slot.name, attached), tree, arrays)
+            return dumps(Reply(task.seq, tree, True, nbytes, load_s))
+        return dumps(Reply(task.seq, value, False, nbytes, load_s))
+    except Exception as exc:
+        unsendable = TypeError(f"the loader's result cannot be sent back from the worker process "
+                               f"({type(exc).__name__}: {exc}); return arrays or picklable objects")
+        unsendable.__cause__ = exc
+        return _failure(task.seq, unsendable, load_s)
+
+
+def _attach(name: str, attached: collections.OrderedDict[str, Any]) -> Any:
+    mm = attached.get(name)
+    if mm is None:
+        mm = attached[name] = transport.attach_segment(name)
+        while len(attached) > _ATTACHED_MAX:
+            attached.popitem(last=False)[1].close()
+    attached.move_to_end(name)
+    return mm
+
+
+def _failure(seq: int, exc: BaseException, load_s: float = 0.0) -> bytes:
+    text = "".join(traceback.format_exception(exc))
+    try:
+        pickling_support.install(exc)  # ship the worker-side traceback along with the exception
+        blob: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        blob = None
+    return dumps(Reply(seq, load_s=load_s, failed=True, error=blob, error_text=text))

@@ -1,0 +1,108 @@
+"""The executor interface and the messages that cross it.
+
+An executor runs loader calls; it knows nothing of epochs, order or labels. The
+generator plans batches, submits a :class:`Task` per batch (at most ``prefetch``
+undelivered at once) and collects one :class:`Outcome` per task, in any order,
+from :meth:`Executor.get`; it delivers them in order itself::
+
+    generator --submit(Task)--> executor --> workers (loader calls)
+    generator <--get() Outcome-- executor <-- results / deaths / timeouts
+
+Contract for every executor:
+
+- every submitted task yields exactly one outcome (a value or a failure), also when
+  its worker dies or times out: nothing is ever lost, so the generator never hangs;
+- :meth:`Executor.get` returns ``None`` after *timeout* seconds without an outcome,
+  so callers re-check their own flags between waits;
+- :meth:`Executor.close` is idempotent, safe from any thread and from a finalizer,
+  and leaves no worker, thread or shared-memory segment behind it.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import AwkgenError
+
+__all__ = ["Task", "Outcome", "Executor", "call_loader", "loader_failure"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One loader call: the batch's ids and, if the loader takes one, its rng entropy."""
+
+    seq: int
+    ids: Any
+    rng_entropy: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a task: its loader's value, or a failure to raise in its place.
+
+    A failure has ``error_type`` set (an :class:`~awkgen.AwkgenError` subclass),
+    ``detail`` saying what happened, and ``cause`` the original exception, if any.
+    ``load_s`` is the loader's own run time in seconds.
+    """
+
+    seq: int
+    value: Any = None
+    error_type: type[AwkgenError] | None = None
+    detail: str = ""
+    cause: BaseException | None = None
+    load_s: float = 0.0
+
+
+def call_loader(loader: Callable[..., Any], task: Task) -> tuple[Any, float]:
+    """Run *loader* on *task*'s ids; return ``(value, seconds)``. Exceptions propagate."""
+    start = time.perf_counter()
+    if task.rng_entropy is None:
+        value = loader(task.ids)
+    else:
+        value = loader(task.ids, rng=np.random.default_rng(list(task.rng_entropy)))
+    return value, time.perf_counter() - start
+
+
+def loader_failure(seq: int, exc: BaseException, load_s: float = 0.0) -> Outcome:
+    """The outcome of a loader call that raised *exc*."""
+    from ..errors import LoaderError
+
+    return Outcome(seq, error_type=LoaderError,
+                   detail=f"loader raised {type(exc).__name__}: {exc}", cause=exc, load_s=load_s)
+
+
+class Executor(abc.ABC):
+    """Runs loader calls for one generator. See the module docstring for the contract."""
+
+    #: How many loader calls may run at once.
+    n_workers: int = 1
+
+    @abc.abstractmethod
+    def submit(self, task: Task) -> None:
+        """Queue *task*; never blocks on the loader."""
+
+    @abc.abstractmethod
+    def get(self, timeout: float) -> Outcome | None:
+        """The next finished outcome (any task's), or ``None`` after *timeout* seconds."""
+
+    def cancel(self) -> None:
+        """Forget queued tasks that have not started; outcomes of running ones still come.
+
+        The generator ignores outcomes it no longer waits for, so this is an
+        optimisation (used when a state is loaded), not a requirement.
+        """
+        return None
+
+    def ready(self) -> int:
+        """Outcomes finished and waiting to be collected by :meth:`get` (for stats)."""
+        return 0
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop every worker and free every resource. Idempotent, thread-safe."""

@@ -1,0 +1,342 @@
+"""The ``"process"`` backend: persistent worker processes fed by a manager thread.
+
+Data flow::
+
+    generator --submit--> _todo --manager--> worker pipe --> worker: loader(ids)
+                                                                  |  arrays -> /dev/shm slot
+    generator <--get--- _outcomes <--manager <-- worker pipe <-- Reply (tree of ArrayRefs)
+
+Actors and what each does:
+
+- **caller** (the generator): ``submit`` appends to ``_todo`` and pokes the wake
+  pipe; ``get`` waits on ``_outcomes`` with a timeout and re-checks that the
+  manager is alive, so it can never block forever.
+- **manager thread** (``_manage``): the only code that touches worker pipes. It
+  gives each idle worker one task (with a free shared-memory slot), turns replies
+  into outcomes, notices deaths through process sentinels and kills workers whose
+  call outlived ``timeout``. Every task it took yields exactly one outcome: a value,
+  a ``LoaderError``, a ``WorkerDiedError`` or a ``LoaderTimeoutError``; a dead
+  worker is replaced at once.
+- **workers** (``_worker.worker_main``): one task at a time; they exit on a stop
+  message, on EOF, or when the lifeline pipe says the parent is gone.
+
+Workers start through multiprocess's ``forkserver``: a clean server process forks
+them, so a parent that already runs TensorFlow, JAX or torch threads is never
+forked (fork with live threads can deadlock), while loaders defined as lambdas,
+closures or in ``__main__``/notebooks still travel, pickled by dill.
+``AWKGEN_START_METHOD=spawn`` (or ``fork``) overrides the method.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import queue
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dill
+import multiprocess
+from multiprocess.connection import wait
+
+from .. import transport
+from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
+from ._worker import Assignment, InitFailed, Reply, dumps, worker_main
+from .base import Executor, Outcome, Task
+
+__all__ = ["ProcessExecutor", "describe_exit"]
+
+START_METHOD = os.environ.get("AWKGEN_START_METHOD", "forkserver")
+_MANAGER_TICK_S = 0.5  # longest the manager sleeps without re-checking its flags
+_STOP_GRACE_S = 2.0  # time workers get to exit after a stop message, before SIGKILL
+_JOIN_S = 2.0
+_SIGNAL_HINTS = {
+    signal.SIGKILL: "killed: out of memory, or kill -9",
+    signal.SIGSEGV: "segmentation fault in the loader or a C extension",
+    signal.SIGBUS: "bus error: is /dev/shm full?",
+    signal.SIGABRT: "aborted",
+    signal.SIGTERM: "terminated",
+}
+
+
+class RemoteLoaderError(Exception):
+    """Stands for a loader exception that could not be pickled back; holds its traceback text."""
+
+
+def describe_exit(pid: int, exitcode: int | None) -> str:
+    """Say how worker *pid* ended, for a :class:`~awkgen.WorkerDiedError`.
+
+    >>> describe_exit(42, -9)
+    'worker process 42 died from signal SIGKILL (killed: out of memory, or kill -9)'
+    >>> describe_exit(42, 3)
+    'worker process 42 died with exit code 3 (sys.exit or os._exit in the loader?)'
+    """
+    if exitcode is None:
+        return f"worker process {pid} stopped answering"
+    if exitcode < 0:
+        try:
+            sig = signal.Signals(-exitcode)
+        except ValueError:
+            return f"worker process {pid} died from signal {-exitcode}"
+        hint = _SIGNAL_HINTS.get(sig)
+        return f"worker process {pid} died from signal {sig.name}" + (f" ({hint})" if hint else "")
+    return f"worker process {pid} died with exit code {exitcode} (sys.exit or os._exit in the loader?)"
+
+
+@dataclass(eq=False)
+class _Worker:
+    proc: Any
+    conn: Any
+    task: Task | None = None
+    slot: transport.SlotRef | None = None
+    started: float = 0.0
+    timed_out: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProcessExecutor(Executor):
+    def __init__(self, loader: Callable[..., Any], n_workers: int, prefetch: int, timeout: float | None) -> None:
+        try:
+            self._loader_bytes = dill.dumps(loader, protocol=pickle.HIGHEST_PROTOCOL, recurse=True)
+        except Exception as exc:
+            raise TypeError(f"loader must be picklable (by dill) to run in worker processes; pickling "
+                            f"{loader!r:.80} failed with {type(exc).__name__}: {exc}. Use backend='thread', "
+                            "or build what the loader needs inside it.") from exc
+        self.n_workers = n_workers
+        self._timeout = timeout
+        self._ctx = multiprocess.get_context(START_METHOD)
+        if START_METHOD == "forkserver":
+            self._ctx.set_forkserver_preload(["awkgen.executors._worker"])
+        transport.reclaim_orphans()
+        self._ring = transport.SlotRing(secrets.token_hex(4))
+        self._blas_threads = max(1, (os.cpu_count() or 1) // n_workers)
+        self._todo: collections.deque[Task] = collections.deque()
+        self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._life_r, self._life_w = self._ctx.Pipe(duplex=False)
+        self._close_lock = threading.Lock()
+        self._closed = False
+        self._stopping = False
+        self._broken: str | None = None  # set when workers cannot even load the loader
+        self._manager_error: BaseException | None = None
+        self._workers: list[_Worker] = []
+        try:
+            for _ in range(n_workers):
+                self._workers.append(self._spawn())
+        except BaseException:
+            self.close()
+            raise
+        self._manager = threading.Thread(target=self._manage, name="awkgen-process-manager", daemon=True)
+        self._manager.start()
+
+    # -- the caller's side ---------------------------------------------------------------
+    def submit(self, task: Task) -> None:
+        self._todo.append(task)
+        self._wake()
+
+    def get(self, timeout: float) -> Outcome | None:
+        try:
+            return self._outcomes.get(timeout=timeout)
+        except queue.Empty:
+            if not self._closed and not self._manager.is_alive():
+                raise AwkgenError("the worker pool's manager thread stopped unexpectedly; "
+                                  "close this generator and build a new one") from self._manager_error
+            return None
+
+    def ready(self) -> int:
+        return self._outcomes.qsize()
+
+    def cancel(self) -> None:
+        self._todo.clear()
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stopping = True
+        self._wake()
+        manager = getattr(self, "_manager", None)
+        if manager is not None and manager is not threading.current_thread():
+            manager.join(_JOIN_S)
+        for worker in self._workers:
+            try:
+                worker.conn.send_bytes(pickle.dumps(None))
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for worker in self._workers:
+            worker.proc.join(max(0.0, deadline - time.monotonic()))
+        for worker in self._workers:
+            self._reap(worker)
+        self._workers.clear()
+        self._life_w.close()
+        self._life_r.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._ring.close()
+
+    # -- workers ----------------------------------------------------------------------------
+    def _spawn(self) -> _Worker:
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=worker_main, name="awkgen-worker", daemon=True,
+            args=(child_conn, self._life_r, self._loader_bytes, os.getpid(), self._blas_threads))
+        try:
+            proc.start()
+        finally:
+            child_conn.close()
+        return _Worker(proc, parent_conn)
+
+    def _reap(self, worker: _Worker) -> None:
+        """Make sure *worker* is gone and its handles closed."""
+        if worker.proc.exitcode is None:
+            worker.proc.kill()
+            worker.proc.join(_JOIN_S)
+        worker.conn.close()
+        if worker.proc.exitcode is not None:
+            worker.proc.close()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):  # full: the manager is awake anyway; closed: stopping
+            pass
+
+    # -- the manager thread ---------------------------------------------------------------------
+    def _manage(self) -> None:
+        try:
+            while not self._stopping:
+                self._dispatch()
+                by_handle: dict[Any, _Worker | None] = {self._wake_r: None}
+                for worker in self._workers:
+                    by_handle[worker.conn] = worker
+                    by_handle[worker.proc.sentinel] = worker
+                for handle in wait(list(by_handle), timeout=self._sleep_s()):
+                    owner = by_handle[handle]
+                    if owner is None:
+                        self._drain_wake()
+                    elif owner in self._workers:
+                        self._service(owner)
+                self._expire()
+        except BaseException as exc:  # never die silently: get() reports it
+            self._manager_error = exc
+            raise
+
+    def _dispatch(self) -> None:
+        for worker in self._workers:
+            if worker.task is not None or not self._todo:
+                continue
+            try:
+                task = self._todo.popleft()
+            except IndexError:  # cancelled meanwhile
+                return
+            if self._broken is not None:
+                self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+                continue
+            slot = self._ring.acquire()
+            worker.task, worker.slot, worker.started = task, slot, time.monotonic()
+            try:
+                worker.conn.send_bytes(dumps(Assignment(task, slot)))
+            except (OSError, ValueError):
+                pass  # the worker is dead; its sentinel reports the task
+            except Exception as exc:  # ids that cannot be pickled
+                worker.task, worker.slot = None, None
+                self._ring.release(slot)
+                self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
+                                           detail=f"the batch's ids cannot be sent to a worker process ({exc})"))
+
+    def _sleep_s(self) -> float:
+        if self._timeout is None:
+            return _MANAGER_TICK_S
+        now = time.monotonic()
+        deadlines = [w.started + self._timeout - now for w in self._workers if w.task and not w.timed_out]
+        return max(0.005, min([_MANAGER_TICK_S, *deadlines]))
+
+    def _drain_wake(self) -> None:
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+
+    def _service(self, worker: _Worker) -> None:
+        """*worker*'s pipe or sentinel is ready: take its reply, then see if it died."""
+        try:
+            if worker.conn.poll():
+                self._on_reply(worker, pickle.loads(worker.conn.recv_bytes()))
+        except (EOFError, OSError):
+            pass
+        if not worker.proc.is_alive() or worker.conn.closed:
+            self._on_death(worker)
+
+    def _on_reply(self, worker: _Worker, reply: Reply | InitFailed) -> None:
+        if isinstance(reply, InitFailed):
+            self._broken = f"worker processes could not load the loader:\n{reply.error_text}"
+            return
+        task, slot = worker.task, worker.slot
+        worker.task, worker.slot = None, None
+        if task is None or reply.seq != task.seq:  # cannot happen; never deliver a stranger's batch
+            self._ring.release(slot)
+            return
+        self._ring.need(reply.nbytes)
+        if reply.failed:
+            self._ring.release(slot)
+            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=_exception(reply),
+                                       detail=f"loader raised {_headline(reply)}", load_s=reply.load_s))
+            return
+        if reply.in_slot and slot is not None:
+            value = transport.rebuild(reply.tree, self._ring.lease(slot))
+        else:
+            self._ring.release(slot)
+            value = reply.tree
+        self._outcomes.put(Outcome(task.seq, value=value, load_s=reply.load_s))
+
+    def _on_death(self, worker: _Worker) -> None:
+        worker.proc.join(_JOIN_S)
+        pid, code = worker.proc.pid, worker.proc.exitcode
+        self._workers.remove(worker)
+        self._reap(worker)
+        if worker.task is not None:
+            self._ring.release(worker.slot)
+            if worker.timed_out:
+                outcome = Outcome(worker.task.seq, error_type=LoaderTimeoutError,
+                                  detail=f"loader call exceeded timeout={self._timeout:g} s; worker process "
+                                         f"{pid} was killed and replaced", load_s=self._timeout or 0.0)
+            else:
+                outcome = Outcome(worker.task.seq, error_type=WorkerDiedError,
+                                  detail=describe_exit(pid, code) + "; it has been replaced")
+            self._outcomes.put(outcome)
+        if not self._stopping and self._broken is None:
+            self._workers.append(self._spawn())
+
+    def _expire(self) -> None:
+        if self._timeout is None:
+            return
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.task is not None and not worker.timed_out and now - worker.started > self._timeout:
+                worker.timed_out = True
+                worker.proc.kill()  # its sentinel fires next; _on_death reports the timeout
+
+
+def _headline(reply: Reply) -> str:
+    lines = [line for line in reply.error_text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "an exception"
+
+
+def _exception(reply: Reply) -> BaseException:
+    if reply.error is not None:
+        try:
+            exc = pickle.loads(reply.error)
+            if isinstance(exc, BaseException):
+                return exc
+        except Exception:
+            pass
+    return RemoteLoaderError(reply.error_text)

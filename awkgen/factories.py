@@ -1,0 +1,239 @@
+"""The four R-named factories: validate arguments, pick an executor, build a generator.
+
+Every argument is checked here, before any worker starts, and a bad one raises
+``TypeError`` (wrong kind) or ``ValueError`` (right kind, out of range) whose
+message names the argument and the value received.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import os
+import secrets
+from collections.abc import Callable, Mapping, Sequence, Set
+from typing import Any
+
+import numpy as np
+
+from .executors.base import Executor
+from .executors.serial import SerialExecutor
+from .generator import BatchGenerator
+from .sampling import Plan
+
+__all__ = ["DataGenerator", "DataGeneratorNonblock", "DataGeneratorMultiProc", "CleanupGenerator"]
+
+BACKENDS = ("process", "thread", "ray")
+
+
+def DataGenerator(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.ndarray,
+                  sample_cls: Any = None, batch_size: int = 32, *, shuffle: bool = True,
+                  seed: int | None = None, drop_last: bool = False, rank: int = 0,
+                  world_size: int = 1) -> BatchGenerator:
+    """A blocking generator: each call runs ``loader`` on the next batch's ids.
+
+    *loader* maps a batch of ids to data (any object); if it has a parameter named
+    ``rng`` it also gets a :class:`numpy.random.Generator` seeded from ``(seed,
+    epoch, step)``. *sample_cls* (optional) holds one label row per id.
+
+    >>> gen = DataGenerator(lambda ids: ids, [1, 2, 3, 4, 5, 6, 7], batch_size=3, shuffle=False)
+    >>> [gen()[0] for _ in range(4)]
+    [[1, 2, 3], [4, 5, 6], [7], [1, 2, 3]]
+
+    With labels a call returns ``(x, y)``; ``y`` holds the batch's rows of *sample_cls*:
+
+    >>> import numpy as np
+    >>> gen = DataGenerator(lambda ids: ids * 10, np.arange(4), sample_cls=["a", "b", "c", "d"],
+    ...                     batch_size=2, shuffle=False)
+    >>> x, y = gen()
+    >>> x.tolist(), y.tolist()
+    ([0, 10], ['a', 'b'])
+    >>> gen(stop=True)
+    >>> gen()
+    Traceback (most recent call last):
+    ...
+    awkgen.errors.GeneratorStoppedError: this generator was stopped ...
+    """
+    prepared = _prepare(loader, sample_ids, sample_cls, batch_size, shuffle, seed, drop_last, rank, world_size)
+    return _build(prepared, SerialExecutor(loader), prefetch=1, backend="serial")
+
+
+def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.ndarray,
+                           sample_cls: Any = None, batch_size: int = 32, n_workers: int | None = None,
+                           *, backend: str = "process", prefetch: int | None = None,
+                           timeout: float | None = None, shuffle: bool = True, seed: int | None = None,
+                           drop_last: bool = False, rank: int = 0, world_size: int = 1,
+                           **backend_options: Any) -> BatchGenerator:
+    """A prefetching generator: *n_workers* workers run the loader ahead of the caller.
+
+    Gives exactly the batches :func:`DataGenerator` gives with the same arguments.
+    *n_workers* defaults to ``os.cpu_count()``; *backend* is ``"process"`` (default),
+    ``"thread"`` or ``"ray"``; *prefetch* bounds the batches in flight (default
+    ``2 * n_workers``); *timeout* bounds one loader call in seconds. Extra keyword
+    arguments go to the backend (``address=`` for Ray).
+
+    >>> with DataGeneratorMultiProc(lambda ids: ids, list(range(7)), batch_size=3,
+    ...                             n_workers=2, backend="thread", shuffle=False) as gen:
+    ...     [gen()[0] for _ in range(4)]
+    [[0, 1, 2], [3, 4, 5], [6], [0, 1, 2]]
+    """
+    prepared = _prepare(loader, sample_ids, sample_cls, batch_size, shuffle, seed, drop_last, rank, world_size)
+    if n_workers is None:
+        n_workers = os.cpu_count() or 1
+    _check_int("n_workers", n_workers, minimum=1)
+    if prefetch is None:
+        prefetch = 2 * n_workers
+    _check_int("prefetch", prefetch, minimum=1)
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+            raise TypeError(f"timeout must be None or a number of seconds; received: {timeout!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds; received: {timeout!r}")
+        timeout = float(timeout)
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; received: {backend!r}")
+    executor = _make_executor(backend, loader, n_workers, prefetch, timeout, backend_options)
+    return _build(prepared, executor, prefetch=prefetch, backend=backend)
+
+
+def DataGeneratorNonblock(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.ndarray,
+                          sample_cls: Any = None, batch_size: int = 32, **kwargs: Any) -> BatchGenerator:
+    """``DataGeneratorMultiProc(..., n_workers=1)``: load the next batch while the caller works."""
+    if "n_workers" in kwargs:
+        raise TypeError("DataGeneratorNonblock always uses one worker; received: "
+                        f"n_workers={kwargs['n_workers']!r} (use DataGeneratorMultiProc for more)")
+    return DataGeneratorMultiProc(loader, sample_ids, sample_cls, batch_size, n_workers=1, **kwargs)
+
+
+def CleanupGenerator(gen: BatchGenerator) -> None:
+    """Stop *gen*: its workers exit and its shared memory is freed. Idempotent.
+
+    >>> gen = DataGenerator(lambda ids: ids, [1, 2], batch_size=1)
+    >>> CleanupGenerator(gen); CleanupGenerator(gen)
+    >>> gen.closed
+    True
+    """
+    if not isinstance(gen, BatchGenerator):
+        raise TypeError(f"gen must be a generator made by an awkgen factory; received: {gen!r:.100}")
+    gen.close()
+
+
+# -- internals -------------------------------------------------------------------------
+
+class _Prepared:
+    __slots__ = ("loader", "ids", "labels", "plan", "wants_rng")
+
+    def __init__(self, loader: Callable[..., Any], ids: Any, labels: np.ndarray | None, plan: Plan,
+                 wants_rng: bool) -> None:
+        self.loader, self.ids, self.labels, self.plan, self.wants_rng = loader, ids, labels, plan, wants_rng
+
+
+def _build(p: _Prepared, executor: Executor, prefetch: int, backend: str) -> BatchGenerator:
+    return BatchGenerator(p.loader, p.ids, p.labels, p.plan, executor, prefetch, p.wants_rng, backend)
+
+
+def _prepare(loader: Any, sample_ids: Any, sample_cls: Any, batch_size: Any, shuffle: Any, seed: Any,
+             drop_last: Any, rank: Any, world_size: Any) -> _Prepared:
+    if not callable(loader):
+        raise TypeError(f"loader must be a callable taking a batch of ids; received: {loader!r:.100} "
+                        f"({type(loader).__name__})")
+    ids = _check_ids(sample_ids)
+    n_ids = len(ids)
+    labels = _check_labels(sample_cls, n_ids)
+    _check_bool("shuffle", shuffle)
+    _check_bool("drop_last", drop_last)
+    _check_int("world_size", world_size, minimum=1)
+    _check_int("rank", rank, minimum=0)
+    if rank >= world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}); received: rank={rank!r}")
+    _check_int("batch_size", batch_size, minimum=1)
+    shard = n_ids // world_size
+    if batch_size > shard:
+        if world_size == 1:
+            raise ValueError(f"batch_size must be at most the number of ids ({n_ids}); "
+                             f"received: batch_size={batch_size}")
+        raise ValueError(f"each shard holds {shard} ids ({n_ids} ids // world_size={world_size}), fewer "
+                         f"than one batch: received batch_size={batch_size}")
+    if seed is None:
+        seed = secrets.randbits(63)
+    else:
+        _check_int("seed", seed, minimum=0)
+    plan = Plan(n_ids=n_ids, batch_size=int(batch_size), shuffle=bool(shuffle), seed=int(seed),
+                drop_last=bool(drop_last), rank=int(rank), world_size=int(world_size))
+    return _Prepared(loader, ids, labels, plan, _takes_rng(loader))
+
+
+def _check_ids(sample_ids: Any) -> Any:
+    if isinstance(sample_ids, np.ndarray):
+        if sample_ids.ndim == 0:
+            raise TypeError(f"sample_ids must be a sequence of ids; received a 0-d array: {sample_ids!r}")
+        ids: Any = sample_ids
+    elif isinstance(sample_ids, (str, bytes)):
+        raise TypeError(f"sample_ids must be a sequence of ids, not a single {type(sample_ids).__name__}; "
+                        f"received: {sample_ids!r:.100}")
+    elif isinstance(sample_ids, (Mapping, Set)):
+        raise TypeError("sample_ids must be an ordered sequence (list, tuple, range, numpy array); received "
+                        f"a {type(sample_ids).__name__}, whose order is not reproducible")
+    else:
+        try:
+            ids = list(sample_ids)
+        except TypeError:
+            raise TypeError(f"sample_ids must be a sequence of ids; received: {sample_ids!r:.100} "
+                            f"({type(sample_ids).__name__})") from None
+    if len(ids) == 0:
+        raise ValueError(f"sample_ids must not be empty; received: {sample_ids!r:.100}")
+    return ids
+
+
+def _check_labels(sample_cls: Any, n_ids: int) -> np.ndarray | None:
+    if sample_cls is None:
+        return None
+    labels = np.asarray(sample_cls)
+    if labels.ndim == 0:
+        raise TypeError(f"sample_cls must hold one label (row) per id; received a scalar: {sample_cls!r:.100}")
+    if len(labels) != n_ids:
+        raise ValueError(f"sample_cls must have one row per id ({n_ids}); received {len(labels)} rows")
+    return labels
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; received: {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; received: {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; received: {value!r}")
+
+
+def _takes_rng(loader: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(loader).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    param = params.get("rng")
+    return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+
+
+def _make_executor(backend: str, loader: Callable[..., Any], n_workers: int, prefetch: int,
+                   timeout: float | None, options: dict[str, Any]) -> Executor:
+    if backend == "thread":
+        from .executors.thread import ThreadExecutor
+
+        _no_options(backend, options)
+        return ThreadExecutor(loader, n_workers, timeout)
+    if backend == "process":
+        from .executors.process import ProcessExecutor
+
+        _no_options(backend, options)
+        return ProcessExecutor(loader, n_workers, prefetch, timeout)
+    from .executors.ray import RayExecutor
+
+    return RayExecutor(loader, n_workers, prefetch, timeout, **options)
+
+
+def _no_options(backend: str, options: dict[str, Any]) -> None:
+    if options:
+        raise TypeError(f"backend={backend!r} takes no extra options; received: {sorted(options)}")

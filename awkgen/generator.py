@@ -1,0 +1,361 @@
+"""The stateful generator object: the Python form of the R package's closures.
+
+One :class:`BatchGenerator` class serves all factories; they differ only in the
+executor that runs the loader. The generator owns the *order*: it plans batches
+from its :class:`~awkgen.sampling.Plan`, keeps up to ``prefetch`` of them submitted
+to the executor, and delivers outcomes strictly in plan order, whichever worker
+finished first. Labels are sliced here, in the caller, never shipped to workers.
+
+Cursor bookkeeping (all under ``_lock``)::
+
+    _inflight   seq -> _Batch, in plan order: submitted, not yet delivered
+    _ready      seq -> Outcome that arrived before its turn
+    _submit_at  (epoch, step) of the next batch to submit
+    epoch/step  of the next batch to *deliver* (the head of _inflight, else _submit_at)
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import types
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import GeneratorStoppedError, short_ids
+from .executors.base import Executor, Outcome, Task
+from .sampling import Plan
+
+__all__ = ["BatchGenerator", "GeneratorStats"]
+
+_POLL_S = 0.1  # how long one wait for an outcome lasts before flags are re-checked
+_STATE_VERSION = 1
+_STATE_KEYS = ("n_ids", "batch_size", "shuffle", "drop_last", "rank", "world_size")
+_INPUT_BOUND_WAIT_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class _Batch:
+    epoch: int
+    step: int
+    positions: np.ndarray
+    ids: Any
+
+
+@dataclass(frozen=True)
+class GeneratorStats:
+    """Where the time went; see :meth:`BatchGenerator.stats`."""
+
+    batches: int
+    loader_s: float
+    wait_s: float
+    elapsed_s: float
+    ready: int
+    in_flight: int
+    n_workers: int
+    verdict: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        per = (lambda s: 1e3 * s / self.batches) if self.batches else (lambda s: 0.0)
+        return (f"{self.batches} batches in {self.elapsed_s:.2f} s; loader {per(self.loader_s):.1f} ms/batch "
+                f"on {self.n_workers} worker(s); consumer waited {per(self.wait_s):.1f} ms/batch; "
+                f"{self.ready} ready, {self.in_flight} in flight. {self.verdict}")
+
+
+class BatchGenerator:
+    """An endless, stateful stream of batches; build one with a factory such as
+    :func:`awkgen.DataGenerator`.
+
+    ``gen()``, ``next(gen)``, ``gen.get_batch()`` and ``for batch in gen`` all return
+    the next batch: ``(x,)``, or ``(x, y)`` when labels were given. ``gen(stop=True)``,
+    ``gen.close()`` and leaving ``with gen:`` stop it.
+
+    Keras 3's ``model.fit`` only accepts real Python generators among iterables, so
+    ``gen.__class__`` reports :class:`types.GeneratorType` (``type(gen)`` is still
+    this class): ``model.fit(gen, steps_per_epoch=gen.steps_per_epoch)`` works without
+    awkgen importing Keras. Keras only iterates it, which is all a generator promises.
+    """
+
+    def __init__(self, loader: Callable[..., Any], ids: Any, labels: np.ndarray | None, plan: Plan,
+                 executor: Executor, prefetch: int, wants_rng: bool, backend: str = "serial") -> None:
+        self._loader = loader
+        self._ids = ids
+        self._labels = labels
+        self._plan = plan
+        self._executor = executor
+        self._prefetch = prefetch
+        self._wants_rng = wants_rng
+        self._backend = backend
+        self._lock = threading.RLock()
+        self._closed = False
+        self._orders: dict[int, np.ndarray] = {}
+        self._inflight: collections.OrderedDict[int, _Batch] = collections.OrderedDict()
+        self._ready: dict[int, Outcome] = {}
+        self._next_seq = 0
+        self._submit_at = (0, 0)
+        self._batches = 0
+        self._loader_s = 0.0
+        self._wait_s = 0.0
+        self._started: float | None = None
+        # The finalizer holds the executor, never self: a dropped generator is collected.
+        self._finalizer = weakref.finalize(self, executor.close)
+
+    # -- ART's DataGenerator interface and the read-only properties ----------------
+    @property
+    def size(self) -> int:
+        """Number of ids this generator draws from (this rank's shard)."""
+        return self._plan.size
+
+    @property
+    def batch_size(self) -> int:
+        return self._plan.batch_size
+
+    @property
+    def iterator(self) -> BatchGenerator:
+        """ART's ``iterator`` attribute: the generator itself."""
+        return self
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch: ``ceil(size / batch_size)``, or floor with ``drop_last``."""
+        return self._plan.steps_per_epoch
+
+    @property
+    def epoch(self) -> int:
+        """Epoch of the batch the next call returns."""
+        return self._cursor()[0]
+
+    @property
+    def step(self) -> int:
+        """Index, within its epoch, of the batch the next call returns."""
+        return self._cursor()[1]
+
+    @property
+    def seed(self) -> int:
+        return self._plan.seed
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def n_workers(self) -> int:
+        return self._executor.n_workers
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # noqa: D105 - see the class docstring
+        return types.GeneratorType
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._closed else f"epoch {self.epoch}, step {self.step}"
+        return (f"<awkgen generator: {self.size} ids, batch_size={self.batch_size}, "
+                f"backend={self._backend!r}, n_workers={self.n_workers}, {state}>")
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an awkgen generator holds live workers and cannot be pickled; "
+                        "pickle its loader and ids and build a new one instead")
+
+    # -- producing batches ----------------------------------------------------------
+    def __call__(self, stop: bool = False) -> tuple[Any, ...] | None:
+        """Return the next batch; with ``stop=True`` stop the generator and return ``None``."""
+        if stop:
+            self.close()
+            return None
+        return self._next_batch()
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return self
+
+    def __next__(self) -> tuple[Any, ...]:
+        return self._next_batch()
+
+    def get_batch(self) -> tuple[Any, ...]:
+        """ART's interface: the next batch."""
+        return self._next_batch()
+
+    def _next_batch(self) -> tuple[Any, ...]:
+        with self._lock:
+            self._check_open()
+            if self._started is None:
+                self._started = time.perf_counter()
+            self._fill()
+            seq, batch = next(iter(self._inflight.items()))
+            outcome = self._wait_for(seq)
+            del self._inflight[seq]
+            self._fill()  # keep workers busy while the caller trains on this batch
+            self._batches += 1
+            self._loader_s += outcome.load_s
+        if outcome.error_type is not None:
+            message = (f"{outcome.detail} (batch {batch.step} of epoch {batch.epoch}, "
+                       f"ids {short_ids(batch.ids)})")
+            raise outcome.error_type(message) from outcome.cause
+        if self._labels is None:
+            return (outcome.value,)
+        return (outcome.value, self._labels[batch.positions])
+
+    def _wait_for(self, seq: int) -> Outcome:
+        start = time.perf_counter()
+        try:
+            while seq not in self._ready:
+                self._check_open()
+                outcome = self._executor.get(timeout=_POLL_S)
+                if outcome is not None and outcome.seq in self._inflight:
+                    self._ready[outcome.seq] = outcome
+            return self._ready.pop(seq)
+        finally:
+            self._wait_s += time.perf_counter() - start
+
+    def _fill(self) -> None:
+        """Submit planned batches until ``prefetch`` are undelivered."""
+        while len(self._inflight) < self._prefetch:
+            epoch, step = self._submit_at
+            order = self._order(epoch)
+            positions = self._plan.batch_positions(epoch, step, order)
+            ids = self._ids_at(positions)
+            entropy = tuple(self._plan.loader_seed(epoch, step)) if self._wants_rng else None
+            seq = self._next_seq
+            self._next_seq += 1
+            self._inflight[seq] = _Batch(epoch, step, positions, ids)
+            self._executor.submit(Task(seq, ids, entropy))
+            self._submit_at = self._plan.next_cursor(epoch, step)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        order = self._orders.get(epoch)
+        if order is None:
+            order = self._plan.epoch_order(epoch)
+            self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
+            self._orders[epoch] = order
+        return order
+
+    def _ids_at(self, positions: np.ndarray) -> Any:
+        if isinstance(self._ids, np.ndarray):
+            return self._ids[positions]
+        return [self._ids[p] for p in positions.tolist()]
+
+    def _cursor(self) -> tuple[int, int]:
+        with self._lock:
+            if self._inflight:
+                head = next(iter(self._inflight.values()))
+                return head.epoch, head.step
+            return self._submit_at
+
+    # -- state ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """A small JSON-serialisable dict from which :meth:`load_state_dict` resumes.
+
+        >>> import awkgen
+        >>> gen = awkgen.DataGenerator(lambda ids: ids, list(range(10)), batch_size=4, seed=1)
+        >>> _ = gen(); state = gen.state_dict()
+        >>> state["epoch"], state["step"], state["seed"]
+        (0, 1, 1)
+        """
+        epoch, step = self._cursor()
+        state: dict[str, Any] = {"awkgen_state": _STATE_VERSION, "epoch": epoch, "step": step,
+                                 "seed": self._plan.seed}
+        state.update({key: getattr(self._plan, key) for key in _STATE_KEYS})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next batch the one that came next when *state* was taken.
+
+        The generator must have been built with the same ids, batch size, shuffle,
+        drop_last and shard; workers and backend may differ. Batches already
+        prefetched are discarded.
+        """
+        if not isinstance(state, dict) or state.get("awkgen_state") != _STATE_VERSION:
+            raise ValueError(f"state must be a dict from state_dict() (awkgen_state={_STATE_VERSION}); "
+                             f"received: {state!r:.200}")
+        for key in _STATE_KEYS:
+            if state.get(key) != getattr(self._plan, key):
+                raise ValueError(f"state[{key!r}] is {state.get(key)!r} but this generator has "
+                                 f"{key}={getattr(self._plan, key)!r}: build the generator with "
+                                 "the same ids and arguments as the one the state came from")
+        epoch, step, seed = state.get("epoch"), state.get("step"), state.get("seed")
+        for key, value in (("epoch", epoch), ("step", step), ("seed", seed)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"state[{key!r}] must be a non-negative int; received: {value!r}")
+        assert isinstance(step, int) and isinstance(epoch, int) and isinstance(seed, int)
+        if step >= self._plan.steps_per_epoch:
+            raise ValueError(f"state['step'] must be < steps_per_epoch={self._plan.steps_per_epoch}; "
+                             f"received: {step}")
+        with self._lock:
+            self._check_open()
+            self._executor.cancel()
+            self._inflight.clear()
+            self._ready.clear()
+            if seed != self._plan.seed:
+                self._plan = Plan(**{**asdict(self._plan), "seed": seed})
+                self._orders.clear()
+            self._submit_at = (epoch, step)
+
+    # -- diagnostics ----------------------------------------------------------------
+    def stats(self) -> GeneratorStats:
+        """Batches delivered, loader time, time the caller waited, and a verdict.
+
+        The verdict is *input-bound* when the caller spent more than a fifth of its
+        time waiting for batches (more workers would help), else *compute-bound*.
+        """
+        with self._lock:
+            elapsed = 0.0 if self._started is None else time.perf_counter() - self._started
+            ready = len(self._ready) + self._executor.ready()
+            in_flight = len(self._inflight) - ready
+            if not self._batches:
+                verdict = "no batches delivered yet"
+            elif self._wait_s > _INPUT_BOUND_WAIT_FRACTION * elapsed:
+                verdict = "input-bound: more workers would help"
+            else:
+                verdict = "compute-bound: loading keeps up"
+            return GeneratorStats(self._batches, self._loader_s, self._wait_s, elapsed, ready,
+                                  in_flight, self._executor.n_workers, verdict)
+
+    # -- lifecycle ------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the workers and free shared memory. Idempotent; later calls raise
+        :class:`~awkgen.GeneratorStoppedError`."""
+        self._closed = True  # seen by a call waiting in another thread, without the lock
+        self._finalizer()  # runs executor.close() once
+        with self._lock:
+            self._inflight.clear()
+            self._ready.clear()
+
+    def __enter__(self) -> BatchGenerator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GeneratorStoppedError("this generator was stopped (gen(stop=True), close() or CleanupGenerator); "
+                                        "build a new one to load more batches")
+
+    # -- bridges to frameworks (imported only when asked for) ----------------------------
+    def as_keras(self) -> Any:
+        """A ``keras.utils.PyDataset`` of one epoch's steps: ``model.fit(gen.as_keras(), epochs=E)``."""
+        from .frameworks.keras import as_keras
+
+        return as_keras(self)
+
+    def as_torch(self) -> Any:
+        """An iterable of torch tensors, one epoch per pass, usable where a ``DataLoader`` is."""
+        from .frameworks.torch import as_torch
+
+        return as_torch(self)
+
+    def as_tf(self) -> Any:
+        """A ``tf.data.Dataset`` of this generator's batches."""
+        from .frameworks.tensorflow import as_tf
+
+        return as_tf(self)

@@ -1,0 +1,76 @@
+"""What a test may not leave behind: child processes, threads, file descriptors, /dev/shm segments.
+
+Used by the autouse fixture in ``conftest.py`` and by tests that check a child
+interpreter (``python -c``) from the outside.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+SHM_DIR = "/dev/shm"
+
+
+def _children(pid: int) -> set[int]:
+    """All descendants of *pid* (from /proc), zombies excluded."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z":
+            parents[int(entry)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def awkgen_segments(pid: int | None = None) -> set[str]:
+    prefix = "awkgen-" if pid is None else f"awkgen-{pid}-"
+    return {name for name in os.listdir(SHM_DIR) if name.startswith(prefix)}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    children: frozenset[int]
+    threads: frozenset[str]
+    fds: int
+    segments: frozenset[str]
+
+    @classmethod
+    def take(cls) -> Snapshot:
+        threads = frozenset(f"{t.name}#{t.ident}" for t in threading.enumerate())
+        return cls(frozenset(_children(os.getpid())), threads, len(os.listdir("/proc/self/fd")),
+                   frozenset(awkgen_segments(os.getpid())))
+
+    def leaks_since(self, before: Snapshot) -> list[str]:
+        problems = []
+        if self.children - before.children:
+            problems.append(f"child processes left: {sorted(self.children - before.children)}")
+        if self.threads - before.threads:
+            problems.append(f"threads left: {sorted(self.threads - before.threads)}")
+        if self.fds > before.fds:
+            problems.append(f"file descriptors left: {self.fds - before.fds} more than before")
+        if self.segments - before.segments:
+            problems.append(f"/dev/shm segments left: {sorted(self.segments - before.segments)}")
+        return problems
+
+
+def wait_for_no_leaks(before: Snapshot, within_s: float = 5.0) -> list[str]:
+    """Poll until nothing leaked since *before* or *within_s* passes; return what leaked."""
+    deadline = time.monotonic() + within_s
+    while True:
+        problems = Snapshot.take().leaks_since(before)
+        if not problems or time.monotonic() > deadline:
+            return problems
+        time.sleep(0.05)
