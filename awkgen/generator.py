@@ -107,6 +107,8 @@ class BatchGenerator:
         self._started: float | None = None
         # The finalizer holds the executor, never self: a dropped generator is collected.
         self._finalizer = weakref.finalize(self, executor.close)
+        with self._lock:
+            self._fill()  # workers start loading now, not at the first call
 
     # -- ART's DataGenerator interface and the read-only properties ----------------
     @property

@@ -48,7 +48,7 @@ from multiprocess.connection import wait
 from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
 from ._worker import Assignment, InitFailed, Reply, dumps, worker_main
-from .base import Executor, Outcome, Task
+from .base import Executor, Outcome, Task, loader_failure
 
 __all__ = ["ProcessExecutor", "describe_exit"]
 
@@ -288,8 +288,7 @@ class ProcessExecutor(Executor):
         self._ring.need(reply.nbytes)
         if reply.failed:
             self._ring.release(slot)
-            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=_exception(reply),
-                                       detail=f"loader raised {_headline(reply)}", load_s=reply.load_s))
+            self._outcomes.put(_failure(task.seq, reply))
             return
         if reply.in_slot and slot is not None:
             value = transport.rebuild(reply.tree, self._ring.lease(slot))
@@ -326,17 +325,17 @@ class ProcessExecutor(Executor):
                 worker.proc.kill()  # its sentinel fires next; _on_death reports the timeout
 
 
-def _headline(reply: Reply) -> str:
-    lines = [line for line in reply.error_text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "an exception"
-
-
-def _exception(reply: Reply) -> BaseException:
+def _failure(seq: int, reply: Reply) -> Outcome:
+    """The outcome for a loader that raised in a worker: the original exception when it
+    pickles both ways (tblib carries its traceback), else its traceback as text."""
     if reply.error is not None:
         try:
             exc = pickle.loads(reply.error)
-            if isinstance(exc, BaseException):
-                return exc
         except Exception:
-            pass
-    return RemoteLoaderError(reply.error_text)
+            exc = None
+        if isinstance(exc, BaseException):
+            return loader_failure(seq, exc, reply.load_s)
+    lines = [line for line in reply.error_text.strip().splitlines() if line.strip()]
+    headline = lines[-1] if lines else "an exception"
+    return Outcome(seq, error_type=LoaderError, detail=f"loader raised {headline}",
+                   cause=RemoteLoaderError(reply.error_text), load_s=reply.load_s)

@@ -1,0 +1,194 @@
+"""The crash table: every way a loader or worker can fail raises the right error at the
+right batch, within seconds, and the next call returns the next batch (SPEC section 4)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+import time
+import traceback
+
+import numpy as np
+import pytest
+
+from awkgen import (
+    AwkgenError,
+    DataGenerator,
+    DataGeneratorMultiProc,
+    LoaderError,
+    LoaderTimeoutError,
+    WorkerDiedError,
+)
+
+BAD_ID = 3  # the batch holding this id fails; with batch_size=2, unshuffled, that is batch 1: ids [2, 3]
+
+
+def raising_loader(ids):
+    if BAD_ID in ids:
+        raise FileNotFoundError(f"no such file: {BAD_ID}.png")
+    return np.asarray(ids)
+
+
+def sigkill_loader(ids):
+    if BAD_ID in ids:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return np.asarray(ids)
+
+
+def exiting_loader(ids):
+    if BAD_ID in ids:
+        os._exit(3)
+    return np.asarray(ids)
+
+
+def segfault_loader(ids):
+    if BAD_ID in ids:
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+    return np.asarray(ids)
+
+
+def unpicklable_loader(ids):
+    if BAD_ID in ids:
+        return (i for i in ids)  # a live generator: neither pickle nor dill can send it
+    return np.asarray(ids)
+
+
+def hanging_loader(ids):
+    if BAD_ID in ids:
+        # 4x the timeout: a process is killed at 1 s; an abandoned thread (which cannot be
+        # killed) returns at 4 s, its result dropped, and must then exit (no_leaks checks it).
+        time.sleep(4)
+    return np.asarray(ids)
+
+
+# (case, loader, error, what the message must say, backends it applies to, extra kwargs)
+CRASHES = [
+    ("raise", raising_loader, LoaderError, r"FileNotFoundError: no such file: 3.png", ("thread", "process"), {}),
+    ("sigkill", sigkill_loader, WorkerDiedError, r"worker process \d+ died from signal SIGKILL", ("process",), {}),
+    ("os_exit", exiting_loader, WorkerDiedError, r"worker process \d+ died with exit code 3", ("process",), {}),
+    ("segfault", segfault_loader, WorkerDiedError, r"died from signal SIGSEGV \(segmentation fault", ("process",), {}),
+    ("unpicklable", unpicklable_loader, LoaderError, r"cannot be sent back from the worker process", ("process",), {}),
+    ("hang", hanging_loader, LoaderTimeoutError, r"exceeded timeout=1 s", ("thread", "process"), {"timeout": 1.0}),
+]
+CASES = [(case, loader, err, msg, backend, kw) for case, loader, err, msg, backends, kw in CRASHES
+         for backend in backends]
+
+
+@pytest.mark.parametrize("case, loader, error, message, backend, kwargs", CASES,
+                         ids=[f"{c[0]}-{c[4]}" for c in CASES])
+def test_failure_raises_at_its_batch_within_seconds_and_the_stream_goes_on(case, loader, error, message,
+                                                                          backend, kwargs):
+    ids = list(range(8))
+    with DataGeneratorMultiProc(loader, ids, batch_size=2, n_workers=2, backend=backend, shuffle=False,
+                                **kwargs) as gen:
+        assert gen()[0].tolist() == [0, 1]
+        start = time.monotonic()
+        with pytest.raises(error, match=message) as info:
+            gen()
+        assert time.monotonic() - start < 10
+        assert isinstance(info.value, AwkgenError) and isinstance(info.value, RuntimeError)
+        assert "ids [2, 3]" in str(info.value) and "batch 1 of epoch 0" in str(info.value)
+        # the generator goes on: the next batches, then the next epoch
+        assert [gen()[0].tolist() for _ in range(2)] == [[4, 5], [6, 7]]
+        assert gen()[0].tolist() == [0, 1]
+        if backend == "process":
+            assert gen.n_workers == 2
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_loader_error_cause_is_the_original_with_the_worker_side_traceback(backend):
+    with DataGeneratorMultiProc(raising_loader, list(range(4)), batch_size=2, n_workers=1, backend=backend,
+                                shuffle=False) as gen:
+        gen()
+        with pytest.raises(LoaderError) as info:
+            gen()
+    cause = info.value.__cause__
+    assert type(cause) is FileNotFoundError and str(cause) == "no such file: 3.png"
+    assert "in raising_loader" in "".join(traceback.format_exception(cause))
+
+
+def test_the_blocking_generator_has_the_same_loader_error():
+    gen = DataGenerator(raising_loader, list(range(4)), batch_size=2, shuffle=False)
+    gen()
+    with pytest.raises(LoaderError, match="ids \\[2, 3\\]") as info:
+        gen()
+    assert type(info.value.__cause__) is FileNotFoundError
+    assert gen()[0].tolist() == [0, 1]
+
+
+class Picky(Exception):
+    """An exception whose __init__ wants two arguments: plain pickle cannot rebuild it."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a}/{b}")
+
+
+def picky_loader(ids):
+    raise Picky("x", "y")
+
+
+class Unsendable(Exception):
+    """An exception holding a lock: it cannot be pickled at all."""
+
+    def __init__(self):
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def unsendable_loader(ids):
+    raise Unsendable()
+
+
+def test_an_exception_with_a_custom_init_arrives_as_itself():
+    with DataGeneratorMultiProc(picky_loader, list(range(4)), batch_size=2, n_workers=1) as gen:
+        with pytest.raises(LoaderError, match="loader raised Picky: x/y") as info:
+            gen()
+    assert type(info.value.__cause__) is Picky and str(info.value.__cause__) == "x/y"
+
+
+def test_an_exception_that_cannot_travel_still_arrives_as_text_with_its_traceback():
+    with DataGeneratorMultiProc(unsendable_loader, list(range(4)), batch_size=2, n_workers=1) as gen:
+        with pytest.raises(LoaderError, match="Unsendable: holds a lock") as info:
+            gen()
+    cause = str(info.value.__cause__)
+    assert "in unsendable_loader" in cause and "Unsendable: holds a lock" in cause
+
+
+def slow_pid_loader(ids, pid_dir):
+    with open(os.path.join(pid_dir, f"{ids[0]}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(2.0 if ids[0] == 0 else 0.0)
+    return np.asarray(ids)
+
+
+def test_worker_killed_from_outside_mid_batch_never_hangs(tmp_path):
+    import functools
+
+    loader = functools.partial(slow_pid_loader, pid_dir=str(tmp_path))
+    with DataGeneratorMultiProc(loader, list(range(6)), batch_size=1, n_workers=2, shuffle=False) as gen:
+        pid_file = tmp_path / "0.pid"
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerDiedError, match=rf"worker process {pid} died from signal SIGKILL.*ids \[0\]"):
+            gen()
+        assert [gen()[0].tolist() for _ in range(5)] == [[1], [2], [3], [4], [5]]
+
+
+def test_idle_worker_killed_is_replaced_silently(tmp_path):
+    import functools
+
+    loader = functools.partial(slow_pid_loader, pid_dir=str(tmp_path))
+    with DataGeneratorMultiProc(loader, list(range(1, 7)), batch_size=1, n_workers=1, prefetch=1,
+                                shuffle=False) as gen:
+        assert gen()[0].tolist() == [1]
+        pid = int((tmp_path / "1.pid").read_text())
+        time.sleep(0.3)  # the prefetched batch [2] is done; the worker idles
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+        assert [gen()[0].tolist() for _ in range(5)] == [[2], [3], [4], [5], [6]]
