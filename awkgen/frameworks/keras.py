@@ -1,0 +1,214 @@
+"""Keras: ART's ``KerasDataGenerator``, and ``as_keras`` (an awkgen generator as a ``PyDataset``).
+
+Neither needs Keras to be imported until it is used: :class:`KerasDataGenerator`
+recognises a ``Sequence``/``PyDataset`` by its methods, and :func:`as_keras`
+imports Keras when called.
+
+Feeding Keras 3 from an awkgen generator, two ways::
+
+    model.fit(gen, steps_per_epoch=gen.steps_per_epoch, epochs=5)  # gen reports types.GeneratorType
+    model.fit(gen.as_keras(), epochs=5)                             # a PyDataset of one epoch's steps
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import inspect
+import itertools
+import numbers
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ..generator import BatchGenerator
+from .base import DataGenerator, _RestartingGenerator, import_framework, steps_per_epoch
+
+__all__ = ["KerasDataGenerator", "as_keras"]
+
+
+def _is_sequence(obj: Any) -> bool:
+    """A ``keras.utils.Sequence``/``PyDataset`` (or anything indexable by batch with a length)."""
+    kind = type(obj)
+    return hasattr(kind, "__getitem__") and (hasattr(kind, "num_batches") or hasattr(kind, "__len__"))
+
+
+def _num_batches(sequence: Any) -> int | None:
+    """Batches in one pass of a Sequence/PyDataset; ``None`` for an endless PyDataset."""
+    if hasattr(type(sequence), "num_batches"):  # PyDataset: None means infinite
+        try:
+            return sequence.num_batches
+        except NotImplementedError:
+            pass
+    return len(sequence)
+
+
+class KerasDataGenerator(_RestartingGenerator):
+    """ART's wrapper over Keras-style data: ``get_batch()`` returns the next ``(x, y)`` as numpy, forever.
+
+    *iterator* may be a ``keras.utils.PyDataset`` or ``Sequence`` (walked by index
+    from 0 to its length, then ``on_epoch_end()`` and again from 0 — ART instead
+    returns item 0 on every call), a generator function (called again when its
+    generator ends), a re-iterable such as a list of batches (iterated again), or
+    an endless iterator such as a Python generator or an awkgen generator. A
+    one-shot iterator that ends cannot loop and raises ``RuntimeError`` then.
+
+    >>> import numpy as np
+    >>> class Twice:  # a Sequence-like object: two batches, indexed
+    ...     def __len__(self): return 2
+    ...     def __getitem__(self, i): return np.full(3, i), np.full(3, 10 * i)
+    >>> g = KerasDataGenerator(Twice(), size=6, batch_size=3)
+    >>> [g.get_batch()[1].tolist() for _ in range(3)]
+    [[0, 0, 0], [10, 10, 10], [0, 0, 0]]
+    >>> def batches():  # a generator function restarts
+    ...     yield np.zeros(2), np.zeros(2)
+    >>> g = KerasDataGenerator(batches, size=2, batch_size=2)
+    >>> len([g.get_batch() for _ in range(3)])
+    3
+    >>> g = KerasDataGenerator(batches(), size=2, batch_size=2)  # a one-shot generator cannot
+    >>> _ = g.get_batch(); g.get_batch()
+    Traceback (most recent call last):
+    ...
+    RuntimeError: Expected the generator to loop over its data forever, as ART requires. Received: ...
+    """
+
+    def __init__(self, iterator: Any, size: int | None, batch_size: int) -> None:
+        super().__init__(iterator, size=size, batch_size=batch_size)
+        if _is_sequence(iterator):
+            self._kind = "sequence"
+        elif inspect.isgeneratorfunction(iterator):
+            self._kind = "generator function"
+        elif isinstance(iterator, Iterator) or hasattr(type(iterator), "__next__"):
+            self._kind = "iterator"
+        elif hasattr(type(iterator), "__iter__"):
+            self._kind = "iterable"
+        else:
+            raise TypeError("Expected iterator to be a keras.utils.PyDataset or Sequence, a generator (function) "
+                            f"or an iterable of (x, y) batches. Received: {iterator!r:.100} "
+                            f"({type(iterator).__name__})")
+        self._passes = 0
+
+    def _open_pass(self) -> Iterator[Any]:
+        self._passes += 1
+        if self._kind == "sequence":
+            return self._walk(self._iterator)
+        if self._kind == "generator function":
+            return iter(self._iterator())
+        if self._kind == "iterator":
+            if self._passes > 1:
+                raise RuntimeError("Expected the generator to loop over its data forever, as ART requires. "
+                                   f"Received: a {type(self._iterator).__name__} that ended; pass a generator "
+                                   "function, a keras.utils.PyDataset or a re-iterable instead so that a new "
+                                   "pass can start")
+            return iter(self._iterator)
+        return iter(self._iterator)
+
+    @staticmethod
+    def _walk(sequence: Any) -> Iterator[Any]:
+        """One pass over a Sequence/PyDataset, with its epoch hooks, as Keras's own fit() does it."""
+        n = _num_batches(sequence)
+        if hasattr(sequence, "on_epoch_begin"):
+            sequence.on_epoch_begin()
+        for index in itertools.count() if n is None else range(n):
+            yield sequence[index]
+        if hasattr(sequence, "on_epoch_end"):
+            sequence.on_epoch_end()
+
+
+def as_keras(gen: BatchGenerator | DataGenerator) -> Any:
+    """A ``keras.utils.PyDataset`` whose ``len`` is one epoch of *gen*: ``model.fit(gen.as_keras(), epochs=E)``.
+
+    Each batch Keras takes is *gen*'s next batch, in stream order: after ``E``
+    epochs of ``fit`` the generator has delivered exactly ``E * len`` batches, each
+    once, so a later ``fit`` (or ``gen()``) continues where this one stopped.
+
+    How that survives what Keras 3's ``PyDatasetAdapter`` does:
+
+    - ``fit(shuffle=True)`` (the default) asks for the indices of an epoch in
+      random order. Within an epoch (between the ``on_epoch_begin`` and
+      ``on_epoch_end`` hooks, which Keras calls around every epoch of ``fit``,
+      ``evaluate`` and ``predict``) the index is therefore ignored: every call
+      returns the stream's next batch. awkgen has already shuffled by its seed.
+    - With the TensorFlow backend Keras peeks at items 0 and 1 before the first
+      epoch to infer the tensor spec. Outside an epoch a read is a *peek*: it
+      fetches the batch once, answers repeated reads of the same index with it,
+      and keeps it for the next epoch, whose first calls return the peeked
+      batches in stream order. Nothing is skipped, nothing is trained on twice.
+    - Iterating the dataset yourself (``for batch in ds``) takes one epoch of
+      the stream, peeked batches first.
+    - Keras's own thread pool (``workers > 1``) is not used: awkgen loads ahead in
+      its own workers (use ``DataGeneratorMultiProc``).
+
+    Needs Keras 3 (``pip install "awkgen[keras]"``).
+
+    >>> import awkgen
+    >>> gen = awkgen.DataGenerator(lambda ids: ids, list(range(5)), batch_size=2, shuffle=False)
+    >>> ds = as_keras(gen)
+    >>> len(ds), ds[1], ds[1]            # outside an epoch a read is a peek
+    (3, ([0, 1],), ([0, 1],))
+    >>> [batch[0] for batch in ds]       # one epoch, the peeked batch first
+    [[0, 1], [2, 3], [4]]
+    >>> gen()[0]                         # the stream continues with the next epoch
+    [0, 1]
+    """
+    steps = steps_per_epoch(gen)
+    keras = import_framework("keras", "keras", "as_keras()")
+    return _stream_class(keras.utils.PyDataset)(gen, steps)
+
+
+@functools.cache
+def _stream_class(py_dataset: type) -> type:
+    """Define the PyDataset subclass once Keras is imported (its base class lives there)."""
+
+    class KerasStream(py_dataset):  # type: ignore[misc, valid-type]
+        """One epoch of an awkgen generator as a ``keras.utils.PyDataset``; see :func:`as_keras`."""
+
+        def __init__(self, gen: Any, steps: int) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self._gen = gen
+            self._steps = steps
+            self._lock = threading.Lock()  # TF calls __getitem__ from its own threads
+            self._in_epoch = False
+            self._ahead: collections.deque[tuple[int, Any]] = collections.deque()  # peeked, not yet taken
+
+        @property
+        def generator(self) -> Any:
+            return self._gen
+
+        def __len__(self) -> int:
+            return self._steps
+
+        def __getitem__(self, index: int) -> Any:
+            if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < self._steps:
+                raise IndexError(f"Expected an index in [0, {self._steps}). Received: {index!r}")
+            with self._lock:
+                if self._in_epoch:
+                    return self._take()
+                for peeked_index, batch in self._ahead:
+                    if peeked_index == index:
+                        return batch
+                batch = self._gen.get_batch()
+                self._ahead.append((int(index), batch))
+                return batch
+
+        def _take(self) -> Any:
+            if self._ahead:
+                return self._ahead.popleft()[1]
+            return self._gen.get_batch()
+
+        def __iter__(self) -> Iterator[Any]:
+            for _ in range(self._steps):
+                with self._lock:
+                    batch = self._take()
+                yield batch
+
+        def on_epoch_begin(self) -> None:
+            self._in_epoch = True
+
+        def on_epoch_end(self) -> None:
+            self._in_epoch = False
+
+        def __repr__(self) -> str:
+            return f"<awkgen KerasStream: {self._steps} steps per epoch of {self._gen!r}>"
+
+    return KerasStream

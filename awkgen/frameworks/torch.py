@@ -1,0 +1,106 @@
+"""PyTorch: ART's ``PyTorchDataGenerator``, and ``as_torch`` (an awkgen generator as an ``IterableDataset``).
+
+torch is imported when one of them is used, never by ``import awkgen.frameworks``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..generator import BatchGenerator
+from .base import DataGenerator, _RestartingGenerator, import_framework, steps_per_epoch
+
+__all__ = ["PyTorchDataGenerator", "as_torch"]
+
+
+class PyTorchDataGenerator(_RestartingGenerator):
+    """ART's wrapper over a ``torch.utils.data.DataLoader``: ``get_batch()`` returns the next
+    batch as numpy arrays, starting a new pass over the loader when one ends.
+
+    The first pass starts at the first ``get_batch()``, so building the wrapper
+    starts no loader worker; :meth:`close` drops the current pass (and its workers).
+    """
+
+    def __init__(self, iterator: Any, size: int, batch_size: int) -> None:
+        import_framework("torch", "torch", "PyTorchDataGenerator")
+        from torch.utils.data import DataLoader
+
+        if not isinstance(iterator, DataLoader):
+            raise TypeError("Expected iterator to be a torch.utils.data.DataLoader. "
+                            f"Received: {iterator!r:.100} ({type(iterator).__name__})")
+        super().__init__(iterator, size=size, batch_size=batch_size)
+
+
+def as_torch(gen: BatchGenerator | DataGenerator) -> Any:
+    """An ``IterableDataset`` of torch tensors: each pass is *gen*'s next epoch (``len`` batches).
+
+    Use it where a ``DataLoader`` goes (``for x, y in gen.as_torch(): ...``), or
+    wrap it as ``DataLoader(gen.as_torch(), batch_size=None)`` for APIs that insist
+    on one. Batches are already made (and loaded ahead by awkgen's workers), so such
+    a DataLoader must keep ``batch_size=None`` and ``num_workers=0``. Numpy arrays
+    become tensors sharing their memory; tuples and dicts are converted item by item;
+    other values are passed through. Batches are taken from the stream as the loop
+    asks for them: leaving a pass early loses nothing.
+
+    Needs torch (``pip install "awkgen[torch]"``).
+
+    >>> import awkgen, numpy as np
+    >>> gen = awkgen.DataGenerator(lambda ids: ids * 1.0, np.arange(5), np.arange(5), batch_size=2,
+    ...                            shuffle=False)
+    >>> data = as_torch(gen)
+    >>> len(data), [y.tolist() for x, y in data], [y.tolist() for x, y in data][0]
+    (3, [[0, 1], [2, 3], [4]], [0, 1])
+    """
+    steps = steps_per_epoch(gen)
+    torch = import_framework("torch", "torch", "as_torch()")
+    return _stream_class(torch.utils.data.IterableDataset)(gen, steps)
+
+
+@functools.cache
+def _stream_class(iterable_dataset: type) -> type:
+    """Define the IterableDataset subclass once torch is imported (its base class lives there)."""
+    import torch
+
+    def to_torch(value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
+            # from_numpy shares memory (and keeps the array, hence its shared-memory slot, alive)
+            return torch.from_numpy(value) if value.flags.writeable else torch.tensor(value)
+        if isinstance(value, tuple):
+            return tuple(to_torch(item) for item in value)
+        if isinstance(value, list):
+            return [to_torch(item) for item in value]
+        if isinstance(value, dict):
+            return {key: to_torch(item) for key, item in value.items()}
+        return value
+
+    class TorchStream(iterable_dataset):  # type: ignore[misc, valid-type]
+        """One epoch of an awkgen generator per pass, as torch tensors; see :func:`as_torch`."""
+
+        def __init__(self, gen: Any, steps: int) -> None:
+            super().__init__()
+            self._gen = gen
+            self._steps = steps
+
+        @property
+        def generator(self) -> Any:
+            return self._gen
+
+        def __len__(self) -> int:
+            return self._steps
+
+        def __iter__(self) -> Iterator[Any]:
+            if torch.utils.data.get_worker_info() is not None:
+                raise RuntimeError("Expected to be iterated in the main process (DataLoader num_workers=0). "
+                                   "Received: a call from a DataLoader worker; awkgen already loads in its own "
+                                   "workers, so use DataGeneratorMultiProc instead of DataLoader workers")
+            for _ in range(self._steps):
+                yield to_torch(self._gen.get_batch())
+
+        def __repr__(self) -> str:
+            return f"<awkgen TorchStream: {self._steps} steps per epoch of {self._gen!r}>"
+
+    return TorchStream
