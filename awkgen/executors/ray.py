@@ -1,0 +1,451 @@
+"""The ``"ray"`` backend: loader calls on Ray actors, arrays through Ray's object store.
+
+Data flow::
+
+    generator --submit--> _todo --manager--> actor.load.remote(task) --> actor: loader(ids)
+                                                                              | result -> object store
+    generator <--get--- _outcomes <--manager <-- ray.wait / ray.get <-- ObjectRef of the result
+
+What runs where:
+
+- **the caller's process** (the Ray *driver*) plans and orders the batches: the
+  generator above this executor is the same for every backend, so the batch
+  sequence is too. Labels never leave it.
+- **manager thread** (``_manage``): the only code that talks to the actors. It gives
+  each idle actor one task, waits on the results with ``ray.wait``, turns each into an
+  :class:`~awkgen.executors.base.Outcome`, and kills (``ray.kill``) and replaces an
+  actor whose call outlived ``timeout``. Every task it took yields exactly one
+  outcome: a value, a ``LoaderError``, a ``WorkerDiedError`` or a
+  ``LoaderTimeoutError``.
+- **actors** (:class:`_LoaderActor`, ``n_workers`` of them, placed with Ray's
+  ``SPREAD`` strategy): each unpickles the loader once and runs one call at a time,
+  so per-worker state (open files, caches) is reused. A result goes back as the
+  actor call's return value, through Ray's object store; numpy arrays in it are
+  copied once out of the store, so they arrive writable like every other backend's.
+
+One call per actor at a time, and at most ``prefetch`` tasks submitted by the
+generator: what is in flight on the cluster and waiting in ``_todo`` stays bounded.
+
+Which cluster: the one this process is already connected to (``ray.init`` called
+first), else the one named by ``address=`` or the ``RAY_ADDRESS`` variable, else the
+latest one started on this machine with ``ray start``, else a new local one. A
+cluster awkgen starts is left running for the life of the process, as Ray does for
+any ``ray.init``: Ray's own exit hook stops it; call ``ray.shutdown()`` to stop it
+earlier. awkgen never shuts down a cluster, only its own actors.
+
+The actors belong to this process (Ray "fate-shares" them with their owner): if it
+dies, even by ``SIGKILL``, Ray kills them. Every node needs awkgen, numpy and what
+the loader imports installed (or shipped through ``ray.init(runtime_env=...)``).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
+from .base import Executor, Outcome, Task, call_loader
+
+__all__ = ["RayExecutor"]
+
+_INSTALL_HINT = 'the "ray" backend needs Ray: pip install "awkgen[ray]"'
+_IDLE_TICK_S = 0.5  # longest the manager sleeps with nothing in flight
+_BUSY_TICK_S = 0.02  # longest one ray.wait lasts with calls in flight (new tasks wait at most this)
+_JOIN_S = 2.0
+#: An actor gets this long to start (be scheduled, import, unpickle the loader) before its
+#: task fails with WorkerDiedError; ``timeout`` counts only from when it is up.
+_ACTOR_START_S = 120.0
+_REASON_CHARS = 300  # how much of Ray's explanation a WorkerDiedError quotes
+_DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(f"{_INSTALL_HINT} (import ray failed: {exc})") from exc
+    return ray
+
+
+# -- what runs in an actor -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Loaded:
+    """Actor to driver: a task's result, the loader's run time and the actor's pid."""
+
+    value: Any
+    load_s: float
+    pid: int
+
+
+@dataclass(frozen=True)
+class Broken:
+    """Actor to driver, instead of any result: the loader could not be unpickled there."""
+
+    error_text: str
+
+
+class _LoaderActor:
+    """Runs the loader in a Ray worker process; wrapped by ``ray.remote`` when first used.
+
+    A loader exception propagates (Ray wraps it in a ``RayTaskError``); tblib is
+    installed on it first, so its ``__traceback__`` survives the trip to the driver.
+    """
+
+    def __init__(self, loader_bytes: bytes) -> None:
+        self._loader: Callable[..., Any] | None = None
+        self._broken = ""
+        try:
+            from ray import cloudpickle
+
+            self._loader = cloudpickle.loads(loader_bytes)
+        except BaseException:
+            self._broken = traceback.format_exc()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def load(self, task: Task) -> Loaded | Broken:
+        if self._loader is None:
+            return Broken(self._broken)
+        try:
+            value, load_s = call_loader(self._loader, task)
+        except BaseException as exc:
+            try:
+                from tblib import pickling_support
+
+                pickling_support.install(exc)
+            except Exception:  # the text still travels in Ray's error
+                pass
+            raise
+        return Loaded(value, load_s, os.getpid())
+
+
+# -- the driver's side -------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class _Worker:
+    actor: Any
+    pid_ref: Any  # ObjectRef of the actor's pid, asked for when it was created; ready once it is up
+    spawned: float
+    up: bool = False  # the actor answered (or failed) its pid call: it was scheduled and started
+    pid: int | None = None
+    task: Task | None = None
+    ref: Any = None  # ObjectRef of the running call
+    started: float = 0.0
+
+    def describe(self) -> str:
+        return f"Ray actor {self.actor._actor_id.hex()} (pid {self.pid if self.pid is not None else 'unknown'})"
+
+
+class RayExecutor(Executor):
+    """Run the loader on *n_workers* Ray actors; see the module docstring.
+
+    *address* names the cluster to connect to when this process is not connected
+    yet (default: ``RAY_ADDRESS``, else a running local cluster, else a new local
+    one). *actor_options* update the options of every actor (Ray's
+    ``.options(...)``, e.g. ``{"num_cpus": 1}`` to reserve a CPU for each, or a
+    ``scheduling_strategy``); the defaults are no restarts and ``"SPREAD"``.
+    """
+
+    def __init__(self, loader: Callable[..., Any], n_workers: int, prefetch: int, timeout: float | None,
+                 address: str | None = None, actor_options: Mapping[str, Any] | None = None) -> None:
+        ray = _import_ray()
+        from ray import cloudpickle
+
+        try:
+            loader_bytes = cloudpickle.dumps(loader)
+        except Exception as exc:
+            raise TypeError(f"loader must be picklable (by cloudpickle) to run on Ray actors; pickling "
+                            f"{loader!r:.80} failed with {type(exc).__name__}: {exc}. Use backend='thread', "
+                            "or build what the loader needs inside it.") from exc
+        if address is not None and not isinstance(address, str):
+            raise TypeError(f"address must be None or a Ray address string; received: {address!r}")
+        if actor_options is not None and not isinstance(actor_options, Mapping):
+            raise TypeError(f"actor_options must be None or a dict of Ray actor options; "
+                            f"received: {actor_options!r:.100}")
+        _connect(ray, address)
+        self._ray = ray
+        self.n_workers = n_workers
+        self._prefetch = prefetch
+        self._timeout = timeout
+        self._actor_class = ray.remote(_LoaderActor).options(**{**_DEFAULT_ACTOR_OPTIONS, **(actor_options or {})})
+        self._loader_ref = ray.put(loader_bytes)
+        self._todo: collections.deque[Task] = collections.deque()
+        self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._close_lock = threading.Lock()
+        self._closed = False
+        self._stopping = False
+        self._broken: str | None = None  # set when actors cannot even load the loader
+        self._manager_error: BaseException | None = None
+        self._workers: list[_Worker] = []
+        self._graveyard: list[Any] = []  # refs of killed actors' calls: awaited so Ray logs no "unhandled error"
+        try:
+            for _ in range(n_workers):
+                self._workers.append(self._spawn())
+        except BaseException:
+            self.close()
+            raise
+        self._manager = threading.Thread(target=self._manage, name="awkgen-ray-manager", daemon=True)
+        self._manager.start()
+
+    # -- the caller's side ---------------------------------------------------------------
+    def submit(self, task: Task) -> None:
+        self._todo.append(task)
+        self._wake.set()
+
+    def get(self, timeout: float) -> Outcome | None:
+        try:
+            return self._outcomes.get(timeout=timeout)
+        except queue.Empty:
+            if not self._closed and not self._manager.is_alive():
+                raise AwkgenError("the Ray backend's manager thread stopped unexpectedly (is the Ray "
+                                  "cluster still up?); close this generator and build a new one"
+                                  ) from self._manager_error
+            return None
+
+    def ready(self) -> int:
+        return self._outcomes.qsize()
+
+    def cancel(self) -> None:
+        self._todo.clear()
+
+    def close(self) -> None:
+        """Stop the manager and kill every actor. Idempotent, thread-safe, finalizer-safe.
+
+        Only the actors are killed: the Ray cluster (and the connection to it) stays.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stopping = True
+        self._wake.set()
+        manager = getattr(self, "_manager", None)
+        if manager is not None and manager is not threading.current_thread():
+            manager.join(_JOIN_S)
+        workers, self._workers = self._workers, []
+        self._todo.clear()
+        self._graveyard.clear()
+        try:
+            if not self._ray.is_initialized():  # ray.shutdown() came first: the actors went with it
+                return
+            for worker in workers:
+                self._kill(worker)
+        except Exception:  # interpreter exit: Ray may be half torn down; its own exit hook cleans up
+            pass
+
+    # -- actors ---------------------------------------------------------------------------------
+    def _spawn(self) -> _Worker:
+        actor = self._actor_class.remote(self._loader_ref)
+        return _Worker(actor, actor.pid.remote(), time.monotonic())
+
+    def _kill(self, worker: _Worker) -> None:
+        try:
+            self._ray.kill(worker.actor, no_restart=True)
+        except Exception:  # already dead
+            pass
+
+    def _replace(self, worker: _Worker) -> None:
+        self._kill(worker)
+        if worker in self._workers:
+            self._workers.remove(worker)
+        if not self._stopping:
+            self._workers.append(self._spawn())
+
+    # -- the manager thread -------------------------------------------------------------------
+    def _manage(self) -> None:
+        try:
+            while not self._stopping:
+                self._dispatch()
+                refs = [w.ref for w in self._workers if w.ref is not None]
+                if not refs and not self._graveyard:
+                    self._wake.wait(_IDLE_TICK_S)
+                    self._wake.clear()
+                    continue
+                done, _ = self._ray.wait(refs + self._graveyard, num_returns=1, timeout=self._sleep_s())
+                for ref in done:
+                    if ref in self._graveyard:
+                        self._graveyard.remove(ref)
+                        _swallow(self._ray, ref)
+                for worker in list(self._workers):
+                    if worker.ref is not None and worker.ref in done:
+                        self._collect(worker)
+                self._expire()
+        except BaseException as exc:  # never die silently: get() reports it
+            self._manager_error = exc
+            raise
+
+    def _dispatch(self) -> None:
+        for worker in self._workers:
+            if worker.task is not None or not self._todo:
+                continue
+            try:
+                task = self._todo.popleft()
+            except IndexError:  # cancelled meanwhile
+                return
+            if self._broken is not None:
+                self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+                continue
+            worker.task, worker.started = task, time.monotonic()
+            worker.ref = worker.actor.load.remote(task)
+
+    def _sleep_s(self) -> float:
+        if self._timeout is None:
+            return _BUSY_TICK_S
+        now = time.monotonic()
+        deadlines = [w.started + self._timeout - now for w in self._workers if w.task is not None and w.up]
+        return max(0.001, min([_BUSY_TICK_S, *deadlines]))
+
+    def _collect(self, worker: _Worker) -> None:
+        """*worker*'s call finished: turn its result or error into the task's outcome."""
+        ray = self._ray
+        task, ref = worker.task, worker.ref
+        assert task is not None
+        worker.task, worker.ref = None, None
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # the loader raised (or its result would not pickle)
+            self._outcomes.put(_loader_failure(task.seq, exc, worker))
+            return
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError) as exc:
+            self._resolve_pid(worker)
+            if getattr(exc, "actor_init_failed", False):  # a replacement would fail the same way
+                self._broken = (f"Ray actors could not start ({worker.describe()}): is awkgen installed on "
+                                f"every node, or shipped with ray.init(runtime_env=...)?\n{exc}")
+                self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+                return
+            self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError,
+                                       detail=f"{worker.describe()} died: {_reason(exc)}; it has been replaced"))
+            self._replace(worker)
+            return
+        except Exception as exc:  # Ray could not deliver the result (object lost, store full, ...)
+            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
+                                       detail=f"Ray could not deliver the result from {worker.describe()}: "
+                                              f"{type(exc).__name__}: {_first_line(exc)}"))
+            return
+        if isinstance(result, Broken):
+            self._broken = f"Ray actors could not load the loader:\n{result.error_text}"
+            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+            return
+        worker.pid = result.pid
+        self._outcomes.put(Outcome(task.seq, value=_writable(result.value), load_s=result.load_s))
+
+    def _resolve_pid(self, worker: _Worker) -> None:
+        if worker.pid is None:
+            try:
+                worker.pid = self._ray.get(worker.pid_ref, timeout=0)
+            except Exception:  # died before it could say
+                pass
+
+    def _expire(self) -> None:
+        """Fail calls past ``timeout`` (counted from when their actor was up) or whose actor never started."""
+        now = time.monotonic()
+        for worker in list(self._workers):
+            if not worker.up and self._ray.wait([worker.pid_ref], timeout=0)[0]:
+                worker.up = True
+                self._resolve_pid(worker)
+                worker.started = now  # the clock starts when the actor can run the call
+            if worker.task is None:
+                continue
+            if not worker.up:
+                if now - worker.spawned > _ACTOR_START_S:
+                    self._fail_running(worker, WorkerDiedError,
+                                       f"{worker.describe()} did not start within {_ACTOR_START_S:g} s (does "
+                                       "the cluster have room for it? see actor_options); it has been replaced")
+            elif self._timeout is not None and now - worker.started > self._timeout:
+                self._fail_running(worker, LoaderTimeoutError,
+                                   f"loader call exceeded timeout={self._timeout:g} s; {worker.describe()} "
+                                   "was killed and replaced")
+
+    def _fail_running(self, worker: _Worker, error_type: type[AwkgenError], detail: str) -> None:
+        assert worker.task is not None
+        self._outcomes.put(Outcome(worker.task.seq, error_type=error_type, detail=detail,
+                                   load_s=time.monotonic() - worker.started))
+        self._graveyard.append(worker.ref)
+        worker.task, worker.ref = None, None
+        self._replace(worker)
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """Make sure this process is connected to a Ray cluster (see the module docstring)."""
+    if not ray.is_initialized():
+        ray.init(address=address)
+        return
+    if address is None or address == "auto":
+        return
+    current = ray.get_runtime_context().gcs_address
+    if address.removeprefix("ray://") != current:
+        raise ValueError(f"address must name the Ray cluster this process is already connected to "
+                         f"({current}), or be left out; received: address={address!r}. "
+                         "A process talks to one Ray cluster: call ray.shutdown() first to switch.")
+
+
+def _loader_failure(seq: int, exc: Any, worker: _Worker) -> Outcome:
+    """A ``RayTaskError`` as a ``LoaderError`` outcome: unwrap to the loader's own exception."""
+    cause = getattr(exc, "cause", None)
+    if not isinstance(cause, BaseException):
+        cause = exc
+    worker_tb = str(exc)
+    if cause.__traceback__ is None and worker_tb:  # tblib could not carry it: attach the text
+        cause.add_note(f"worker-side traceback (Ray actor, pid {getattr(exc, 'pid', None)}):\n{worker_tb}")
+    pid = getattr(exc, "pid", None) or worker.pid
+    return Outcome(seq, error_type=LoaderError, cause=cause,
+                   detail=f"loader raised {type(cause).__name__}: {cause} (in Ray actor "
+                          f"{worker.actor._actor_id.hex()}, pid {pid})")
+
+
+def _reason(exc: BaseException) -> str:
+    """Ray's explanation of an actor's death, shortened: what killed it, not the advice after."""
+    text = getattr(exc, "error_msg", None) or str(exc)
+    marker = "The actor is dead because"
+    if marker in text:
+        text = text[text.index(marker):]
+    text = " ".join(text.split())
+    for cut in (" Some common causes include", " To troubleshoot"):
+        if cut in text:
+            text = text[:text.index(cut)]
+    return text[:_REASON_CHARS] + ("..." if len(text) > _REASON_CHARS else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _swallow(ray: Any, ref: Any) -> None:
+    try:
+        ray.get(ref, timeout=0)
+    except Exception:
+        pass
+
+
+def _writable(value: Any) -> Any:
+    """*value* with read-only numpy arrays (zero-copy views of the object store) copied.
+
+    >>> a = np.zeros(3); a.flags.writeable = False
+    >>> out = _writable({"x": [a], "n": 1})
+    >>> out["x"][0].flags.writeable, out["n"]
+    (True, 1)
+    """
+    if isinstance(value, np.ndarray):
+        return value if value.flags.writeable else value.copy()
+    if type(value) is list:
+        return [_writable(v) for v in value]
+    if type(value) is dict:
+        return {k: _writable(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        items = [_writable(v) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return value
