@@ -6,6 +6,7 @@ errors they raise and ``shard_from_env``; framework bridges live in
 no machine-learning framework.
 """
 
+from .distributed import shard_from_env
 from .errors import (
     AwkgenError,
     GeneratorStoppedError,
@@ -30,5 +31,6 @@ __all__ = [
     "WorkerDiedError",
     "LoaderTimeoutError",
     "GeneratorStoppedError",
+    "shard_from_env",
     "__version__",
 ]
