@@ -37,7 +37,7 @@ def _fraction(text: str) -> float:
 def _worker_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(_positive_int(part) for part in text.split(",") if part.strip())
-    except ValueError:
+    except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers; received: {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one worker count; received: {text!r}")

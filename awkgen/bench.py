@@ -117,19 +117,24 @@ def run_bench(latency_ms: float = 1.0, batch_size: int = 32, workers: Sequence[i
     out(f"awkgen bench: loader sleeps {latency_ms:g} ms per sample, batch_size={batch_size}, "
         f"{n_batches} timed batches per row, backend={backend!r}")
     rows: list[BenchRow] = []
-    with tqdm(total=n_batches * len(configs), unit="batch", disable=not progress, leave=False) as bar:
+    # No tqdm object at all without progress: even a disabled bar starts tqdm's monitor thread for good.
+    bar = tqdm(total=n_batches * len(configs), unit="batch", leave=False) if progress else None
+    try:
         for factory, n_workers in configs:
-            bar.set_description(f"{factory}({n_workers})" if factory != "DataGenerator" else factory)
             if factory == "DataGenerator":
                 gen = DataGenerator(loader, ids, batch_size=batch_size, seed=seed)
             else:
                 gen = DataGeneratorMultiProc(loader, ids, batch_size=batch_size, n_workers=n_workers,
                                              backend=backend, seed=seed)
+            if bar is not None:
+                bar.set_description(f"{factory}({n_workers})" if gen.backend != "serial" else factory)
             with gen:
-                rate, wait_ms = throughput(gen, n_batches, tick=lambda: bar.update(1))
+                rate, wait_ms = throughput(gen, n_batches, tick=None if bar is None else lambda: bar.update(1))
             base = rows[0].batches_per_s if rows else rate
-            rows.append(BenchRow(factory, "serial" if factory == "DataGenerator" else backend, n_workers,
-                                 rate, wait_ms, rate / base))
+            rows.append(BenchRow(factory, gen.backend, n_workers, rate, wait_ms, rate / base))
+    finally:
+        if bar is not None:
+            bar.close()
     out(format_table(rows))
     return rows
 

@@ -205,16 +205,22 @@ def _progress_callback(keras: Any, label: str, steps: int, enabled: bool) -> Any
         bar: Any = None
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.bar = tqdm(total=steps, desc=f"{label} epoch {epoch + 1}", unit="batch", disable=not enabled)
+            # No tqdm object when disabled: even a disabled bar starts tqdm's monitor thread for good.
+            if enabled:
+                self.bar = tqdm(total=steps, desc=f"{label} epoch {epoch + 1}", unit="batch")
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if self.bar is None:
+                return
             self.bar.update(1)
             if logs and "loss" in logs:
                 self.bar.set_postfix(loss=f"{float(logs['loss']):.3f}",
                                      acc=f"{float(logs.get('accuracy', 0.0)):.3f}", refresh=False)
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.bar.close()
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
 
     return TqdmProgress()
 
