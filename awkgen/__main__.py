@@ -95,26 +95,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status (2 for bad arguments, 130 on Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _run(args)
+    except (ValueError, ImportError) as exc:  # a bad combination of options, or a missing extra
+        print(f"awkgen {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # generators stopped in their finally blocks; no traceback
+        print(f"awkgen {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
         result = run_demo(cache_dir=args.cache, epochs=args.epochs, batch_size=args.batch_size,
                           n_workers=args.workers, latency_ms=args.latency_ms, holdout=args.holdout,
                           seed=args.seed, progress=not args.no_progress)
-        return 0 if result.accuracy > 0.5 else 1
-    if args.command == "bench":
-        from .bench import DEFAULT_WORKERS, QUICK_WORKERS, run_bench
+        return 0 if result.accuracy > 0.5 else 1  # a demo that did not learn is a failure
+    from .bench import DEFAULT_WORKERS, QUICK_WORKERS, run_bench
 
-        workers = args.workers or (QUICK_WORKERS if args.quick else DEFAULT_WORKERS)
-        n_batches = args.batches or (30 if args.quick else 100)
-        run_bench(latency_ms=args.latency_ms, batch_size=args.batch_size, workers=workers,
-                  n_batches=n_batches, backend=args.backend, progress=not args.no_progress)
-        return 0
-    parser.print_help()
-    return 2
+    workers = args.workers or (QUICK_WORKERS if args.quick else DEFAULT_WORKERS)
+    n_batches = args.batches or (30 if args.quick else 100)
+    run_bench(latency_ms=args.latency_ms, batch_size=args.batch_size, workers=workers,
+              n_batches=n_batches, backend=args.backend, progress=not args.no_progress)
+    return 0
 
 
 if __name__ == "__main__":

@@ -42,8 +42,11 @@ class SlowStorageLoader:
     A module-level class, so the process backend can pickle it.
 
     >>> import tempfile
-    >>> paths, labels = digits_on_disk(tempfile.mkdtemp())
-    >>> SlowStorageLoader(latency_ms=0.5)(paths[:3]).shape
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     paths = [os.path.join(folder, f"{i}.npy") for i in range(3)]
+    ...     for path in paths:
+    ...         np.save(path, np.zeros((8, 8), dtype=np.float32))
+    ...     SlowStorageLoader(latency_ms=0.5)(paths).shape
     (3, 8, 8, 1)
     """
 

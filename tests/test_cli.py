@@ -74,3 +74,12 @@ def test_bench_in_process_with_the_thread_backend(capsys):
                  "--no-progress"]) == 0
     rows = _table(capsys.readouterr().out)
     assert [(row[1], int(row[2])) for row in rows] == [("serial", 1), ("thread", 1), ("thread", 3)]
+
+
+def test_impossible_option_combinations_exit_2_with_the_factory_message(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("AWKGEN_CACHE", str(tmp_path))
+    assert main(["demo", "--batch-size", "5000", "--no-progress"]) == 2  # fails before Keras or workers start
+    err = capsys.readouterr().err
+    assert err.startswith("awkgen demo: error: batch_size must be at most the number of ids"), err
+    assert main(["bench", "--batch-size", "5000", "--no-progress"]) == 2
+    assert "batch_size" in capsys.readouterr().err
