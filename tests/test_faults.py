@@ -192,3 +192,28 @@ def test_idle_worker_killed_is_replaced_silently(tmp_path):
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.3)
         assert [gen()[0].tolist() for _ in range(5)] == [[2], [3], [4], [5], [6]]
+
+
+def _explode_on_load():
+    raise RuntimeError("model weights missing on this worker")
+
+
+class UnloadableLoader:
+    """Pickles fine in the parent, but cannot be rebuilt in a worker."""
+
+    def __call__(self, ids):
+        return ids
+
+    def __reduce__(self):
+        return (_explode_on_load, ())
+
+
+def test_workers_that_cannot_load_the_loader_fail_every_batch_instead_of_hanging():
+    with DataGeneratorMultiProc(UnloadableLoader(), list(range(6)), batch_size=2, n_workers=2) as gen:
+        for _ in range(2):
+            start = time.monotonic()
+            with pytest.raises(LoaderError, match="could not load the loader: RuntimeError: model weights missing") \
+                    as info:
+                gen()
+            assert "in _explode_on_load" in str(info.value.__cause__)
+            assert time.monotonic() - start < 10

@@ -8,7 +8,8 @@ tblib already imported. Each worker:
    writes to it, so it turns readable (EOF) exactly when the parent is gone, even
    after SIGKILL; the watchdog then unlinks the dead parent's shared memory and exits;
 3. caps BLAS/OpenMP threads so N workers do not oversubscribe the cores;
-4. loops: receive an :class:`Assignment`, run the loader, write arrays into the
+4. unpickles the loader and says :class:`Ready` (or :class:`InitFailed`);
+5. loops: receive an :class:`Assignment`, run the loader, write arrays into the
    assigned slot, send a :class:`Reply`. ``None`` or EOF ends the loop.
 
 Every message is a small frozen dataclass, pickled explicitly (dill only when
@@ -23,18 +24,21 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import dill
 from tblib import pickling_support
+from threadpoolctl import threadpool_limits
 
 from .. import transport
 from .base import Task, call_loader
 
-__all__ = ["Assignment", "Reply", "worker_main", "dumps"]
+__all__ = ["Assignment", "Reply", "Ready", "InitFailed", "worker_main", "dumps"]
 
+_PARENT_EXIT_WAIT_S = 2.0  # after the lifeline breaks, how long to wait for the parent to be gone
 _ATTACHED_MAX = 8  # mappings a worker keeps open; stale ones are dropped oldest first
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -68,6 +72,11 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Ready:
+    """Worker to parent, once: the loader is loaded; send tasks (timeouts count from here)."""
+
+
+@dataclass(frozen=True)
 class InitFailed:
     """Worker to parent, instead of any reply: the loader could not be unpickled."""
 
@@ -89,13 +98,12 @@ def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, 
     for name in _THREAD_ENV:
         os.environ[name] = str(blas_threads)
     try:
-        from threadpoolctl import threadpool_limits
-
         threadpool_limits(limits=blas_threads)
         loader = dill.loads(loader_bytes)
     except BaseException:
         conn.send_bytes(dumps(InitFailed(traceback.format_exc())))
         sys.exit(1)
+    conn.send_bytes(dumps(Ready()))
     attached: collections.OrderedDict[str, Any] = collections.OrderedDict()
     while True:
         try:
@@ -111,6 +119,10 @@ def _watch_parent(lifeline: Any, parent_pid: int) -> None:
     from multiprocess.connection import wait
 
     wait([lifeline])  # returns on EOF: the parent closed the pool or died
+    # A killed parent's pipes close before it is reaped or even a zombie: give it a moment.
+    deadline = time.monotonic() + _PARENT_EXIT_WAIT_S
+    while transport._pid_alive(parent_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     if not transport._pid_alive(parent_pid):
         for name in transport.owned_segments(parent_pid):
             transport.unlink_segment(name)

@@ -23,13 +23,18 @@ Actors and what each does:
 Workers start through multiprocess's ``forkserver``: a clean server process forks
 them, so a parent that already runs TensorFlow, JAX or torch threads is never
 forked (fork with live threads can deadlock), while loaders defined as lambdas,
-closures or in ``__main__``/notebooks still travel, pickled by dill.
-``AWKGEN_START_METHOD=spawn`` (or ``fork``) overrides the method.
+closures or in ``__main__``/notebooks still travel, pickled by value by dill.
+Because the loader travels by value, workers do not re-run the parent's main
+script (multiprocessing's usual "spawn" preparation): scripts need no
+``if __name__ == "__main__":`` guard, and ``python -c``/stdin programs work.
+``AWKGEN_START_METHOD=spawn`` (or ``fork``) overrides the method, with that
+method's usual rules.
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import os
 import pickle
 import queue
@@ -43,11 +48,13 @@ from typing import Any
 
 import dill
 import multiprocess
+from multiprocess import forkserver, popen_forkserver, spawn, util
 from multiprocess.connection import wait
+from multiprocess.context import ForkServerProcess, reduction, set_spawning_popen
 
 from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
-from ._worker import Assignment, InitFailed, Reply, dumps, worker_main
+from ._worker import Assignment, InitFailed, Ready, Reply, dumps, worker_main
 from .base import Executor, Outcome, Task, loader_failure
 
 __all__ = ["ProcessExecutor", "describe_exit"]
@@ -93,11 +100,43 @@ def describe_exit(pid: int, exitcode: int | None) -> str:
 class _Worker:
     proc: Any
     conn: Any
+    ready: bool = False  # the worker said Ready: it has the loader and takes tasks
     task: Task | None = None
     slot: transport.SlotRef | None = None
     started: float = 0.0
     timed_out: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _MainlessPopen(popen_forkserver.Popen):
+    """multiprocess's forkserver launcher, minus re-running the parent's ``__main__``.
+
+    Mirrors ``popen_forkserver.Popen._launch`` (multiprocess 0.70) with one change:
+    the preparation data omits ``init_main_from_path``/``init_main_from_name``.
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = {key: value for key, value in spawn.get_preparation_data(process_obj._name).items()
+                     if key not in ("init_main_from_path", "init_main_from_name")}
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+        parent_w = os.dup(w)  # the child's sentinel of this parent, as in multiprocess
+        self.finalizer = util.Finalize(self, util.close_fds, (parent_w, self.sentinel))
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _WorkerProcess(ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:  # noqa: N802 - multiprocess's name
+        return _MainlessPopen(process_obj)
 
 
 class ProcessExecutor(Executor):
@@ -186,7 +225,8 @@ class ProcessExecutor(Executor):
     # -- workers ----------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
+        process_class = _WorkerProcess if START_METHOD == "forkserver" else self._ctx.Process
+        proc = process_class(
             target=worker_main, name="awkgen-worker", daemon=True,
             args=(child_conn, self._life_r, self._loader_bytes, os.getpid(), self._blas_threads))
         try:
@@ -214,6 +254,8 @@ class ProcessExecutor(Executor):
     def _manage(self) -> None:
         try:
             while not self._stopping:
+                if self._broken is not None:
+                    self._fail_todo()
                 self._dispatch()
                 by_handle: dict[Any, _Worker | None] = {self._wake_r: None}
                 for worker in self._workers:
@@ -232,15 +274,12 @@ class ProcessExecutor(Executor):
 
     def _dispatch(self) -> None:
         for worker in self._workers:
-            if worker.task is not None or not self._todo:
+            if not worker.ready or worker.task is not None or not self._todo:
                 continue
             try:
                 task = self._todo.popleft()
             except IndexError:  # cancelled meanwhile
                 return
-            if self._broken is not None:
-                self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
-                continue
             slot = self._ring.acquire()
             worker.task, worker.slot, worker.started = task, slot, time.monotonic()
             try:
@@ -276,9 +315,13 @@ class ProcessExecutor(Executor):
         if not worker.proc.is_alive() or worker.conn.closed:
             self._on_death(worker)
 
-    def _on_reply(self, worker: _Worker, reply: Reply | InitFailed) -> None:
+    def _on_reply(self, worker: _Worker, reply: Reply | Ready | InitFailed) -> None:
+        if isinstance(reply, Ready):
+            worker.ready = True
+            return
         if isinstance(reply, InitFailed):
-            self._broken = f"worker processes could not load the loader:\n{reply.error_text}"
+            self._broken = reply.error_text
+            self._fail_todo()
             return
         task, slot = worker.task, worker.slot
         worker.task, worker.slot = None, None
@@ -296,6 +339,17 @@ class ProcessExecutor(Executor):
             self._ring.release(slot)
             value = reply.tree
         self._outcomes.put(Outcome(task.seq, value=value, load_s=reply.load_s))
+
+    def _fail_todo(self) -> None:
+        """Once workers cannot load the loader, fail every queued task rather than wait forever."""
+        while self._todo:
+            try:
+                task = self._todo.popleft()
+            except IndexError:
+                return
+            why = _last_line(self._broken or "")
+            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=RemoteLoaderError(self._broken or ""),
+                                       detail=f"worker processes could not load the loader: {why}"))
 
     def _on_death(self, worker: _Worker) -> None:
         worker.proc.join(_JOIN_S)
@@ -335,7 +389,11 @@ def _failure(seq: int, reply: Reply) -> Outcome:
             exc = None
         if isinstance(exc, BaseException):
             return loader_failure(seq, exc, reply.load_s)
-    lines = [line for line in reply.error_text.strip().splitlines() if line.strip()]
-    headline = lines[-1] if lines else "an exception"
-    return Outcome(seq, error_type=LoaderError, detail=f"loader raised {headline}",
+    return Outcome(seq, error_type=LoaderError, detail=f"loader raised {_last_line(reply.error_text)}",
                    cause=RemoteLoaderError(reply.error_text), load_s=reply.load_s)
+
+
+def _last_line(traceback_text: str) -> str:
+    """The ``Type: message`` line that ends a formatted traceback."""
+    lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "an exception"

@@ -1,0 +1,216 @@
+"""Nothing left behind (SPEC section 5): stop, garbage collection, interpreter exit,
+a SIGKILLed parent, Ctrl-C, and a parent that already runs TensorFlow.
+
+The autouse ``no_leaks`` fixture checks this process; tests that need a parent to
+die or exit run it as a child interpreter and check its workers from outside.
+"""
+
+from __future__ import annotations
+
+import _thread
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from awkgen import DataGeneratorMultiProc, GeneratorStoppedError
+from tests.conftest import big_array, identity
+from tests.leaks import awkgen_segments
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(predicate, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_fifty_generators_created_and_stopped_leave_nothing(backend):
+    for i in range(50):
+        gen = DataGeneratorMultiProc(big_array, list(range(20)), batch_size=10, n_workers=2, backend=backend)
+        gen()
+        if i % 3 == 0:
+            gen.close()
+        elif i % 3 == 1:
+            gen(stop=True)
+        else:
+            gen.__exit__(None, None, None)
+        with pytest.raises(GeneratorStoppedError):
+            gen()
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_dropped_generator_is_collected_and_cleans_up(backend):
+    gen = DataGeneratorMultiProc(big_array, list(range(20)), batch_size=10, n_workers=2, backend=backend)
+    batch = gen()[0]
+    del gen
+    gc.collect()
+    assert batch.shape == (10, 10_000)  # arrays handed out stay valid after the segment is gone
+
+
+def test_arrays_kept_after_stop_stay_valid():
+    with DataGeneratorMultiProc(big_array, list(range(40)), batch_size=10, n_workers=2, shuffle=False) as gen:
+        kept = [gen()[0] for _ in range(4)]
+    for i, arr in enumerate(kept):
+        np.testing.assert_array_equal(arr[:, 0], np.arange(10 * i, 10 * i + 10))
+        arr += 1  # and writable
+
+
+def slow_identity(ids):
+    time.sleep(1.0)
+    return ids
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_ctrl_c_while_waiting_interrupts_and_the_batch_still_comes(backend):
+    with DataGeneratorMultiProc(slow_identity, list(range(6)), batch_size=1, n_workers=1, backend=backend,
+                                shuffle=False) as gen:
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            gen()
+        timer.join()
+        assert gen()[0] == [0]  # nothing lost: the interrupted batch is the next one
+        assert gen()[0] == [1]
+
+
+# -- child interpreters -----------------------------------------------------------------------
+
+CHILD_PRELUDE = """
+import os, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+import awkgen
+
+def loader(ids):
+    with open(os.path.join({pid_dir!r}, str(os.getpid())), "w"):
+        pass
+    time.sleep({sleep})
+    return np.ones((len(ids), 50_000))
+"""
+
+
+def run_child(tmp_path, body: str, sleep: float = 0.0, **popen):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    script = tmp_path / "child.py"
+    script.write_text(CHILD_PRELUDE.format(root=ROOT, pid_dir=str(pid_dir), sleep=sleep)
+                      + textwrap.dedent(body))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)
+    return proc, pid_dir
+
+
+def worker_pids(pid_dir, at_least: int, within_s: float = 20.0) -> list[int]:
+    assert wait_until(lambda: len(os.listdir(pid_dir)) >= at_least, within_s), "workers never ran the loader"
+    return [int(name) for name in os.listdir(pid_dir)]
+
+
+def test_interpreter_exit_with_a_live_generator_cleans_up(tmp_path):
+    proc, pid_dir = run_child(tmp_path, """
+        if __name__ == "__main__":
+            gen = awkgen.DataGeneratorMultiProc(loader, list(range(100)), batch_size=10, n_workers=2)
+            for _ in range(5):
+                gen()
+            print("done", flush=True)
+            # no close: interpreter exit must clean up
+    """)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "done" in out
+    pids = worker_pids(pid_dir, 2)
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0), f"workers outlived exit: {pids}"
+    assert not awkgen_segments(proc.pid)
+
+
+def test_sigkilled_parent_leaves_no_workers_and_no_shared_memory(tmp_path):
+    proc, pid_dir = run_child(tmp_path, """
+        if __name__ == "__main__":
+            gen = awkgen.DataGeneratorMultiProc(loader, list(range(100)), batch_size=10, n_workers=2)
+            for _ in range(3):
+                gen()
+            print("ready", flush=True)
+            time.sleep(60)
+    """, sleep=0.05)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        pids = worker_pids(pid_dir, 2)
+        assert awkgen_segments(proc.pid), "the child should be using shared memory"
+        proc.kill()  # SIGKILL: no finalizer, no atexit
+        proc.wait(timeout=10)
+        assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0), f"orphaned workers: {pids}"
+        assert wait_until(lambda: not awkgen_segments(proc.pid), 5.0), awkgen_segments(proc.pid)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
+def test_ctrl_c_in_a_terminal_stops_the_program_and_its_workers(tmp_path):
+    proc, pid_dir = run_child(tmp_path, """
+        if __name__ == "__main__":
+            gen = awkgen.DataGeneratorMultiProc(loader, list(range(100)), batch_size=10, n_workers=2)
+            gen()
+            print("ready", flush=True)
+            while True:
+                gen()
+    """, sleep=0.5, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        pids = worker_pids(pid_dir, 2)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        _, err = proc.communicate(timeout=30)
+        assert "KeyboardInterrupt" in err
+        assert err.count("Traceback") == 1, err  # workers ignore SIGINT: one traceback, the parent's
+        assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0)
+        assert not awkgen_segments(proc.pid)
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_pool_is_safe_after_tensorflow_trained_a_step_in_the_parent(tmp_path):
+    proc, _ = run_child(tmp_path, """
+        if __name__ == "__main__":
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+            import tensorflow as tf
+            model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+            model.compile("sgd", "mse")
+            model.fit(np.ones((64, 4)), np.ones((64, 2)), epochs=1, verbose=0)  # TF's thread pools are live
+            with awkgen.DataGeneratorMultiProc(loader, list(range(40)), batch_size=4, n_workers=2) as gen:
+                shapes = {gen()[0].shape for _ in range(20)}
+            print("ok", shapes, flush=True)
+    """)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    assert "ok {(4, 50000)}" in out
+
+
+def test_a_new_pool_reclaims_segments_a_dead_parent_left(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    orphan = f"/dev/shm/awkgen-{dead_pid}-feedbeef-0"
+    with open(orphan, "wb") as f:
+        f.write(b"\0" * 4096)
+    with DataGeneratorMultiProc(identity, [1, 2], batch_size=1, n_workers=1) as gen:
+        gen()
+    assert not os.path.exists(orphan)
