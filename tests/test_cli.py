@@ -83,3 +83,13 @@ def test_impossible_option_combinations_exit_2_with_the_factory_message(monkeypa
     assert err.startswith("awkgen demo: error: batch_size must be at most the number of ids"), err
     assert main(["bench", "--batch-size", "5000", "--no-progress"]) == 2
     assert "batch_size" in capsys.readouterr().err
+
+
+def test_the_command_and_its_modules_import_no_framework():
+    code = ("import sys, awkgen.__main__, awkgen.demo, awkgen.bench; "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'torch', 'jax', 'sklearn') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
