@@ -1,0 +1,282 @@
+"""The ``"ray"`` backend on a real local Ray cluster: same batches, errors, deaths, timeouts, stop.
+
+One cluster serves the whole session (starting one takes seconds). It starts before
+the autouse ``no_leaks`` fixture takes its first baseline (session fixtures come
+first), and a warm-up run makes Ray open, up front, the threads and connections
+it otherwise opens lazily the first time an actor starts, fails or is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import traceback
+
+import numpy as np
+import pytest
+import ray
+
+from awkgen import (
+    DataGenerator,
+    DataGeneratorMultiProc,
+    GeneratorStoppedError,
+    LoaderError,
+    LoaderTimeoutError,
+    WorkerDiedError,
+)
+from tests.conftest import identity, with_rng
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HANG_MARK = 1000  # a batch holding this id makes loaders below hang
+FAIL_MARK = 2000  # ... or raise
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(predicate, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+# -- loaders (module level: actors import them by reference) -----------------------------------
+
+def ids_and_pid(ids):
+    """The batch and the pid of the process that loaded it; hangs on HANG_MARK."""
+    if HANG_MARK in list(ids):
+        time.sleep(60)
+    return np.asarray(ids), os.getpid()
+
+
+def slow_ids_and_pid(ids):
+    time.sleep(0.05)
+    return np.asarray(ids), os.getpid()
+
+
+def _parse_record(record):
+    raise ValueError(f"record {record} is corrupt")
+
+
+def failing(ids):
+    if FAIL_MARK in list(ids):
+        _parse_record(FAIL_MARK)
+    return np.asarray(ids)
+
+
+def four_megabytes(ids):
+    """~4 MB per batch, each row computable from its id."""
+    ids = np.asarray(ids, dtype=np.float64)
+    return {"x": ids[:, None] * 1e-3 + np.arange(125_000)[None, :], "ids": ids.astype(np.int64)}
+
+
+# -- the cluster ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The address of a local Ray cluster that lives for the session."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Warm-up: an actor that starts, loads, raises, dies by SIGKILL and is killed on
+    # close, so Ray's lazily opened connections and threads belong to the baseline.
+    with DataGeneratorMultiProc(ids_and_pid, [1, 2, FAIL_MARK, HANG_MARK], batch_size=1, n_workers=1,
+                                backend="ray", shuffle=False, prefetch=1) as gen:
+        _, pid = gen()[0]
+        gen()
+        with pytest.raises(LoaderError):
+            DataGeneratorMultiProc(failing, [FAIL_MARK], batch_size=1, n_workers=1, backend="ray")()
+        gen()  # FAIL_MARK means nothing to this loader
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerDiedError):
+            gen()
+        gen()
+    yield ray.get_runtime_context().gcs_address
+    if started:
+        ray.shutdown()
+
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+# -- the same batches as every other backend -------------------------------------------------------
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_ray_gives_the_same_batches_as_DataGenerator(n_workers):
+    ids = list(range(23))
+    labels = np.eye(4)[np.arange(23) % 4]
+    kwargs = dict(sample_cls=labels, batch_size=5, seed=7)
+    expected = DataGenerator(with_rng, ids, **kwargs)
+    with DataGeneratorMultiProc(with_rng, ids, n_workers=n_workers, backend="ray", **kwargs) as gen:
+        for _ in range(12):  # two epochs and a bit, each with a short last batch
+            (x, noise), y = gen()
+            (ex, enoise), ey = expected()
+            np.testing.assert_array_equal(x, ex)
+            np.testing.assert_array_equal(noise, enoise)  # the loader's rng does not depend on the backend
+            np.testing.assert_array_equal(y, ey)
+        assert (gen.epoch, gen.step) == (expected.epoch, expected.step) == (2, 2)
+
+
+def test_state_dict_from_the_thread_backend_resumes_on_ray():
+    ids = list(range(30))
+    with DataGeneratorMultiProc(identity, ids, batch_size=4, seed=3, n_workers=2, backend="thread") as gen:
+        for _ in range(5):
+            gen()
+        state = gen.state_dict()
+        expected = [gen()[0] for _ in range(4)]
+    with DataGeneratorMultiProc(identity, ids, batch_size=4, seed=3, n_workers=2, backend="ray") as gen:
+        gen.load_state_dict(state)
+        assert [gen()[0] for _ in range(4)] == expected
+
+
+def test_several_megabyte_arrays_arrive_intact_and_writable():
+    ids = list(range(24))
+    with DataGeneratorMultiProc(four_megabytes, ids, batch_size=4, n_workers=2, backend="ray", seed=1) as gen:
+        for _ in range(8):
+            batch = gen()[0]
+            x, batch_ids = batch["x"], batch["ids"]
+            assert x.shape == (4, 125_000) and x.nbytes == 4_000_000
+            np.testing.assert_array_equal(x, batch_ids[:, None] * 1e-3 + np.arange(125_000)[None, :])
+            x += 1  # arrays arrive writable, as from every other backend
+            assert set(batch_ids.tolist()) <= set(ids)
+
+
+# -- failures: each fails its own batch, and the next call goes on ------------------------------------
+
+def test_loader_error_is_a_LoaderError_caused_by_the_original_exception():
+    ids = [1, 2, FAIL_MARK, 4]
+    with DataGeneratorMultiProc(failing, ids, batch_size=1, n_workers=2, backend="ray", shuffle=False) as gen:
+        assert gen()[0].tolist() == [1]
+        assert gen()[0].tolist() == [2]
+        with pytest.raises(LoaderError, match=rf"ValueError: record {FAIL_MARK} is corrupt.*ids \[{FAIL_MARK}\]"
+                           ) as info:
+            gen()
+        cause = info.value.__cause__
+        assert type(cause) is ValueError and str(cause) == f"record {FAIL_MARK} is corrupt"
+        worker_side = "".join(traceback.format_exception(cause))
+        assert "_parse_record" in worker_side and "in failing" in worker_side  # frames from the actor
+        assert gen()[0].tolist() == [4]
+        assert gen()[0].tolist() == [1]
+
+
+def test_sigkilled_actor_raises_WorkerDiedError_naming_it_then_the_next_batch_comes():
+    ids = [1, HANG_MARK, 3, 4]
+    with DataGeneratorMultiProc(ids_and_pid, ids, batch_size=1, n_workers=1, prefetch=1, backend="ray",
+                                shuffle=False) as gen:
+        x, pid = gen()[0]
+        assert x.tolist() == [1] and pid != os.getpid()
+        # The actor is now loading the hanging batch [HANG_MARK] (prefetch=1).
+        os.kill(pid, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(WorkerDiedError, match=rf"Ray actor [0-9a-f]+ \(pid {pid}\) died: .*"
+                                                  rf"replaced.*ids \[{HANG_MARK}\]"):
+            gen()
+        assert time.monotonic() - start < 10
+        x, new_pid = gen()[0]
+        assert x.tolist() == [3] and new_pid != pid
+        assert gen()[0][0].tolist() == [4]
+
+
+def test_timeout_raises_LoaderTimeoutError_and_the_actor_is_killed_and_replaced():
+    ids = [1, HANG_MARK, 3]
+    with DataGeneratorMultiProc(ids_and_pid, ids, batch_size=1, n_workers=1, prefetch=1, backend="ray",
+                                shuffle=False, timeout=1.5) as gen:
+        _, pid = gen()[0]
+        start = time.monotonic()
+        with pytest.raises(LoaderTimeoutError, match=rf"timeout=1.5 s; Ray actor [0-9a-f]+ \(pid {pid}\) was "
+                                                     rf"killed and replaced.*ids \[{HANG_MARK}\]"):
+            gen()
+        assert 1.5 <= time.monotonic() - start < 10
+        assert wait_until(lambda: not pid_alive(pid), within_s=10), "the timed-out actor's process still runs"
+        x, new_pid = gen()[0]
+        assert x.tolist() == [3] and new_pid != pid
+
+
+# -- lifecycle -------------------------------------------------------------------------------------------
+
+def test_stop_kills_every_actor():
+    gen = DataGeneratorMultiProc(slow_ids_and_pid, list(range(40)), batch_size=2, n_workers=2, backend="ray")
+    pids = {gen()[0][1] for _ in range(12)}
+    assert len(pids) == 2, f"expected both actors to have loaded batches; pids seen: {pids}"
+    gen(stop=True)
+    gen.close()  # idempotent
+    with pytest.raises(GeneratorStoppedError):
+        gen()
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), within_s=10), \
+        f"actor processes still alive after stop: {[p for p in pids if pid_alive(p)]}"
+
+
+def test_a_loader_that_cannot_be_pickled_is_refused_at_construction():
+    import threading
+
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match=r"loader must be picklable \(by cloudpickle\).*backend='thread'"):
+        DataGeneratorMultiProc(lambda ids: (lock, ids), [1, 2], batch_size=1, n_workers=1, backend="ray")
+
+
+# -- which cluster ------------------------------------------------------------------------------------------
+
+def test_address_of_the_cluster_this_process_uses_is_accepted_and_another_refused(ray_cluster):
+    with DataGeneratorMultiProc(identity, [1, 2, 3], batch_size=2, n_workers=1, backend="ray",
+                                shuffle=False, address=ray_cluster) as gen:
+        assert gen()[0] == [1, 2]
+    with pytest.raises(ValueError, match=r"address must name the Ray cluster this process is already "
+                                         r"connected to .*received: address='127.0.0.1:1'"):
+        DataGeneratorMultiProc(identity, [1, 2], batch_size=1, n_workers=1, backend="ray", address="127.0.0.1:1")
+
+
+SECOND_DRIVER = textwrap.dedent("""
+    import os, sys
+    import ray
+    from awkgen import DataGeneratorMultiProc
+
+    address = sys.argv[1]
+    # 1. address= connects this fresh process to the running cluster (it starts none).
+    with DataGeneratorMultiProc(lambda ids: [i * 10 for i in ids], [1, 2, 3], batch_size=3, n_workers=1,
+                                backend="ray", shuffle=False, address=address) as gen:
+        assert gen()[0] == [10, 20, 30]
+    assert ray.get_runtime_context().gcs_address == address, ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    # 2. So does RAY_ADDRESS, with no argument at all.
+    os.environ["RAY_ADDRESS"] = address
+    with DataGeneratorMultiProc(lambda ids: ids, [4, 5], batch_size=2, n_workers=1, backend="ray",
+                                shuffle=False) as gen:
+        assert gen()[0] == [4, 5]
+    assert ray.get_runtime_context().gcs_address == address
+    print("second driver ok")
+""")
+
+
+def test_address_and_RAY_ADDRESS_connect_another_process_to_a_running_cluster(ray_cluster):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-c", SECOND_DRIVER, ray_cluster], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "second driver ok" in proc.stdout
+    assert "Started a local Ray instance" not in proc.stderr  # it joined ours
+
+
+# -- ray is optional ----------------------------------------------------------------------------------------
+
+def test_without_ray_the_backend_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` finds when ray is not installed
+    with pytest.raises(ImportError, match=r'pip install "awkgen\[ray\]"'):
+        DataGeneratorMultiProc(identity, [1, 2], batch_size=1, n_workers=1, backend="ray")
+
+
+def test_importing_awkgen_does_not_import_ray():
+    code = "import sys, awkgen; import awkgen.executors.ray; print('ray' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stdout + proc.stderr
