@@ -14,9 +14,10 @@ delivered batch holds a :class:`_Lease` (the arrays' ``base``) whose finalizer
 returns the slot to the ring. Arrays a caller keeps stay valid, even after the
 generator is stopped and the segment unlinked (a mapping outlives its name).
 
-Segments are named ``awkgen-<parent pid>-<pool>-<n>``; a pool starting up removes
-those of parents that no longer run (:func:`reclaim_orphans`), and workers remove
-their parent's when they see it die.
+Segments are files named ``awkgen-<parent pid>-<pool>-<n>`` in :func:`shm_dir`
+(``/dev/shm``, or ``$AWKGEN_SHM_DIR`` to use another tmpfs); tasks carry their full
+path. A pool starting up removes those of parents that no longer run
+(:func:`reclaim_orphans`), and workers remove their parent's when they see it die.
 
 >>> tree, arrays, nbytes = flatten_arrays({"x": np.zeros((2, 3)), "n": 5})
 >>> tree["n"], len(arrays), nbytes  # 48 bytes, aligned to 64
@@ -37,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SHM_DIR", "MIN_SHM_BYTES", "SlotRef", "ArrayRef", "SlotRing", "flatten_arrays", "write_arrays",
+__all__ = ["shm_dir", "MIN_SHM_BYTES", "SlotRef", "ArrayRef", "SlotRing", "flatten_arrays", "write_arrays",
            "rebuild", "attach_segment", "reclaim_orphans", "shm_available"]
 
-SHM_DIR = "/dev/shm"
+DEFAULT_SHM_DIR = "/dev/shm"
 PREFIX = "awkgen-"
 #: Below this many array bytes a result is pickled: a pipe is cheaper than a slot.
 MIN_SHM_BYTES = 64 * 1024
@@ -52,9 +53,9 @@ MIN_FREE_SHM_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class SlotRef:
-    """The slot a task's arrays go to, as the worker sees it."""
+    """The slot a task's arrays go to, as the worker sees it: a file path and its size."""
 
-    name: str
+    path: str
     capacity: int
 
 
@@ -70,13 +71,17 @@ class ArrayRef:
 
 # -- the segment trio -----------------------------------------------------------------
 
-def create_segment(name: str, nbytes: int) -> mmap.mmap:
-    """Create ``/dev/shm/<name>`` with *nbytes* reserved and map it (parent only).
+def shm_dir() -> str:
+    """Where segments live: ``$AWKGEN_SHM_DIR`` if set, else ``/dev/shm``."""
+    return os.environ.get("AWKGEN_SHM_DIR", DEFAULT_SHM_DIR)
+
+
+def create_segment(path: str, nbytes: int) -> mmap.mmap:
+    """Create the segment file *path* with *nbytes* reserved and map it (parent only).
 
     Space is reserved up front (``posix_fallocate``), so a full ``/dev/shm``
     fails here with ``OSError(ENOSPC)`` instead of crashing a worker with SIGBUS.
     """
-    path = os.path.join(SHM_DIR, name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.posix_fallocate(fd, 0, nbytes)
@@ -88,45 +93,45 @@ def create_segment(name: str, nbytes: int) -> mmap.mmap:
         os.close(fd)
 
 
-def attach_segment(name: str) -> mmap.mmap:
+def attach_segment(path: str) -> mmap.mmap:
     """Map an existing segment (worker side)."""
-    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+    fd = os.open(path, os.O_RDWR)
     try:
         return mmap.mmap(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
 
 
-def unlink_segment(name: str) -> None:
+def unlink_segment(path: str) -> None:
     """Remove a segment's name; mappings stay valid until dropped. Missing is fine."""
     try:
-        os.unlink(os.path.join(SHM_DIR, name))
+        os.unlink(path)
     except FileNotFoundError:
         pass
 
 
-def shm_available() -> bool:
-    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
+def shm_available(directory: str) -> bool:
+    return os.path.isdir(directory) and os.access(directory, os.W_OK)
 
 
-def shm_free_bytes() -> int:
-    st = os.statvfs(SHM_DIR)
+def shm_free_bytes(directory: str) -> int:
+    st = os.statvfs(directory)
     return st.f_bavail * st.f_frsize
 
 
-def owned_segments(pid: int) -> list[str]:
-    """Names of the segments created by process *pid*."""
+def owned_segments(pid: int, directory: str) -> list[str]:
+    """Paths of the segments in *directory* created by process *pid*."""
     prefix = f"{PREFIX}{pid}-"
     try:
-        return [n for n in os.listdir(SHM_DIR) if n.startswith(prefix)]
+        return [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(prefix)]
     except OSError:
         return []
 
 
-def reclaim_orphans() -> list[str]:
-    """Unlink segments whose creating process no longer runs; return their names."""
+def reclaim_orphans(directory: str) -> list[str]:
+    """Unlink segments in *directory* whose creating process no longer runs; return their names."""
     try:
-        names = [n for n in os.listdir(SHM_DIR) if n.startswith(PREFIX)]
+        names = [n for n in os.listdir(directory) if n.startswith(PREFIX)]
     except OSError:
         return []
     removed = []
@@ -136,7 +141,7 @@ def reclaim_orphans() -> list[str]:
         except ValueError:
             continue
         if not _pid_alive(pid):
-            unlink_segment(name)
+            unlink_segment(os.path.join(directory, name))
             removed.append(name)
     return removed
 
@@ -156,9 +161,41 @@ def _pid_alive(pid: int) -> bool:
 
 
 # -- flattening results ---------------------------------------------------------------------
+# Plain recursive functions, not nested closures: a closure that calls itself is a reference
+# cycle, and one holding a slot's bytes would keep the slot leased until the next gc run.
 
 def _shippable(value: Any) -> bool:
     return isinstance(value, np.ndarray) and not value.dtype.hasobject and value.nbytes > 0
+
+
+def _map_tree(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """Rebuild *value* through lists, dicts and tuples (namedtuples too), applying *leaf* to the rest."""
+    if type(value) is list:
+        return [_map_tree(v, leaf) for v in value]
+    if type(value) is dict:
+        return {k: _map_tree(v, leaf) for k, v in value.items()}
+    if isinstance(value, tuple):
+        items = [_map_tree(v, leaf) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return leaf(value)
+
+
+class _Flattener:
+    """The leaf function of :func:`flatten_arrays`: swaps arrays for refs, lays them out."""
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+        self.refs: list[ArrayRef] = []
+        self.offset = 0
+
+    def __call__(self, value: Any) -> Any:
+        if not _shippable(value):
+            return value
+        ref = ArrayRef(len(self.arrays), self.offset, value.shape, value.dtype)
+        self.arrays.append(value)
+        self.refs.append(ref)
+        self.offset += -(-value.nbytes // _ALIGN) * _ALIGN
+        return ref
 
 
 def flatten_arrays(value: Any) -> tuple[Any, list[np.ndarray], int]:
@@ -167,74 +204,41 @@ def flatten_arrays(value: Any) -> tuple[Any, list[np.ndarray], int]:
     Returns ``(tree, arrays, nbytes)``: the tree to pickle, the arrays to copy in
     order, and the aligned bytes they need.
     """
-    arrays: list[np.ndarray] = []
-    offset = 0
-
-    def walk(v: Any) -> Any:
-        nonlocal offset
-        if _shippable(v):
-            ref = ArrayRef(len(arrays), offset, v.shape, v.dtype)
-            arrays.append(v)
-            offset += -(-v.nbytes // _ALIGN) * _ALIGN
-            return ref
-        if type(v) is list:
-            return [walk(i) for i in v]
-        if type(v) is dict:
-            return {k: walk(i) for k, i in v.items()}
-        if isinstance(v, tuple):
-            items = [walk(i) for i in v]
-            return type(v)(*items) if hasattr(v, "_fields") else type(v)(items)
-        return v
-
-    tree = walk(value)
-    return tree, arrays, offset
+    flattener = _Flattener()
+    tree = _map_tree(value, flattener)
+    return tree, flattener.arrays, flattener.offset
 
 
 def write_arrays(buffer: mmap.mmap, tree: Any, arrays: list[np.ndarray]) -> None:
     """Copy *arrays* into *buffer* at the offsets *tree* records (worker side)."""
     whole = np.frombuffer(buffer, dtype=np.uint8)
-    for ref in _refs(tree):
+    dst = None
+    refs: list[ArrayRef] = []
+    _map_tree(tree, lambda v: refs.append(v) if isinstance(v, ArrayRef) else None)
+    for ref in refs:
         src = arrays[ref.index]
         dst = whole[ref.offset:ref.offset + src.nbytes].view(src.dtype).reshape(src.shape)
         np.copyto(dst, src, casting="no")
-    del whole  # release the buffer export so the mapping can be closed
+    del whole, dst  # release the buffer exports so the mapping can be closed
 
 
-def _refs(tree: Any) -> list[ArrayRef]:
-    out: list[ArrayRef] = []
+class _Rebuilder:
+    """The leaf function of :func:`rebuild`: a view of the slot's bytes for each ref."""
 
-    def walk(v: Any) -> None:
-        if isinstance(v, ArrayRef):
-            out.append(v)
-        elif isinstance(v, (list, tuple)):
-            for i in v:
-                walk(i)
-        elif type(v) is dict:
-            for i in v.values():
-                walk(i)
+    def __init__(self, base: np.ndarray | None) -> None:
+        self.base = base
 
-    walk(tree)
-    return out
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, ArrayRef):
+            return value
+        assert self.base is not None
+        nbytes = int(np.prod(value.shape, dtype=np.int64)) * value.dtype.itemsize
+        return self.base[value.offset:value.offset + nbytes].view(value.dtype).reshape(value.shape)
 
 
 def rebuild(tree: Any, base: np.ndarray | None) -> Any:
     """Put arrays back into *tree*: views of *base* (the slot's bytes) for each ref."""
-
-    def walk(v: Any) -> Any:
-        if isinstance(v, ArrayRef):
-            assert base is not None
-            nbytes = int(np.prod(v.shape, dtype=np.int64)) * v.dtype.itemsize
-            return base[v.offset:v.offset + nbytes].view(v.dtype).reshape(v.shape)
-        if type(v) is list:
-            return [walk(i) for i in v]
-        if type(v) is dict:
-            return {k: walk(i) for k, i in v.items()}
-        if isinstance(v, tuple):
-            items = [walk(i) for i in v]
-            return type(v)(*items) if hasattr(v, "_fields") else type(v)(items)
-        return v
-
-    return walk(tree)
+    return _map_tree(tree, _Rebuilder(base))
 
 
 # -- the parent's ring ---------------------------------------------------------------------
@@ -257,13 +261,13 @@ class _Lease:
 
 
 class _Slot:
-    __slots__ = ("name", "capacity", "mm")
+    __slots__ = ("path", "capacity", "mm")
 
-    def __init__(self, name: str, capacity: int, mm: mmap.mmap) -> None:
-        self.name, self.capacity, self.mm = name, capacity, mm
+    def __init__(self, path: str, capacity: int, mm: mmap.mmap) -> None:
+        self.path, self.capacity, self.mm = path, capacity, mm
 
     def ref(self) -> SlotRef:
-        return SlotRef(self.name, self.capacity)
+        return SlotRef(self.path, self.capacity)
 
 
 class SlotRing:
@@ -275,22 +279,24 @@ class SlotRing:
     whichever thread collects the last array.
     """
 
-    def __init__(self, pool_name: str, enabled: bool = True) -> None:
+    def __init__(self, pool_name: str, directory: str, enabled: bool = True) -> None:
         self._pool_name = pool_name
+        self.directory = directory
         self._lock = threading.Lock()
         self._free: list[_Slot] = []
-        self._slots: dict[str, _Slot] = {}  # name -> slot, for every segment not yet unlinked
+        self._slots: dict[str, _Slot] = {}  # path -> slot, for every segment not yet unlinked
         self._counter = 0
         self._target = 0
         self._closed = False
-        self.enabled = enabled and shm_available()
-        if self.enabled and shm_free_bytes() < MIN_FREE_SHM_BYTES:
-            self._disable(f"{SHM_DIR} has only {shm_free_bytes() // 2**20} MiB free")
+        self.enabled = enabled and shm_available(directory)
+        if self.enabled and shm_free_bytes(directory) < MIN_FREE_SHM_BYTES:
+            self._disable(f"{directory} has only {shm_free_bytes(directory) // 2**20} MiB free")
 
     def _disable(self, why: str) -> None:
         self.enabled = False
         warnings.warn(f"awkgen: {why}; batches will be pickled through pipes instead of shared memory "
-                      f"(slower). Give the machine or container more {SHM_DIR} (e.g. docker run --shm-size=2g).",
+                      f"(slower). Give the machine or container more {self.directory} (docker run --shm-size=2g), "
+                      "or point AWKGEN_SHM_DIR at a larger tmpfs.",
                       RuntimeWarning, stacklevel=2)
 
     def need(self, nbytes: int) -> None:
@@ -308,28 +314,28 @@ class SlotRing:
                 if slot.capacity >= self._target:
                     return slot.ref()
                 self._drop(slot)
-            name = f"{PREFIX}{os.getpid()}-{self._pool_name}-{self._counter}"
+            path = os.path.join(self.directory, f"{PREFIX}{os.getpid()}-{self._pool_name}-{self._counter}")
             self._counter += 1
             try:
-                mm = create_segment(name, self._target)
+                mm = create_segment(path, self._target)
             except OSError as exc:
                 if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
                     raise
-                self._disable(f"{SHM_DIR} could not hold a {self._target // 2**20} MiB batch ({exc})")
+                self._disable(f"{self.directory} could not hold a {self._target // 2**20} MiB batch ({exc})")
                 return None
-            slot = _Slot(name, self._target, mm)
-            self._slots[name] = slot
+            slot = _Slot(path, self._target, mm)
+            self._slots[path] = slot
             return slot.ref()
 
     def lease(self, ref: SlotRef) -> np.ndarray:
         """The bytes of filled slot *ref*, as an array whose base returns the slot when freed."""
-        slot = self._slots[ref.name]
+        slot = self._slots[ref.path]
         return np.asarray(_Lease(slot, self._return))
 
     def release(self, ref: SlotRef | None) -> None:
         """Give back a slot whose task put nothing in it."""
         if ref is not None:
-            self._return(self._slots[ref.name])
+            self._return(self._slots[ref.path])
 
     def _return(self, slot: _Slot) -> None:
         with self._lock:
@@ -339,14 +345,14 @@ class SlotRing:
                 self._free.append(slot)
 
     def _drop(self, slot: _Slot) -> None:
-        unlink_segment(slot.name)
-        self._slots.pop(slot.name, None)
+        unlink_segment(slot.path)
+        self._slots.pop(slot.path, None)
 
     def close(self) -> None:
         """Unlink every segment. Arrays already delivered stay valid."""
         with self._lock:
             self._closed = True
-            for name in list(self._slots):
-                unlink_segment(name)
+            for path in list(self._slots):
+                unlink_segment(path)
             self._free.clear()
             self._slots.clear()

@@ -91,9 +91,10 @@ def dumps(obj: Any) -> bytes:
         return dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, blas_threads: int) -> None:
+def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, blas_threads: int,
+                shm_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(lifeline, parent_pid), name="awkgen-watchdog",
+    threading.Thread(target=_watch_parent, args=(lifeline, parent_pid, shm_dir), name="awkgen-watchdog",
                      daemon=True).start()
     for name in _THREAD_ENV:
         os.environ[name] = str(blas_threads)
@@ -115,7 +116,7 @@ def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, 
         conn.send_bytes(_run(loader, message, attached))
 
 
-def _watch_parent(lifeline: Any, parent_pid: int) -> None:
+def _watch_parent(lifeline: Any, parent_pid: int, shm_dir: str) -> None:
     from multiprocess.connection import wait
 
     wait([lifeline])  # returns on EOF: the parent closed the pool or died
@@ -124,8 +125,8 @@ def _watch_parent(lifeline: Any, parent_pid: int) -> None:
     while transport._pid_alive(parent_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     if not transport._pid_alive(parent_pid):
-        for name in transport.owned_segments(parent_pid):
-            transport.unlink_segment(name)
+        for path in transport.owned_segments(parent_pid, shm_dir):
+            transport.unlink_segment(path)
     os._exit(0)
 
 
@@ -138,7 +139,7 @@ def _run(loader: Any, message: Assignment, attached: collections.OrderedDict[str
     try:
         tree, arrays, nbytes = transport.flatten_arrays(value)
         if slot is not None and transport.MIN_SHM_BYTES <= nbytes <= slot.capacity:
-            transport.write_arrays(_attach(slot.name, attached), tree, arrays)
+            transport.write_arrays(_attach(slot.path, attached), tree, arrays)
             return dumps(Reply(task.seq, tree, True, nbytes, load_s))
         return dumps(Reply(task.seq, value, False, nbytes, load_s))
     except Exception as exc:
@@ -148,13 +149,13 @@ def _run(loader: Any, message: Assignment, attached: collections.OrderedDict[str
         return _failure(task.seq, unsendable, load_s)
 
 
-def _attach(name: str, attached: collections.OrderedDict[str, Any]) -> Any:
-    mm = attached.get(name)
+def _attach(path: str, attached: collections.OrderedDict[str, Any]) -> Any:
+    mm = attached.get(path)
     if mm is None:
-        mm = attached[name] = transport.attach_segment(name)
+        mm = attached[path] = transport.attach_segment(path)
         while len(attached) > _ATTACHED_MAX:
             attached.popitem(last=False)[1].close()
-    attached.move_to_end(name)
+    attached.move_to_end(path)
     return mm
 
 

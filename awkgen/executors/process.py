@@ -152,8 +152,9 @@ class ProcessExecutor(Executor):
         self._ctx = multiprocess.get_context(START_METHOD)
         if START_METHOD == "forkserver":
             self._ctx.set_forkserver_preload(["awkgen.executors._worker"])
-        transport.reclaim_orphans()
-        self._ring = transport.SlotRing(secrets.token_hex(4))
+        shm_dir = transport.shm_dir()
+        transport.reclaim_orphans(shm_dir)
+        self._ring = transport.SlotRing(secrets.token_hex(4), shm_dir)
         self._blas_threads = max(1, (os.cpu_count() or 1) // n_workers)
         self._todo: collections.deque[Task] = collections.deque()
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
@@ -228,7 +229,8 @@ class ProcessExecutor(Executor):
         process_class = _WorkerProcess if START_METHOD == "forkserver" else self._ctx.Process
         proc = process_class(
             target=worker_main, name="awkgen-worker", daemon=True,
-            args=(child_conn, self._life_r, self._loader_bytes, os.getpid(), self._blas_threads))
+            args=(child_conn, self._life_r, self._loader_bytes, os.getpid(), self._blas_threads,
+                  self._ring.directory))
         try:
             proc.start()
         finally:

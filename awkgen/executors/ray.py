@@ -144,7 +144,7 @@ class _Worker:
     started: float = 0.0
 
     def describe(self) -> str:
-        return f"Ray actor {self.actor._actor_id.hex()} (pid {self.pid if self.pid is not None else 'unknown'})"
+        return f"Ray actor {_actor_id(self.actor)} (pid {self.pid if self.pid is not None else 'unknown'})"
 
 
 class RayExecutor(Executor):
@@ -184,6 +184,7 @@ class RayExecutor(Executor):
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._close_lock = threading.Lock()
+        self._spawn_lock = threading.Lock()  # no actor is spawned once close() has begun
         self._closed = False
         self._stopping = False
         self._broken: str | None = None  # set when actors cannot even load the loader
@@ -201,6 +202,9 @@ class RayExecutor(Executor):
 
     # -- the caller's side ---------------------------------------------------------------
     def submit(self, task: Task) -> None:
+        if len(self._todo) >= self._prefetch:  # the generator keeps at most prefetch undelivered
+            raise AwkgenError(f"more than prefetch={self._prefetch} tasks queued for the Ray backend; "
+                              "this is a bug in awkgen, please report it")
         self._todo.append(task)
         self._wake.set()
 
@@ -229,12 +233,14 @@ class RayExecutor(Executor):
             if self._closed:
                 return
             self._closed = True
-        self._stopping = True
+        with self._spawn_lock:
+            self._stopping = True
         self._wake.set()
         manager = getattr(self, "_manager", None)
         if manager is not None and manager is not threading.current_thread():
             manager.join(_JOIN_S)
-        workers, self._workers = self._workers, []
+        with self._spawn_lock:
+            workers, self._workers = self._workers, []
         self._todo.clear()
         self._graveyard.clear()
         try:
@@ -258,10 +264,11 @@ class RayExecutor(Executor):
 
     def _replace(self, worker: _Worker) -> None:
         self._kill(worker)
-        if worker in self._workers:
-            self._workers.remove(worker)
-        if not self._stopping:
-            self._workers.append(self._spawn())
+        with self._spawn_lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+            if not self._stopping:
+                self._workers.append(self._spawn())
 
     # -- the manager thread -------------------------------------------------------------------
     def _manage(self) -> None:
@@ -392,6 +399,13 @@ def _connect(ray: Any, address: str | None) -> None:
                          "A process talks to one Ray cluster: call ray.shutdown() first to switch.")
 
 
+def _actor_id(actor: Any) -> str:
+    try:
+        return str(actor._actor_id.hex())
+    except Exception:  # a private attribute of Ray's handle: never let a message depend on it
+        return "(id unknown)"
+
+
 def _loader_failure(seq: int, exc: Any, worker: _Worker) -> Outcome:
     """A ``RayTaskError`` as a ``LoaderError`` outcome: unwrap to the loader's own exception."""
     cause = getattr(exc, "cause", None)
@@ -403,7 +417,7 @@ def _loader_failure(seq: int, exc: Any, worker: _Worker) -> Outcome:
     pid = getattr(exc, "pid", None) or worker.pid
     return Outcome(seq, error_type=LoaderError, cause=cause,
                    detail=f"loader raised {type(cause).__name__}: {cause} (in Ray actor "
-                          f"{worker.actor._actor_id.hex()}, pid {pid})")
+                          f"{_actor_id(worker.actor)}, pid {pid})")
 
 
 def _reason(exc: BaseException) -> str:

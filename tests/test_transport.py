@@ -1,0 +1,100 @@
+"""The shared-memory ring: bounded, reused, safe for batches a caller keeps, and falling
+back to pickling, with a warning, when the tmpfs is too small (a real tiny tmpfs here)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+
+from awkgen import DataGenerator, DataGeneratorMultiProc
+from tests.conftest import big_array
+from tests.leaks import awkgen_segments
+
+
+def big_float32(ids):
+    """40 MB per batch of 10 ids."""
+    return np.repeat(np.asarray(ids, dtype=np.float32)[:, None], 1_000_000, axis=1)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path, monkeypatch):
+    """Mount a real tmpfs of the requested size and point AWKGEN_SHM_DIR at it."""
+    mounted = []
+
+    def make(size_mb: int) -> str:
+        target = tmp_path / f"shm{size_mb}"
+        target.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(target)], check=True)
+        mounted.append(target)
+        monkeypatch.setenv("AWKGEN_SHM_DIR", str(target))
+        return str(target)
+
+    yield make
+    gc.collect()
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], check=True)
+
+
+def test_slots_are_reused_so_shared_memory_stays_bounded():
+    with DataGeneratorMultiProc(big_array, list(range(1000)), batch_size=10, n_workers=2, prefetch=4) as gen:
+        most = 0
+        for _ in range(150):
+            gen()
+            most = max(most, len(awkgen_segments(os.getpid())))
+        assert 1 <= most <= 4 + 2  # the prefetch window, plus the batch being consumed and one growing
+
+
+def test_kept_batches_are_never_overwritten_and_freed_slots_come_back():
+    ids = list(range(200))
+    reference = DataGenerator(big_array, ids, batch_size=10, seed=6)
+    with DataGeneratorMultiProc(big_array, ids, batch_size=10, n_workers=2, prefetch=2, seed=6) as gen:
+        kept = [gen()[0] for _ in range(12)]
+        grown = len(awkgen_segments(os.getpid()))
+        assert grown >= 12 - 2  # each kept batch holds its slot (the first prefetch window is pickled)
+        for arr in kept:
+            np.testing.assert_array_equal(arr, reference()[0])
+        del kept, arr
+        gc.collect()
+        for _ in range(30):
+            gen()
+        # freed slots were reused: without reuse there would be 30 more
+        assert len(awkgen_segments(os.getpid())) <= grown + 2
+
+
+def test_a_tmpfs_with_too_little_room_warns_and_falls_back_to_pickling(tiny_tmpfs):
+    directory = tiny_tmpfs(16)
+    ids = list(range(40))
+    reference = DataGenerator(big_array, ids, batch_size=10, seed=2)
+    with pytest.warns(RuntimeWarning, match=r"has only 16 MiB free; batches will be pickled"):
+        gen = DataGeneratorMultiProc(big_array, ids, batch_size=10, n_workers=2, seed=2)
+    with gen:
+        for _ in range(8):
+            np.testing.assert_array_equal(gen()[0], reference()[0])
+        assert os.listdir(directory) == []
+
+
+def test_a_batch_the_tmpfs_cannot_hold_falls_back_instead_of_crashing_a_worker(tiny_tmpfs):
+    directory = tiny_tmpfs(100)  # room for two 40 MB slots, not for the prefetch window
+    ids = list(range(60))
+    reference = DataGenerator(big_float32, ids, batch_size=10, seed=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with DataGeneratorMultiProc(big_float32, ids, batch_size=10, n_workers=2, prefetch=4, seed=3) as gen:
+            for _ in range(8):
+                np.testing.assert_array_equal(gen()[0], reference()[0])
+    assert any("could not hold a" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert os.listdir(directory) == []
+
+
+def test_segments_live_in_awkgen_shm_dir_while_in_use(tiny_tmpfs):
+    directory = tiny_tmpfs(128)
+    with DataGeneratorMultiProc(big_array, list(range(40)), batch_size=10, n_workers=1) as gen:
+        for _ in range(4):
+            gen()
+        assert any(name.startswith(f"awkgen-{os.getpid()}-") for name in os.listdir(directory))
+    assert os.listdir(directory) == []
