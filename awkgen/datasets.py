@@ -6,8 +6,9 @@ disk, and gives the loader that reads such files back. Needs ``scikit-learn``
 (``pip install "awkgen[demo]"``).
 
 >>> import tempfile
->>> paths, labels = digits_on_disk(tempfile.mkdtemp())
->>> len(paths), load_digits_batch(paths[:4]).shape, labels[:4].tolist()
+>>> with tempfile.TemporaryDirectory() as folder:
+...     paths, labels = digits_on_disk(folder)
+...     len(paths), load_digits_batch(paths[:4]).shape, labels[:4].tolist()
 (1797, (4, 8, 8, 1), [0, 1, 2, 3])
 """
 
