@@ -8,6 +8,7 @@ it otherwise opens lazily the first time an actor starts, fails or is killed.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -216,6 +217,14 @@ def test_stop_kills_every_actor():
         gen()
     assert wait_until(lambda: not any(pid_alive(p) for p in pids), within_s=10), \
         f"actor processes still alive after stop: {[p for p in pids if pid_alive(p)]}"
+
+
+def test_a_dropped_generator_is_collected_and_its_actors_killed():
+    gen = DataGeneratorMultiProc(ids_and_pid, [1, 2, 3, 4], batch_size=1, n_workers=1, backend="ray")
+    _, pid = gen()[0]
+    del gen
+    gc.collect()
+    assert wait_until(lambda: not pid_alive(pid), within_s=10), "a collected generator left its actor running"
 
 
 def test_a_loader_that_cannot_be_pickled_is_refused_at_construction():
