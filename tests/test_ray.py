@@ -32,8 +32,7 @@ from awkgen import (
 from tests.conftest import identity, with_rng
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HANG_MARK = 1000  # a batch holding this id makes loaders below hang
-FAIL_MARK = 2000  # ... or raise
+MARK = 1000  # a batch holding this id makes the loaders below hang, raise, exit or crash
 
 
 def pid_alive(pid: int) -> bool:
@@ -56,8 +55,8 @@ def wait_until(predicate, within_s: float) -> bool:
 # -- loaders (module level: actors import them by reference) -----------------------------------
 
 def ids_and_pid(ids):
-    """The batch and the pid of the process that loaded it; hangs on HANG_MARK."""
-    if HANG_MARK in list(ids):
+    """The batch and the pid of the process that loaded it; hangs on MARK."""
+    if MARK in list(ids):
         time.sleep(60)
     return np.asarray(ids), os.getpid()
 
@@ -72,8 +71,22 @@ def _parse_record(record):
 
 
 def failing(ids):
-    if FAIL_MARK in list(ids):
-        _parse_record(FAIL_MARK)
+    if MARK in list(ids):
+        _parse_record(MARK)
+    return np.asarray(ids)
+
+
+def exits(ids):
+    if MARK in list(ids):
+        os._exit(3)
+    return np.asarray(ids)
+
+
+def segfaults(ids):
+    if MARK in list(ids):
+        import ctypes
+
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
     return np.asarray(ids)
 
 
@@ -93,13 +106,12 @@ def ray_cluster():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     # Warm-up: an actor that starts, loads, raises, dies by SIGKILL and is killed on
     # close, so Ray's lazily opened connections and threads belong to the baseline.
-    with DataGeneratorMultiProc(ids_and_pid, [1, 2, FAIL_MARK, HANG_MARK], batch_size=1, n_workers=1,
-                                backend="ray", shuffle=False, prefetch=1) as gen:
+    with DataGeneratorMultiProc(ids_and_pid, [1, 2, MARK], batch_size=1, n_workers=1, backend="ray",
+                                shuffle=False, prefetch=1) as gen:
         _, pid = gen()[0]
-        gen()
+        gen()  # the actor now loads [MARK], which hangs
         with pytest.raises(LoaderError):
-            DataGeneratorMultiProc(failing, [FAIL_MARK], batch_size=1, n_workers=1, backend="ray")()
-        gen()  # FAIL_MARK means nothing to this loader
+            DataGeneratorMultiProc(failing, [MARK], batch_size=1, n_workers=1, backend="ray")()
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(WorkerDiedError):
             gen()
@@ -137,7 +149,7 @@ def test_state_dict_from_the_thread_backend_resumes_on_ray():
             gen()
         state = gen.state_dict()
         expected = [gen()[0] for _ in range(4)]
-    with DataGeneratorMultiProc(identity, ids, batch_size=4, seed=3, n_workers=2, backend="ray") as gen:
+    with DataGeneratorMultiProc(identity, ids, batch_size=4, seed=3, n_workers=1, backend="ray") as gen:
         gen.load_state_dict(state)
         assert [gen()[0] for _ in range(4)] == expected
 
@@ -157,15 +169,15 @@ def test_several_megabyte_arrays_arrive_intact_and_writable():
 # -- failures: each fails its own batch, and the next call goes on ------------------------------------
 
 def test_loader_error_is_a_LoaderError_caused_by_the_original_exception():
-    ids = [1, 2, FAIL_MARK, 4]
+    ids = [1, 2, MARK, 4]
     with DataGeneratorMultiProc(failing, ids, batch_size=1, n_workers=2, backend="ray", shuffle=False) as gen:
         assert gen()[0].tolist() == [1]
         assert gen()[0].tolist() == [2]
-        with pytest.raises(LoaderError, match=rf"ValueError: record {FAIL_MARK} is corrupt.*ids \[{FAIL_MARK}\]"
+        with pytest.raises(LoaderError, match=rf"ValueError: record {MARK} is corrupt.*ids \[{MARK}\]"
                            ) as info:
             gen()
         cause = info.value.__cause__
-        assert type(cause) is ValueError and str(cause) == f"record {FAIL_MARK} is corrupt"
+        assert type(cause) is ValueError and str(cause) == f"record {MARK} is corrupt"
         worker_side = "".join(traceback.format_exception(cause))
         assert "_parse_record" in worker_side and "in failing" in worker_side  # frames from the actor
         assert gen()[0].tolist() == [4]
@@ -173,16 +185,16 @@ def test_loader_error_is_a_LoaderError_caused_by_the_original_exception():
 
 
 def test_sigkilled_actor_raises_WorkerDiedError_naming_it_then_the_next_batch_comes():
-    ids = [1, HANG_MARK, 3, 4]
+    ids = [1, MARK, 3, 4]
     with DataGeneratorMultiProc(ids_and_pid, ids, batch_size=1, n_workers=1, prefetch=1, backend="ray",
                                 shuffle=False) as gen:
         x, pid = gen()[0]
         assert x.tolist() == [1] and pid != os.getpid()
-        # The actor is now loading the hanging batch [HANG_MARK] (prefetch=1).
+        # The actor is now loading the hanging batch [MARK] (prefetch=1).
         os.kill(pid, signal.SIGKILL)
         start = time.monotonic()
         with pytest.raises(WorkerDiedError, match=rf"Ray actor [0-9a-f]+ \(pid {pid}\) died: .*"
-                                                  rf"replaced.*ids \[{HANG_MARK}\]"):
+                                                  rf"replaced.*ids \[{MARK}\]"):
             gen()
         assert time.monotonic() - start < 10
         x, new_pid = gen()[0]
@@ -190,14 +202,24 @@ def test_sigkilled_actor_raises_WorkerDiedError_naming_it_then_the_next_batch_co
         assert gen()[0][0].tolist() == [4]
 
 
+@pytest.mark.parametrize("loader", [exits, segfaults])
+def test_an_actor_that_exits_or_crashes_raises_WorkerDiedError_then_the_next_batch_comes(loader):
+    with DataGeneratorMultiProc(loader, [1, MARK, 3], batch_size=1, n_workers=1, backend="ray",
+                                shuffle=False) as gen:
+        assert gen()[0].tolist() == [1]
+        with pytest.raises(WorkerDiedError, match=rf"Ray actor .* died: .*ids \[{MARK}\]"):
+            gen()
+        assert gen()[0].tolist() == [3]
+
+
 def test_timeout_raises_LoaderTimeoutError_and_the_actor_is_killed_and_replaced():
-    ids = [1, HANG_MARK, 3]
+    ids = [1, MARK, 3]
     with DataGeneratorMultiProc(ids_and_pid, ids, batch_size=1, n_workers=1, prefetch=1, backend="ray",
                                 shuffle=False, timeout=1.5) as gen:
         _, pid = gen()[0]
         start = time.monotonic()
         with pytest.raises(LoaderTimeoutError, match=rf"timeout=1.5 s; Ray actor [0-9a-f]+ \(pid {pid}\) was "
-                                                     rf"killed and replaced.*ids \[{HANG_MARK}\]"):
+                                                     rf"killed and replaced.*ids \[{MARK}\]"):
             gen()
         assert 1.5 <= time.monotonic() - start < 10
         assert wait_until(lambda: not pid_alive(pid), within_s=10), "the timed-out actor's process still runs"
