@@ -269,7 +269,7 @@ def test_address_of_the_cluster_this_process_uses_is_accepted_and_another_refuse
 
 
 SECOND_DRIVER = textwrap.dedent("""
-    import os, sys
+    import os, sys, time
     import ray
     from awkgen import DataGeneratorMultiProc
 
@@ -282,21 +282,28 @@ SECOND_DRIVER = textwrap.dedent("""
     ray.shutdown()
     # 2. So does RAY_ADDRESS, with no argument at all.
     os.environ["RAY_ADDRESS"] = address
-    with DataGeneratorMultiProc(lambda ids: ids, [4, 5], batch_size=2, n_workers=1, backend="ray",
-                                shuffle=False) as gen:
-        assert gen()[0] == [4, 5]
+    gen = DataGeneratorMultiProc(lambda ids: os.getpid(), [4, 5], batch_size=1, n_workers=1, backend="ray")
     assert ray.get_runtime_context().gcs_address == address
-    print("second driver ok")
+    print("second driver ok, actor pid", gen()[0], flush=True)
+    time.sleep(120)  # until the test kills this process
 """)
 
 
-def test_address_and_RAY_ADDRESS_connect_another_process_to_a_running_cluster(ray_cluster):
+def test_address_and_RAY_ADDRESS_connect_another_process_and_its_actors_die_with_it(ray_cluster):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.run([sys.executable, "-c", SECOND_DRIVER, ray_cluster], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "second driver ok" in proc.stdout
-    assert "Started a local Ray instance" not in proc.stderr  # it joined ours
+    driver = subprocess.Popen([sys.executable, "-c", SECOND_DRIVER, ray_cluster], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = driver.stdout.readline()
+        driver.kill()  # SIGKILL: no close(), no exit hook
+        _, err = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+        driver.wait()
+    assert line.startswith("second driver ok, actor pid "), line + err
+    assert "Started a local Ray instance" not in err  # it joined ours
+    actor_pid = int(line.split()[-1])
+    assert wait_until(lambda: not pid_alive(actor_pid), within_s=10), "Ray kept a dead driver's actor"
 
 
 # -- ray is optional ----------------------------------------------------------------------------------------
