@@ -12,7 +12,6 @@ Feeding Keras 3 from an awkgen generator, two ways::
 
 from __future__ import annotations
 
-import collections
 import functools
 import inspect
 import itertools
@@ -118,24 +117,29 @@ class KerasDataGenerator(_RestartingGenerator):
 def as_keras(gen: BatchGenerator | DataGenerator) -> Any:
     """A ``keras.utils.PyDataset`` whose ``len`` is one epoch of *gen*: ``model.fit(gen.as_keras(), epochs=E)``.
 
-    Each batch Keras takes is *gen*'s next batch, in stream order: after ``E``
-    epochs of ``fit`` the generator has delivered exactly ``E * len`` batches, each
-    once, so a later ``fit`` (or ``gen()``) continues where this one stopped.
+    The promise: each epoch of ``fit`` (``evaluate``, ``predict``) trains on
+    exactly the next ``len`` batches of *gen*'s stream, each once. After ``E``
+    epochs *gen* has delivered ``E * len`` batches, so a later ``fit`` or
+    ``gen()`` continues where this one stopped.
 
-    How that survives what Keras 3's ``PyDatasetAdapter`` does:
+    Keras 3's ``PyDatasetAdapter`` does not simply read items ``0..len-1``, so
+    batches are *bound to indices*:
 
-    - ``fit(shuffle=True)`` (the default) asks for the indices of an epoch in
-      random order. Within an epoch (between the ``on_epoch_begin`` and
-      ``on_epoch_end`` hooks, which Keras calls around every epoch of ``fit``,
-      ``evaluate`` and ``predict``) the index is therefore ignored: every call
-      returns the stream's next batch. awkgen has already shuffled by its seed.
-    - With the TensorFlow backend Keras peeks at items 0 and 1 before the first
-      epoch to infer the tensor spec. Outside an epoch a read is a *peek*: it
-      fetches the batch once, answers repeated reads of the same index with it,
-      and keeps it for the next epoch, whose first calls return the peeked
-      batches in stream order. Nothing is skipped, nothing is trained on twice.
-    - Iterating the dataset yourself (``for batch in ds``) takes one epoch of
-      the stream, peeked batches first.
+    - ``ds[i]`` returns the batch bound to index ``i``; an index with none gets
+      the stream's next batch. Keras reads some items before it trains: with the
+      TensorFlow backend items 0 and 1, for the tensor spec, before the first
+      epoch; with JAX and PyTorch one item of an abandoned epoch, to build the
+      model. Such a batch stays bound to its index, and the epoch that trains
+      reads it there: nothing is skipped, nothing is loaded twice.
+    - Bindings are dropped once every index has been read within epochs (between
+      the ``on_epoch_begin`` and ``on_epoch_end`` hooks, which Keras calls around
+      every epoch); the next epoch binds fresh batches.
+    - ``fit(shuffle=True)`` (the default) reads the indices in random order, and
+      fresh batches are bound in the order Keras asks for them, so training
+      follows the stream except that a batch read early waits at its index.
+      With ``fit(..., shuffle=False)`` the order is exactly the stream's. awkgen
+      has already shuffled by its seed either way.
+    - Iterating the dataset yourself (``for batch in ds``) is one epoch.
     - Keras's own thread pool (``workers > 1``) is not used: awkgen loads ahead in
       its own workers (use ``DataGeneratorMultiProc``).
 
@@ -144,10 +148,10 @@ def as_keras(gen: BatchGenerator | DataGenerator) -> Any:
     >>> import awkgen
     >>> gen = awkgen.DataGenerator(lambda ids: ids, list(range(5)), batch_size=2, shuffle=False)
     >>> ds = as_keras(gen)
-    >>> len(ds), ds[1], ds[1]            # outside an epoch a read is a peek
+    >>> len(ds), ds[1], ds[1]            # the stream's first batch, now bound to index 1
     (3, ([0, 1],), ([0, 1],))
-    >>> [batch[0] for batch in ds]       # one epoch, the peeked batch first
-    [[0, 1], [2, 3], [4]]
+    >>> [batch[0] for batch in ds]       # one epoch: index 1 keeps its batch, the others get the next ones
+    [[2, 3], [0, 1], [4]]
     >>> gen()[0]                         # the stream continues with the next epoch
     [0, 1]
     """
@@ -167,9 +171,10 @@ def _stream_class(py_dataset: type) -> type:
             super().__init__(workers=1, use_multiprocessing=False)
             self._gen = gen
             self._steps = steps
-            self._lock = threading.Lock()  # TF calls __getitem__ from its own threads
+            self._lock = threading.Lock()  # TensorFlow reads items from its own threads
             self._in_epoch = False
-            self._ahead: collections.deque[tuple[int, Any]] = collections.deque()  # peeked, not yet taken
+            self._bound: dict[int, Any] = {}  # index -> batch taken from the stream, not yet retired
+            self._covered: set[int] = set()  # indices read within epochs since the last retirement
 
         @property
         def generator(self) -> Any:
@@ -181,32 +186,38 @@ def _stream_class(py_dataset: type) -> type:
         def __getitem__(self, index: int) -> Any:
             if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < self._steps:
                 raise IndexError(f"Expected an index in [0, {self._steps}). Received: {index!r}")
+            index = int(index)
             with self._lock:
+                if self._in_epoch and len(self._covered) == self._steps:
+                    self._retire()  # a new pass began before on_epoch_end: the last one was all trained on
+                batch = self._bound.get(index)
+                if batch is None:
+                    batch = self._bound[index] = self._gen.get_batch()
                 if self._in_epoch:
-                    return self._take()
-                for peeked_index, batch in self._ahead:
-                    if peeked_index == index:
-                        return batch
-                batch = self._gen.get_batch()
-                self._ahead.append((int(index), batch))
+                    self._covered.add(index)
                 return batch
 
-        def _take(self) -> Any:
-            if self._ahead:
-                return self._ahead.popleft()[1]
-            return self._gen.get_batch()
+        def _retire(self) -> None:
+            self._bound.clear()
+            self._covered.clear()
 
         def __iter__(self) -> Iterator[Any]:
-            for _ in range(self._steps):
-                with self._lock:
-                    batch = self._take()
-                yield batch
+            self.on_epoch_begin()
+            try:
+                for index in range(self._steps):
+                    yield self[index]
+            finally:
+                self.on_epoch_end()
 
         def on_epoch_begin(self) -> None:
-            self._in_epoch = True
+            with self._lock:
+                self._in_epoch = True
 
         def on_epoch_end(self) -> None:
-            self._in_epoch = False
+            with self._lock:
+                self._in_epoch = False
+                if len(self._covered) == self._steps:  # every index read in an epoch: all trained on
+                    self._retire()
 
         def __repr__(self) -> str:
             return f"<awkgen KerasStream: {self._steps} steps per epoch of {self._gen!r}>"
