@@ -39,6 +39,7 @@ import os
 import pickle
 import queue
 import secrets
+import selectors
 import signal
 import threading
 import time
@@ -49,7 +50,6 @@ from typing import Any
 import dill
 import multiprocess
 from multiprocess import forkserver, popen_forkserver, spawn, util
-from multiprocess.connection import wait
 from multiprocess.context import ForkServerProcess, reduction, set_spawning_popen
 
 from .. import transport
@@ -61,6 +61,7 @@ __all__ = ["ProcessExecutor", "describe_exit"]
 
 START_METHOD = os.environ.get("AWKGEN_START_METHOD", "forkserver")
 _MANAGER_TICK_S = 0.5  # longest the manager sleeps without re-checking its flags
+_PER_WORKER = 2  # tasks queued at a worker at once: one running, one waiting in its pipe
 _STOP_GRACE_S = 2.0  # time workers get to exit after a stop message, before SIGKILL
 _JOIN_S = 2.0
 _SIGNAL_HINTS = {
@@ -101,11 +102,11 @@ class _Worker:
     proc: Any
     conn: Any
     ready: bool = False  # the worker said Ready: it has the loader and takes tasks
-    task: Task | None = None
-    slot: transport.SlotRef | None = None
-    started: float = 0.0
+    # Tasks sent and not yet answered, oldest (the one running) first, each with its slot.
+    # Up to _PER_WORKER deep, so a worker starts its next batch without waiting for the manager.
+    tasks: collections.deque[tuple[Task, transport.SlotRef | None]] = field(default_factory=collections.deque)
+    started: float = 0.0  # when the oldest task began: its dispatch, or the previous reply
     timed_out: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _MainlessPopen(popen_forkserver.Popen):
@@ -254,51 +255,68 @@ class ProcessExecutor(Executor):
 
     # -- the manager thread ---------------------------------------------------------------------
     def _manage(self) -> None:
+        selector = selectors.DefaultSelector()
         try:
+            selector.register(self._wake_r, selectors.EVENT_READ, None)
+            watched: set[_Worker] = set()
             while not self._stopping:
+                for worker in watched.difference(self._workers):  # dead and replaced
+                    watched.discard(worker)
+                for worker in self._workers:
+                    if worker not in watched:
+                        selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
+                        selector.register(worker.proc.sentinel, selectors.EVENT_READ, worker)
+                        watched.add(worker)
                 if self._broken is not None:
                     self._fail_todo()
                 self._dispatch()
-                by_handle: dict[Any, _Worker | None] = {self._wake_r: None}
-                for worker in self._workers:
-                    by_handle[worker.conn] = worker
-                    by_handle[worker.proc.sentinel] = worker
-                for handle in wait(list(by_handle), timeout=self._sleep_s()):
-                    owner = by_handle[handle]
-                    if owner is None:
+                for key, _ in selector.select(self._sleep_s()):
+                    if key.data is None:
                         self._drain_wake()
-                    elif owner in self._workers:
-                        self._service(owner)
+                    elif key.data in self._workers:
+                        self._service(key.data, key.fd == key.data.proc.sentinel, selector)
                 self._expire()
         except BaseException as exc:  # never die silently: get() reports it
             self._manager_error = exc
             raise
+        finally:
+            selector.close()
 
     def _dispatch(self) -> None:
-        for worker in self._workers:
-            if not worker.ready or worker.task is not None or not self._todo:
-                continue
-            try:
-                task = self._todo.popleft()
-            except IndexError:  # cancelled meanwhile
-                return
-            slot = self._ring.acquire()
-            worker.task, worker.slot, worker.started = task, slot, time.monotonic()
-            try:
-                worker.conn.send_bytes(dumps(Assignment(task, slot)))
-            except (OSError, ValueError):
-                pass  # the worker is dead; its sentinel reports the task
-            except Exception as exc:  # ids that cannot be pickled
-                worker.task, worker.slot = None, None
-                self._ring.release(slot)
-                self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
-                                           detail=f"the batch's ids cannot be sent to a worker process ({exc})"))
+        """Hand out queued tasks, breadth first: every worker's first slot before anyone's second."""
+        for depth in range(_PER_WORKER):
+            for worker in self._workers:
+                if not self._todo:
+                    return
+                if worker.ready and not worker.timed_out and len(worker.tasks) == depth:
+                    self._send(worker)
+
+    def _send(self, worker: _Worker) -> None:
+        try:
+            task = self._todo.popleft()
+        except IndexError:  # cancelled meanwhile
+            return
+        slot = self._ring.acquire()
+        try:
+            message = dumps(Assignment(task, slot))
+        except Exception as exc:  # ids that cannot be pickled
+            self._ring.release(slot)
+            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
+                                       detail=f"the batch's ids cannot be sent to a worker process ({exc})"))
+            return
+        if not worker.tasks:
+            worker.started = time.monotonic()
+        worker.tasks.append((task, slot))
+        try:
+            worker.conn.send_bytes(message)
+        except (OSError, ValueError):
+            pass  # the worker is dead; its sentinel fires and _on_death accounts for the task
 
     def _sleep_s(self) -> float:
         if self._timeout is None:
             return _MANAGER_TICK_S
         now = time.monotonic()
-        deadlines = [w.started + self._timeout - now for w in self._workers if w.task and not w.timed_out]
+        deadlines = [w.started + self._timeout - now for w in self._workers if w.tasks and not w.timed_out]
         return max(0.005, min([_MANAGER_TICK_S, *deadlines]))
 
     def _drain_wake(self) -> None:
@@ -307,15 +325,21 @@ class ProcessExecutor(Executor):
         except BlockingIOError:
             pass
 
-    def _service(self, worker: _Worker) -> None:
-        """*worker*'s pipe or sentinel is ready: take its reply, then see if it died."""
+    def _service(self, worker: _Worker, from_sentinel: bool, selector: selectors.BaseSelector) -> None:
+        """*worker*'s pipe (one reply; the selector calls again while more wait) or its
+        sentinel (it exited: take what it sent before dying, then account for it) is ready."""
         try:
-            if worker.conn.poll():
+            if from_sentinel:
+                while worker.conn.poll():
+                    self._on_reply(worker, pickle.loads(worker.conn.recv_bytes()))
+            else:
                 self._on_reply(worker, pickle.loads(worker.conn.recv_bytes()))
+                return
         except (EOFError, OSError):
             pass
-        if not worker.proc.is_alive() or worker.conn.closed:
-            self._on_death(worker)
+        selector.unregister(worker.conn.fileno())
+        selector.unregister(worker.proc.sentinel)
+        self._on_death(worker)
 
     def _on_reply(self, worker: _Worker, reply: Reply | Ready | InitFailed) -> None:
         if isinstance(reply, Ready):
@@ -325,11 +349,10 @@ class ProcessExecutor(Executor):
             self._broken = reply.error_text
             self._fail_todo()
             return
-        task, slot = worker.task, worker.slot
-        worker.task, worker.slot = None, None
-        if task is None or reply.seq != task.seq:  # cannot happen; never deliver a stranger's batch
-            self._ring.release(slot)
-            return
+        task, slot = worker.tasks.popleft()
+        worker.started = time.monotonic()  # the next queued task starts now
+        if reply.seq != task.seq:  # cannot happen: a worker answers in order
+            raise AwkgenError(f"worker process {worker.proc.pid} answered batch {reply.seq}, expected {task.seq}")
         self._ring.need(reply.nbytes)
         if reply.failed:
             self._ring.release(slot)
@@ -354,20 +377,25 @@ class ProcessExecutor(Executor):
                                        detail=f"worker processes could not load the loader: {why}"))
 
     def _on_death(self, worker: _Worker) -> None:
+        """Fail the task *worker* was running, requeue the ones it had not started, replace it."""
         worker.proc.join(_JOIN_S)
         pid, code = worker.proc.pid, worker.proc.exitcode
         self._workers.remove(worker)
         self._reap(worker)
-        if worker.task is not None:
-            self._ring.release(worker.slot)
+        if worker.tasks:
+            (task, slot), waiting = worker.tasks[0], list(worker.tasks)[1:]
+            self._ring.release(slot)
             if worker.timed_out:
-                outcome = Outcome(worker.task.seq, error_type=LoaderTimeoutError,
+                outcome = Outcome(task.seq, error_type=LoaderTimeoutError,
                                   detail=f"loader call exceeded timeout={self._timeout:g} s; worker process "
                                          f"{pid} was killed and replaced", load_s=self._timeout or 0.0)
             else:
-                outcome = Outcome(worker.task.seq, error_type=WorkerDiedError,
+                outcome = Outcome(task.seq, error_type=WorkerDiedError,
                                   detail=describe_exit(pid, code) + "; it has been replaced")
             self._outcomes.put(outcome)
+            for queued, queued_slot in reversed(waiting):  # never started: someone else runs them
+                self._ring.release(queued_slot)
+                self._todo.appendleft(queued)
         if not self._stopping and self._broken is None:
             self._workers.append(self._spawn())
 
@@ -376,7 +404,7 @@ class ProcessExecutor(Executor):
             return
         now = time.monotonic()
         for worker in self._workers:
-            if worker.task is not None and not worker.timed_out and now - worker.started > self._timeout:
+            if worker.tasks and not worker.timed_out and now - worker.started > self._timeout:
                 worker.timed_out = True
                 worker.proc.kill()  # its sentinel fires next; _on_death reports the timeout
 
