@@ -24,6 +24,7 @@ from .sampling import Plan
 __all__ = ["DataGenerator", "DataGeneratorNonblock", "DataGeneratorMultiProc", "CleanupGenerator"]
 
 BACKENDS = ("process", "thread", "ray")
+RAY_OPTIONS = ("address", "actor_options")
 
 
 def DataGenerator(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.ndarray,
@@ -70,7 +71,7 @@ def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any]
     *n_workers* defaults to ``os.cpu_count()``; *backend* is ``"process"`` (default),
     ``"thread"`` or ``"ray"``; *prefetch* bounds the batches in flight (default
     ``2 * n_workers``); *timeout* bounds one loader call in seconds. Extra keyword
-    arguments go to the backend (``address=`` for Ray).
+    arguments go to the backend: ``address=`` and ``actor_options=`` for Ray.
 
     >>> with DataGeneratorMultiProc(lambda ids: ids, list(range(7)), batch_size=3,
     ...                             n_workers=2, backend="thread", shuffle=False) as gen:
@@ -155,6 +156,10 @@ def _prepare(loader: Any, sample_ids: Any, sample_cls: Any, batch_size: Any, shu
         raise ValueError(f"each shard holds {shard} ids ({n_ids} ids // world_size={world_size}), fewer "
                          f"than one batch: received batch_size={batch_size}")
     if seed is None:
+        if world_size > 1 and shuffle:
+            raise ValueError(f"seed must be given, the same on every rank, when world_size > 1 (received "
+                             f"seed=None, world_size={world_size}): ranks that each draw their own seed "
+                             "shuffle differently and their shards overlap")
         seed = secrets.randbits(63)
     else:
         _check_int("seed", seed, minimum=0)
@@ -231,6 +236,9 @@ def _make_executor(backend: str, loader: Callable[..., Any], n_workers: int, pre
         return ProcessExecutor(loader, n_workers, prefetch, timeout)
     from .executors.ray import RayExecutor
 
+    unknown = sorted(set(options) - set(RAY_OPTIONS))
+    if unknown:
+        raise TypeError(f"backend='ray' takes the options {RAY_OPTIONS}; received: {unknown}")
     return RayExecutor(loader, n_workers, prefetch, timeout, **options)
 
 

@@ -33,7 +33,8 @@ BAD_COMMON = [
     (dict(world_size=0), ValueError, r"world_size must be >= 1; received: 0"),
     (dict(rank=-1), ValueError, r"rank must be >= 0; received: -1"),
     (dict(rank=2, world_size=2), ValueError, r"rank must be in \[0, world_size=2\); received: rank=2"),
-    (dict(batch_size=4, world_size=3), ValueError, r"each shard holds 3 ids .* received batch_size=4"),
+    (dict(batch_size=4, world_size=3, seed=0), ValueError, r"each shard holds 3 ids .* received batch_size=4"),
+    (dict(world_size=2), ValueError, r"seed must be given, the same on every rank, when world_size > 1"),
 ]
 
 BAD_POOL = [
@@ -46,6 +47,7 @@ BAD_POOL = [
     (dict(timeout="1s"), TypeError, r"timeout must be None or a number of seconds; received: '1s'"),
     (dict(backend="dask"), ValueError, r"backend must be one of \('process', 'thread', 'ray'\); received: 'dask'"),
     (dict(backend="thread", address="x"), TypeError, r"backend='thread' takes no extra options"),
+    (dict(backend="ray", adress="x"), TypeError, r"backend='ray' takes the options .*received: \['adress'\]"),
 ]
 
 
@@ -77,6 +79,11 @@ def test_a_loader_that_cannot_be_pickled_is_refused_at_construction_for_processe
     stream = (i for i in range(3))  # a live Python generator: not even dill pickles it
     with pytest.raises(TypeError, match="loader must be picklable.*backend='thread'"):
         DataGeneratorMultiProc(lambda ids: (stream, ids), IDS, batch_size=2, n_workers=1)
+
+
+def test_unshuffled_shards_need_no_seed():
+    gen = DataGenerator(identity, IDS, batch_size=2, shuffle=False, rank=1, world_size=2)
+    assert gen()[0] == [1, 3]
 
 
 def test_valid_edge_values_are_accepted():
