@@ -35,10 +35,10 @@ demo: $(VENV)/.installed
 	$(PY) -m awkgen demo
 
 bench: $(VENV)/.installed
-	$(PY) -m awkgen bench
+	$(PY) -m benchmarks.run
 
 bench-quick: $(VENV)/.installed
-	$(PY) -m awkgen bench --quick
+	$(PY) -m benchmarks.run --quick --out benchmarks/results/quick
 
 soak: $(VENV)/.installed
 	$(PY) benchmarks/soak.py

@@ -1,0 +1,214 @@
+"""The benchmark process's tree, read from ``/proc``: memory, leftover workers, the machine.
+
+- :func:`descendants` lists every process below this one (workers of all
+  contenders, awkgen's forkserver, resource trackers).
+- :class:`MemorySampler` is a background thread that sweeps the tree and keeps the
+  peak of the summed PSS (proportional set size: a page shared by k processes counts
+  1/k in each, so shared memory and copy-on-write pages are counted once) and of the
+  summed RSS, and each process's own minimum.
+- :class:`ChildGuard` makes sure a contender's ``close()`` really left no worker
+  behind before the next measurement starts; stragglers are reported and killed
+  (by pid: they are ours).
+- :func:`machine` describes the machine for the report.
+
+No psutil: ``/proc`` has all of it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["descendants", "read_memory", "MemorySampler", "ChildGuard", "machine"]
+
+_INFRA_MARKERS = ("forkserver", "resource_tracker", "semaphore_tracker")
+_SETTLE_S = 10.0  # how long closed workers get to exit before they count as leaked
+_POLL_S = 0.05
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int | None = None) -> set[int]:
+    """Every live (non-zombie) process below *pid* (default: this process)."""
+    root = os.getpid() if pid is None else pid
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and fields[0] != b"Z":
+                parents[int(entry)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def read_memory(pid: int, pss: bool = True) -> tuple[int, int] | None:
+    """``(pss_bytes, rss_bytes)`` of *pid*, or ``None`` if it is gone.
+
+    PSS comes from ``smaps_rollup``, which walks every mapping (milliseconds for a
+    process that loaded TensorFlow); with ``pss=False`` only the cheap RSS is read and
+    PSS is reported as RSS.
+    """
+    try:
+        if pss:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                text = f.read()
+            values = {}
+            for line in text.splitlines():
+                key, _, rest = line.partition(b":")
+                if key in (b"Rss", b"Pss"):
+                    values[key] = int(rest.split()[0]) * 1024
+            return values[b"Pss"], values[b"Rss"]
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return rss, rss
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+
+
+def tree_memory(pss: bool = True) -> dict[int, tuple[int, int]]:
+    """``{pid: (pss, rss)}`` for this process and all its descendants."""
+    out = {}
+    for pid in (os.getpid(), *descendants()):
+        mem = read_memory(pid, pss)
+        if mem is not None:
+            out[pid] = mem
+    return out
+
+
+@dataclass
+class MemorySampler:
+    """Sweeps the process tree from a background thread until :meth:`stop`.
+
+    ``peak_pss``/``peak_rss``: the largest tree total seen in one sweep. ``extra``: that
+    peak minus the sum of every process's own smallest PSS, i.e. the memory that came
+    and went with batches in flight (the workers' and parent's idle footprint excluded).
+    """
+
+    interval_s: float = 0.01
+    pss: bool = True
+    peak_pss: int = 0
+    peak_rss: int = 0
+    sweeps: int = 0
+    _min_pss: dict[int, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> MemorySampler:
+        self._thread = threading.Thread(target=self._run, name="bench-memory-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            self.sweep()
+            if self._stop.wait(self.interval_s):
+                return
+
+    def sweep(self) -> None:
+        mem = tree_memory(self.pss)
+        self.sweeps += 1
+        self.peak_pss = max(self.peak_pss, sum(p for p, _ in mem.values()))
+        self.peak_rss = max(self.peak_rss, sum(r for _, r in mem.values()))
+        for pid, (p, _) in mem.items():
+            self._min_pss[pid] = min(p, self._min_pss.get(pid, p))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10.0)
+        self.sweep()
+
+    @property
+    def extra(self) -> int:
+        return self.peak_pss - sum(self._min_pss.values())
+
+
+class ChildGuard:
+    """Knows which child processes belong to the harness, and checks a measurement left none.
+
+    Process-wide machinery that a contender starts once and keeps on purpose
+    (awkgen's forkserver, multiprocessing's resource tracker) joins the baseline;
+    anything else still alive :data:`_SETTLE_S` after ``close()`` is a leak: it is
+    recorded, then killed so it cannot distort the next measurement.
+    """
+
+    def __init__(self) -> None:
+        self.baseline = descendants()
+        self.leaks: list[dict[str, object]] = []
+
+    def check(self, label: str) -> list[int]:
+        deadline = time.monotonic() + _SETTLE_S
+        while True:
+            extra = descendants() - self.baseline
+            for pid in list(extra):
+                if any(marker in cmdline(pid) for marker in _INFRA_MARKERS):
+                    self.baseline.add(pid)
+                    extra.discard(pid)
+            if not extra or time.monotonic() > deadline:
+                break
+            time.sleep(_POLL_S)
+        for pid in sorted(extra):
+            self.leaks.append({"after": label, "pid": pid, "cmdline": cmdline(pid)[:200]})
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.baseline &= descendants() | {os.getpid()}
+        return sorted(extra)
+
+
+def machine() -> dict[str, object]:
+    """nproc, CPU model, RAM, kernel, Python and the date, for the report header."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    ram = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    ram = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "ram_gib": round(ram / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
