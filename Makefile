@@ -17,10 +17,16 @@ $(VENV)/.installed: setup.py setup.cfg Makefile
 	touch $@
 
 # MXNet 1.9.1 needs numpy < 1.24, so its tests run in a venv of their own.
+# libmxnet.so links the system's gcc runtime (libgomp1, libquadmath0), which slim images lack:
+# if mxnet does not import, install them with apt-get (as root, or through sudo).
 $(MXVENV)/.installed: setup.py setup.cfg Makefile
 	test -x $(MXPY) || $(PYTHON) -m venv $(MXVENV)
 	$(MXPY) -m pip install -q "numpy==1.23.5" "mxnet==1.9.1" "pytest>=8" "pytest-timeout>=2.2"
 	$(MXPY) -m pip install -q -e .
+	$(MXPY) -c "import mxnet" 2>/dev/null || { \
+	    sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends libgomp1 libquadmath0; }
+	$(MXPY) -c "import mxnet, numpy; assert mxnet.__version__ == '1.9.1', mxnet.__version__; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"
 	touch $@
 
 lint: $(VENV)/.installed
