@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.leaks import Snapshot, wait_for_no_leaks
+from tests.raycluster import ray_cluster  # noqa: F401 - a session fixture, shared by the backend suites
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -33,6 +34,8 @@ def no_leaks(request: pytest.FixtureRequest):
     if request.node.get_closest_marker("allow_leaks"):
         yield
         return
+    if request.node.get_closest_marker("ray"):
+        request.getfixturevalue("ray_cluster")  # the cluster is infrastructure: start it before the baseline
     before = Snapshot.take()
     yield
     gc.collect()
@@ -42,6 +45,7 @@ def no_leaks(request: pytest.FixtureRequest):
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_leaks: the test starts process-wide machinery on purpose")
+    config.addinivalue_line("markers", "ray: the test runs on the session's local Ray cluster")
 
 
 # -- loaders used across test modules: module-level, so every backend can pickle them --------

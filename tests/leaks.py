@@ -14,8 +14,21 @@ from dataclasses import dataclass
 SHM_DIR = "/dev/shm"
 
 
+def _is_ray_raylet(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"/raylet" in f.read().split(b"\0", 1)[0]
+    except OSError:
+        return False
+
+
 def _children(pid: int) -> set[int]:
-    """All descendants of *pid* (from /proc), zombies excluded."""
+    """All descendants of *pid* (from /proc), zombies excluded.
+
+    Processes under a Ray raylet are left out: the raylet keeps a pool of idle worker
+    processes that it grows and shrinks on its own (tests/test_ray.py checks that
+    awkgen's actors die on stop).
+    """
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -32,6 +45,7 @@ def _children(pid: int) -> set[int]:
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
+        frontier = {p for p in frontier if not _is_ray_raylet(p)}
     return found
 
 

@@ -63,21 +63,30 @@ def hanging_loader(ids):
     return np.asarray(ids)
 
 
-# (case, loader, error, what the message must say, backends it applies to, extra kwargs)
+RAY_DIED = r"Ray actor .* died"  # Ray reports the actor and its pid, not the signal
+# (case, loader, error, what the message must say per backend, extra kwargs)
 CRASHES = [
-    ("raise", raising_loader, LoaderError, r"FileNotFoundError: no such file: 3.png", ("thread", "process"), {}),
-    ("sigkill", sigkill_loader, WorkerDiedError, r"worker process \d+ died from signal SIGKILL", ("process",), {}),
-    ("os_exit", exiting_loader, WorkerDiedError, r"worker process \d+ died with exit code 3", ("process",), {}),
-    ("segfault", segfault_loader, WorkerDiedError, r"died from signal SIGSEGV \(segmentation fault", ("process",), {}),
-    ("unpicklable", unpicklable_loader, LoaderError, r"cannot be sent back from the worker process", ("process",), {}),
-    ("hang", hanging_loader, LoaderTimeoutError, r"exceeded timeout=1 s", ("thread", "process"), {"timeout": 1.0}),
+    ("raise", raising_loader, LoaderError, {"thread": r"FileNotFoundError: no such file: 3.png",
+                                            "process": r"FileNotFoundError: no such file: 3.png",
+                                            "ray": r"FileNotFoundError: no such file: 3.png"}, {}),
+    ("sigkill", sigkill_loader, WorkerDiedError, {"process": r"worker process \d+ died from signal SIGKILL",
+                                                  "ray": RAY_DIED}, {}),
+    ("os_exit", exiting_loader, WorkerDiedError, {"process": r"worker process \d+ died with exit code 3",
+                                                  "ray": RAY_DIED}, {}),
+    ("segfault", segfault_loader, WorkerDiedError, {"process": r"died from signal SIGSEGV \(segmentation fault",
+                                                    "ray": RAY_DIED}, {}),
+    ("unpicklable", unpicklable_loader, LoaderError, {"process": r"cannot be sent back from the worker process"}, {}),
+    ("hang", hanging_loader, LoaderTimeoutError, {"thread": r"exceeded timeout=1 s",
+                                                  "process": r"exceeded timeout=1 s",
+                                                  "ray": r"timeout=1 s"}, {"timeout": 1.0}),
 ]
-CASES = [(case, loader, err, msg, backend, kw) for case, loader, err, msg, backends, kw in CRASHES
-         for backend in backends]
+ON_RAY = pytest.mark.ray  # runs on the session's local Ray cluster (tests/raycluster.py)
+CASES = [pytest.param(case, loader, err, msg, backend, kw, id=f"{case}-{backend}",
+                      marks=[ON_RAY] if backend == "ray" else [])
+         for case, loader, err, messages, kw in CRASHES for backend, msg in messages.items()]
 
 
-@pytest.mark.parametrize("case, loader, error, message, backend, kwargs", CASES,
-                         ids=[f"{c[0]}-{c[4]}" for c in CASES])
+@pytest.mark.parametrize("case, loader, error, message, backend, kwargs", CASES)
 def test_failure_raises_at_its_batch_within_seconds_and_the_stream_goes_on(case, loader, error, message,
                                                                           backend, kwargs):
     ids = list(range(8))
@@ -93,8 +102,7 @@ def test_failure_raises_at_its_batch_within_seconds_and_the_stream_goes_on(case,
         # the generator goes on: the next batches, then the next epoch
         assert [gen()[0].tolist() for _ in range(2)] == [[4, 5], [6, 7]]
         assert gen()[0].tolist() == [0, 1]
-        if backend == "process":
-            assert gen.n_workers == 2
+        assert gen.n_workers == 2
 
 
 @pytest.mark.parametrize("backend", ["thread", "process"])

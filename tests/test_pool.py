@@ -12,8 +12,11 @@ import pytest
 from awkgen import DataGenerator, DataGeneratorMultiProc, DataGeneratorNonblock
 from tests.conftest import as_array, big_array, identity, with_rng
 
-POOLS = [(backend, n) for backend in ("thread", "process") for n in (1, 2, 4)]
-POOL_IDS = [f"{b}-{n}" for b, n in POOLS]
+ON_RAY = pytest.mark.ray  # runs on the session's local Ray cluster (tests/raycluster.py)
+POOLS = [pytest.param(backend, n, id=f"{backend}-{n}", marks=[ON_RAY] if backend == "ray" else [])
+         for backend, n in [("thread", 1), ("thread", 2), ("thread", 4), ("process", 1), ("process", 2),
+                            ("process", 4), ("ray", 1), ("ray", 2)]]
+BACKENDS = ["thread", "process", pytest.param("ray", marks=ON_RAY)]
 
 
 def pool(loader, ids, backend, n_workers, **kwargs):
@@ -29,7 +32,7 @@ def assert_same_batch(a, b):
             np.testing.assert_array_equal(left, right)
 
 
-@pytest.mark.parametrize("backend, n_workers", POOLS, ids=POOL_IDS)
+@pytest.mark.parametrize("backend, n_workers", POOLS)
 def test_same_sequence_as_the_blocking_generator(backend, n_workers):
     ids = list(range(23))
     labels = np.arange(23) % 3
@@ -40,7 +43,7 @@ def test_same_sequence_as_the_blocking_generator(backend, n_workers):
             assert_same_batch(gen(), reference())
 
 
-@pytest.mark.parametrize("backend, n_workers", POOLS, ids=POOL_IDS)
+@pytest.mark.parametrize("backend, n_workers", POOLS)
 def test_same_rng_values_whatever_runs_the_loader(backend, n_workers):
     ids = np.arange(12)
     reference = DataGenerator(with_rng, ids, batch_size=5, seed=3)
@@ -49,7 +52,7 @@ def test_same_rng_values_whatever_runs_the_loader(backend, n_workers):
             assert_same_batch(gen(), reference())
 
 
-@pytest.mark.parametrize("backend, n_workers", POOLS, ids=POOL_IDS)
+@pytest.mark.parametrize("backend, n_workers", POOLS)
 def test_large_arrays_arrive_intact_through_shared_memory(backend, n_workers):
     ids = list(range(40))
     reference = DataGenerator(big_array, ids, batch_size=10, seed=1)
@@ -60,7 +63,7 @@ def test_large_arrays_arrive_intact_through_shared_memory(backend, n_workers):
             assert_same_batch(got, want)
 
 
-@pytest.mark.parametrize("backend", ["thread", "process"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_state_resumes_on_a_different_worker_count_and_backend(backend):
     ids = list(range(30))
     reference = DataGenerator(identity, ids, batch_size=4, seed=8)
@@ -120,7 +123,7 @@ def test_prefetch_bounds_the_batches_loaded_ahead(backend, tmp_path):
         assert len(calls) <= 1 + 3  # the delivered batch plus the prefetch window
 
 
-@pytest.mark.parametrize("backend", ["thread", "process"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_results_of_any_structure_come_back(backend):
     def loader(ids):
         arr = np.asarray(ids, dtype=np.float32)

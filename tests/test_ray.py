@@ -1,9 +1,7 @@
 """The ``"ray"`` backend on a real local Ray cluster: same batches, errors, deaths, timeouts, stop.
 
-One cluster serves the whole session (starting one takes seconds). It starts before
-the autouse ``no_leaks`` fixture takes its first baseline (session fixtures come
-first), and a warm-up run makes Ray open, up front, the threads and connections
-it otherwise opens lazily the first time an actor starts, fails or is killed.
+One cluster serves the whole session (the ``ray_cluster`` fixture of
+``tests/raycluster.py``, shared with the backend-wide suites).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import traceback
 
 import numpy as np
 import pytest
-import ray
 
 from awkgen import (
     DataGenerator,
@@ -30,9 +27,9 @@ from awkgen import (
     WorkerDiedError,
 )
 from tests.conftest import identity, with_rng
+from tests.raycluster import MARK, failing, ids_and_pid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MARK = 1000  # a batch holding this id makes the loaders below hang, raise, exit or crash
 
 
 def pid_alive(pid: int) -> bool:
@@ -54,26 +51,9 @@ def wait_until(predicate, within_s: float) -> bool:
 
 # -- loaders (module level: actors import them by reference) -----------------------------------
 
-def ids_and_pid(ids):
-    """The batch and the pid of the process that loaded it; hangs on MARK."""
-    if MARK in list(ids):
-        time.sleep(60)
-    return np.asarray(ids), os.getpid()
-
-
 def slow_ids_and_pid(ids):
     time.sleep(0.05)
     return np.asarray(ids), os.getpid()
-
-
-def _parse_record(record):
-    raise ValueError(f"record {record} is corrupt")
-
-
-def failing(ids):
-    if MARK in list(ids):
-        _parse_record(MARK)
-    return np.asarray(ids)
 
 
 def exits(ids):
@@ -97,29 +77,6 @@ def four_megabytes(ids):
 
 
 # -- the cluster ------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """The address of a local Ray cluster that lives for the session."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    # Warm-up: an actor that starts, loads, raises, dies by SIGKILL and is killed on
-    # close, so Ray's lazily opened connections and threads belong to the baseline.
-    with DataGeneratorMultiProc(ids_and_pid, [1, 2, MARK], batch_size=1, n_workers=1, backend="ray",
-                                shuffle=False, prefetch=1) as gen:
-        _, pid = gen()[0]
-        gen()  # the actor now loads [MARK], which hangs
-        with pytest.raises(LoaderError):
-            DataGeneratorMultiProc(failing, [MARK], batch_size=1, n_workers=1, backend="ray")()
-        os.kill(pid, signal.SIGKILL)
-        with pytest.raises(WorkerDiedError):
-            gen()
-        gen()
-    yield ray.get_runtime_context().gcs_address
-    if started:
-        ray.shutdown()
-
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
