@@ -188,14 +188,31 @@ def test_ctrl_c_in_a_terminal_stops_the_program_and_its_workers(tmp_path):
         proc.communicate()
 
 
-def test_pool_is_safe_after_tensorflow_trained_a_step_in_the_parent(tmp_path):
-    proc, _ = run_child(tmp_path, """
-        if __name__ == "__main__":
+FRAMEWORK_WARMUPS = {
+    # Each leaves the framework's thread pools running in the parent before the pool starts.
+    "tensorflow": """
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
             import tensorflow as tf
             model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
             model.compile("sgd", "mse")
-            model.fit(np.ones((64, 4)), np.ones((64, 2)), epochs=1, verbose=0)  # TF's thread pools are live
+            model.fit(np.ones((64, 4)), np.ones((64, 2)), epochs=1, verbose=0)
+    """,
+    "torch": """
+            import torch
+            net = torch.nn.Linear(256, 256)
+            net(torch.ones(512, 256)).sum().backward()
+    """,
+    "jax": """
+            import jax, jax.numpy as jnp
+            jax.jit(lambda a: (a @ a).sum())(jnp.ones((256, 256))).block_until_ready()
+    """,
+}
+
+
+@pytest.mark.parametrize("framework", sorted(FRAMEWORK_WARMUPS))
+def test_pool_is_safe_after_a_framework_ran_in_the_parent(tmp_path, framework):
+    proc, _ = run_child(tmp_path, """
+        if __name__ == "__main__":""" + FRAMEWORK_WARMUPS[framework] + """
             with awkgen.DataGeneratorMultiProc(loader, list(range(40)), batch_size=4, n_workers=2) as gen:
                 shapes = {gen()[0].shape for _ in range(20)}
             print("ok", shapes, flush=True)
