@@ -54,6 +54,14 @@ _ENDLESS = 10**8
 AWKGEN_PROCESS = "awkgen-process"
 
 
+def _stream(source: Iterator[Any], convert: Callable[[Any], Any]) -> Iterator[Any]:
+    """``convert(batch)`` for each batch of *source*, holding no reference to the previous batch
+    while waiting for the next (a generator expression's loop variable would, keeping one more
+    batch, and its shared memory, alive than the consumer does)."""
+    while True:
+        yield convert(next(source))
+
+
 def _window(workers: int) -> int:
     return 2 * max(1, workers)
 
@@ -101,8 +109,7 @@ class Awkgen(Contender):
         return self._gen
 
     def start(self, loader, ids, workers, *, batch_size):
-        gen = self._build(loader, ids, workers, batch_size, None)
-        return (batch[0] for batch in gen)
+        return _stream(self._build(loader, ids, workers, batch_size, None), lambda batch: batch[0])
 
     def fit_input(self, loader, ids, workers, *, batch_size, labels, steps):
         return self._build(loader, ids, workers, batch_size, labels), {"steps_per_epoch": steps}
@@ -220,7 +227,7 @@ class TorchDataLoader(Contender):
 
     def start(self, loader, ids, workers, *, batch_size):
         self._iterator = iter(self._build(BatchAt(loader, ids, batch_size), _ENDLESS, workers))
-        return (_numpy(batch) for batch in self._iterator)
+        return _stream(self._iterator, _numpy)
 
     def fit_input(self, loader, ids, workers, *, batch_size, labels, steps):
         return self._build(BatchAt(loader, ids, batch_size, labels), steps, workers), {}

@@ -21,7 +21,7 @@ _SUMMARY_COLUMNS: list[tuple[str, int | None, str]] = [
     ("bandwidth", None, "bandwidth x2<br>batches/s (GiB/s)"),
     ("cpu", None, "CPU-bound<br>batches/s (of ideal)"),
     ("tiny", None, "tiny<br>batches/s"),
-    ("ttfb", None, "first batch x8<br>s (first in process)"),
+    ("ttfb", None, "first batch x8<br>s (first trial)"),
     ("overlap", None, "fit overlap<br>epoch / max(load, train)"),
     ("memory", None, "memory x2<br>MiB beyond own (batches)"),
 ]
@@ -45,7 +45,7 @@ def _cell(r: dict[str, Any]) -> str:
     if s == "bandwidth":
         return f"{_num(v)} ({r['gib_per_s']:.2f})"
     if s == "ttfb":
-        return f"{v:.3f} ({r['first_in_process_s']:.2f})"
+        return f"{v:.3f} ({r['first_trial_s']:.2f})"
     if s == "overlap":
         return f"{v:.2f}"
     if s == "memory":

@@ -73,10 +73,10 @@ class Settings:
     @classmethod
     def make(cls, quick: bool) -> Settings:
         if quick:
-            return cls(quick=True, budget_s=0.6, warmup_s=0.2, max_batches=20_000, latency_workers=(8,),
-                       ttfb_trials=1, fit_steps=16, fit_epochs=2, memory_batches=16)
+            return cls(quick=True, budget_s=0.5, warmup_s=0.2, max_batches=20_000, latency_workers=(8,),
+                       ttfb_trials=1, fit_steps=12, fit_epochs=2, memory_batches=10)
         return cls(quick=False, budget_s=4.0, warmup_s=1.0, max_batches=200_000, latency_workers=(8, 32),
-                   ttfb_trials=3, fit_steps=60, fit_epochs=3, memory_batches=60)
+                   ttfb_trials=2, fit_steps=60, fit_epochs=3, memory_batches=60)
 
 
 @dataclass
@@ -254,7 +254,7 @@ def plan_ttfb(settings: Settings, contenders: list[Contender], shared: dict[str,
             trials = [once() for _ in range(settings.ttfb_trials + (0 if settings.quick else 1))]
             warm = trials[1:] if len(trials) > 1 else trials
             median = statistics.median(warm)
-            return {"value": median, "seconds": median, "first_in_process_s": trials[0], "trials_s": trials,
+            return {"value": median, "seconds": median, "first_trial_s": trials[0], "trials_s": trials,
                     "limit_s": LATENCY_S + TTFB_SLACK_S}
         return Job("ttfb", c.name, run, TTFB_WORKERS if c.parallel else None)
 
