@@ -25,6 +25,10 @@ from .base import DataGenerator, _RestartingGenerator, import_framework, steps_p
 
 __all__ = ["KerasDataGenerator", "as_keras"]
 
+# Batches read first within a pass stay bound to their index until the pass is over: enough for
+# the one item Keras reads to build a model (and what TensorFlow prefetches meanwhile).
+_KEPT_PER_PASS = 4
+
 
 def _is_sequence(obj: Any) -> bool:
     """A ``keras.utils.Sequence``/``PyDataset`` (or anything indexable by batch with a length)."""
@@ -131,9 +135,11 @@ def as_keras(gen: BatchGenerator | DataGenerator) -> Any:
       epoch; with JAX and PyTorch one item of an abandoned epoch, to build the
       model. Such a batch stays bound to its index, and the epoch that trains
       reads it there: nothing is skipped, nothing is loaded twice.
-    - Bindings are dropped once every index has been read within epochs (between
-      the ``on_epoch_begin`` and ``on_epoch_end`` hooks, which Keras calls around
-      every epoch); the next epoch binds fresh batches.
+    - Only peeks and the first 4 batches read within a pass are kept bound (so
+      memory holds a few batches, never an epoch); they are dropped once every
+      index has been read within epochs (between the ``on_epoch_begin`` and
+      ``on_epoch_end`` hooks, which Keras calls around every epoch), and the next
+      epoch binds fresh batches.
     - ``fit(shuffle=True)`` (the default) reads the indices in random order, and
       fresh batches are bound in the order Keras asks for them, so training
       follows the stream except that a batch read early waits at its index.
@@ -192,7 +198,12 @@ def _stream_class(py_dataset: type) -> type:
                     self._retire()  # a new pass began before on_epoch_end: the last one was all trained on
                 batch = self._bound.get(index)
                 if batch is None:
-                    batch = self._bound[index] = self._gen.get_batch()
+                    batch = self._gen.get_batch()
+                    # Outside an epoch a read is a peek: keep it. Inside, keep only the first few reads
+                    # of a pass (a build step may abandon them); later ones are trained on, and keeping
+                    # them would hold a whole epoch in memory.
+                    if not self._in_epoch or len(self._covered) < _KEPT_PER_PASS:
+                        self._bound[index] = batch
                 if self._in_epoch:
                     self._covered.add(index)
                 return batch

@@ -6,10 +6,12 @@ default) so that its one-time machinery predates the leak fixture's baseline.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import keras
@@ -137,6 +139,20 @@ def test_as_keras_binds_batches_read_early_so_none_is_skipped_or_repeated():
         ds.on_epoch_begin()  # the next epoch gets the next epoch of the stream
         assert [ds[i][0].tolist() for i in (1, 0, 3, 2)] == [[0, 1], [2, 3], [4, 5], [6, 7]]
         ds.on_epoch_end()
+
+
+def test_as_keras_keeps_a_few_batches_not_an_epoch():
+    with awkgen.DataGenerator(as_array, np.arange(40), batch_size=2) as gen:
+        ds = as_keras(gen)
+        ds.on_epoch_begin()
+        alive = []
+        for index in range(len(ds)):
+            alive.append(weakref.ref(ds[index][0]))
+        gc.collect()
+        assert sum(ref() is not None for ref in alive) == 4  # the first reads: a build step may abandon them
+        ds.on_epoch_end()
+        gc.collect()
+        assert all(ref() is None for ref in alive)  # the epoch was read through: all dropped
 
 
 def test_fit_in_this_process_trains_one_epoch_of_the_stream_per_keras_epoch(digits):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,7 @@ def test_as_torch_refuses_dataloader_workers():
         with pytest.raises(RuntimeError, match="awkgen already loads in its own workers") as info:
             next(batches)
         del info, batches  # the traceback holds the DataLoader iterator; dropping it stops its worker
+        gc.collect()
 
 
 @pytest.fixture
