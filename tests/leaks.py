@@ -88,3 +88,22 @@ def wait_for_no_leaks(before: Snapshot, within_s: float = 5.0) -> list[str]:
         if not problems or time.monotonic() > deadline:
             return problems
         time.sleep(0.05)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process *pid* runs (a zombie does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(predicate, within_s: float) -> bool:
+    """Poll *predicate* until it holds or *within_s* seconds pass; return its last value."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()

@@ -22,26 +22,9 @@ import pytest
 
 from awkgen import DataGeneratorMultiProc, GeneratorStoppedError
 from tests.conftest import big_array, identity
-from tests.leaks import awkgen_segments
+from tests.leaks import awkgen_segments, pid_alive, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_until(predicate, within_s: float) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.mark.parametrize("backend", ["thread", "process"])

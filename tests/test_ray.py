@@ -27,26 +27,10 @@ from awkgen import (
     WorkerDiedError,
 )
 from tests.conftest import identity, with_rng
+from tests.leaks import pid_alive, wait_until
 from tests.raycluster import MARK, failing, ids_and_pid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_until(predicate, within_s: float) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # -- loaders (module level: actors import them by reference) -----------------------------------

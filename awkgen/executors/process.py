@@ -10,7 +10,8 @@ Actors and what each does:
 
 - **caller** (the generator): ``submit`` appends to ``_todo`` and pokes the wake
   pipe; ``get`` waits on ``_outcomes`` with a timeout and re-checks that the
-  manager is alive, so it can never block forever.
+  manager is alive, so it can never block forever (``managed.ManagedExecutor``,
+  shared with the Ray backend).
 - **manager thread** (``_manage``): the only code that touches worker pipes. It
   gives each idle worker one task (with a free shared-memory slot), turns replies
   into outcomes, notices deaths through process sentinels and kills workers whose
@@ -37,11 +38,9 @@ import collections
 import io
 import os
 import pickle
-import queue
 import secrets
 import selectors
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +54,8 @@ from multiprocess.context import ForkServerProcess, reduction, set_spawning_pope
 from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
 from ._worker import Assignment, InitFailed, Ready, Reply, dumps, worker_main
-from .base import Executor, Outcome, Task, loader_failure
+from .base import Outcome, Task, loader_failure
+from .managed import ManagedExecutor
 
 __all__ = ["ProcessExecutor", "describe_exit"]
 
@@ -140,16 +140,17 @@ class _WorkerProcess(ForkServerProcess):
         return _MainlessPopen(process_obj)
 
 
-class ProcessExecutor(Executor):
+class ProcessExecutor(ManagedExecutor):
+    backend_name = "process"
+
     def __init__(self, loader: Callable[..., Any], n_workers: int, prefetch: int, timeout: float | None) -> None:
+        super().__init__(n_workers, timeout)
         try:
             self._loader_bytes = dill.dumps(loader, protocol=pickle.HIGHEST_PROTOCOL, recurse=True)
         except Exception as exc:
             raise TypeError(f"loader must be picklable (by dill) to run in worker processes; pickling "
                             f"{loader!r:.80} failed with {type(exc).__name__}: {exc}. Use backend='thread', "
                             "or build what the loader needs inside it.") from exc
-        self.n_workers = n_workers
-        self._timeout = timeout
         self._ctx = multiprocess.get_context(START_METHOD)
         if START_METHOD == "forkserver":
             self._ctx.set_forkserver_preload(["awkgen.executors._worker"])
@@ -157,45 +158,11 @@ class ProcessExecutor(Executor):
         transport.reclaim_orphans(shm_dir)
         self._ring = transport.SlotRing(secrets.token_hex(4), shm_dir)
         self._blas_threads = max(1, (os.cpu_count() or 1) // n_workers)
-        self._todo: collections.deque[Task] = collections.deque()
-        self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._workers: list[_Worker] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._life_r, self._life_w = self._ctx.Pipe(duplex=False)
-        self._close_lock = threading.Lock()
-        self._closed = False
-        self._stopping = False
-        self._broken: str | None = None  # set when workers cannot even load the loader
-        self._manager_error: BaseException | None = None
-        self._workers: list[_Worker] = []
-        try:
-            for _ in range(n_workers):
-                self._workers.append(self._spawn())
-        except BaseException:
-            self.close()
-            raise
-        self._manager = threading.Thread(target=self._manage, name="awkgen-process-manager", daemon=True)
-        self._manager.start()
-
-    # -- the caller's side ---------------------------------------------------------------
-    def submit(self, task: Task) -> None:
-        self._todo.append(task)
-        self._wake()
-
-    def get(self, timeout: float) -> Outcome | None:
-        try:
-            return self._outcomes.get(timeout=timeout)
-        except queue.Empty:
-            if not self._closed and not self._manager.is_alive():
-                raise AwkgenError("the worker pool's manager thread stopped unexpectedly; "
-                                  "close this generator and build a new one") from self._manager_error
-            return None
-
-    def ready(self) -> int:
-        return self._outcomes.qsize()
-
-    def cancel(self) -> None:
-        self._todo.clear()
+        self._start()
 
     def close(self) -> None:
         with self._close_lock:
@@ -203,10 +170,8 @@ class ProcessExecutor(Executor):
                 return
             self._closed = True
         self._stopping = True
-        self._wake()
-        manager = getattr(self, "_manager", None)
-        if manager is not None and manager is not threading.current_thread():
-            manager.join(_JOIN_S)
+        self._notify()
+        self._join_manager(_JOIN_S)
         for worker in self._workers:
             try:
                 worker.conn.send_bytes(pickle.dumps(None))
@@ -247,7 +212,7 @@ class ProcessExecutor(Executor):
         if worker.proc.exitcode is not None:
             worker.proc.close()
 
-    def _wake(self) -> None:
+    def _notify(self) -> None:
         try:
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):  # full: the manager is awake anyway; closed: stopping
@@ -276,9 +241,6 @@ class ProcessExecutor(Executor):
                     elif key.data in self._workers:
                         self._service(key.data, key.fd == key.data.proc.sentinel, selector)
                 self._expire()
-        except BaseException as exc:  # never die silently: get() reports it
-            self._manager_error = exc
-            raise
         finally:
             selector.close()
 

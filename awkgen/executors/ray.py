@@ -40,9 +40,7 @@ the loader imports installed (or shipped through ``ray.init(runtime_env=...)``).
 
 from __future__ import annotations
 
-import collections
 import os
-import queue
 import threading
 import time
 import traceback
@@ -53,7 +51,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
-from .base import Executor, Outcome, Task, call_loader
+from .base import Outcome, Task, call_loader
+from .managed import ManagedExecutor
 
 __all__ = ["RayExecutor"]
 
@@ -147,7 +146,7 @@ class _Worker:
         return f"Ray actor {_actor_id(self.actor)} (pid {self.pid if self.pid is not None else 'unknown'})"
 
 
-class RayExecutor(Executor):
+class RayExecutor(ManagedExecutor):
     """Run the loader on *n_workers* Ray actors; see the module docstring.
 
     *address* names the cluster to connect to when this process is not connected
@@ -174,55 +173,26 @@ class RayExecutor(Executor):
             raise TypeError(f"actor_options must be None or a dict of Ray actor options; "
                             f"received: {actor_options!r:.100}")
         _connect(ray, address)
+        super().__init__(n_workers, timeout)
         self._ray = ray
-        self.n_workers = n_workers
         self._prefetch = prefetch
-        self._timeout = timeout
         self._actor_class = ray.remote(_LoaderActor).options(**{**_DEFAULT_ACTOR_OPTIONS, **(actor_options or {})})
         self._loader_ref = ray.put(loader_bytes)
-        self._todo: collections.deque[Task] = collections.deque()
-        self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._wake = threading.Event()
-        self._close_lock = threading.Lock()
         self._spawn_lock = threading.Lock()  # no actor is spawned once close() has begun
-        self._closed = False
-        self._stopping = False
-        self._broken: str | None = None  # set when actors cannot even load the loader
-        self._manager_error: BaseException | None = None
         self._workers: list[_Worker] = []
         self._graveyard: list[Any] = []  # refs of killed actors' calls: awaited so Ray logs no "unhandled error"
-        try:
-            for _ in range(n_workers):
-                self._workers.append(self._spawn())
-        except BaseException:
-            self.close()
-            raise
-        self._manager = threading.Thread(target=self._manage, name="awkgen-ray-manager", daemon=True)
-        self._manager.start()
+        self._start()
 
     # -- the caller's side ---------------------------------------------------------------
     def submit(self, task: Task) -> None:
         if len(self._todo) >= self._prefetch:  # the generator keeps at most prefetch undelivered
             raise AwkgenError(f"more than prefetch={self._prefetch} tasks queued for the Ray backend; "
                               "this is a bug in awkgen, please report it")
-        self._todo.append(task)
+        super().submit(task)
+
+    def _notify(self) -> None:
         self._wake.set()
-
-    def get(self, timeout: float) -> Outcome | None:
-        try:
-            return self._outcomes.get(timeout=timeout)
-        except queue.Empty:
-            if not self._closed and not self._manager.is_alive():
-                raise AwkgenError("the Ray backend's manager thread stopped unexpectedly (is the Ray "
-                                  "cluster still up?); close this generator and build a new one"
-                                  ) from self._manager_error
-            return None
-
-    def ready(self) -> int:
-        return self._outcomes.qsize()
-
-    def cancel(self) -> None:
-        self._todo.clear()
 
     def close(self) -> None:
         """Stop the manager and kill every actor. Idempotent, thread-safe, finalizer-safe.
@@ -235,10 +205,8 @@ class RayExecutor(Executor):
             self._closed = True
         with self._spawn_lock:
             self._stopping = True
-        self._wake.set()
-        manager = getattr(self, "_manager", None)
-        if manager is not None and manager is not threading.current_thread():
-            manager.join(_JOIN_S)
+        self._notify()
+        self._join_manager(_JOIN_S)
         with self._spawn_lock:
             workers, self._workers = self._workers, []
         self._todo.clear()
@@ -272,26 +240,22 @@ class RayExecutor(Executor):
 
     # -- the manager thread -------------------------------------------------------------------
     def _manage(self) -> None:
-        try:
-            while not self._stopping:
-                self._dispatch()
-                refs = [w.ref for w in self._workers if w.ref is not None]
-                if not refs and not self._graveyard:
-                    self._wake.wait(_IDLE_TICK_S)
-                    self._wake.clear()
-                    continue
-                done, _ = self._ray.wait(refs + self._graveyard, num_returns=1, timeout=self._sleep_s())
-                for ref in done:
-                    if ref in self._graveyard:
-                        self._graveyard.remove(ref)
-                        _swallow(self._ray, ref)
-                for worker in list(self._workers):
-                    if worker.ref is not None and worker.ref in done:
-                        self._collect(worker)
-                self._expire()
-        except BaseException as exc:  # never die silently: get() reports it
-            self._manager_error = exc
-            raise
+        while not self._stopping:
+            self._dispatch()
+            refs = [w.ref for w in self._workers if w.ref is not None]
+            if not refs and not self._graveyard:
+                self._wake.wait(_IDLE_TICK_S)
+                self._wake.clear()
+                continue
+            done, _ = self._ray.wait(refs + self._graveyard, num_returns=1, timeout=self._sleep_s())
+            for ref in done:
+                if ref in self._graveyard:
+                    self._graveyard.remove(ref)
+                    _swallow(self._ray, ref)
+            for worker in list(self._workers):
+                if worker.ref is not None and worker.ref in done:
+                    self._collect(worker)
+            self._expire()
 
     def _dispatch(self) -> None:
         for worker in self._workers:
