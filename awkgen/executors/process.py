@@ -8,16 +8,18 @@ Data flow::
 
 Actors and what each does:
 
-- **caller** (the generator): ``submit`` appends to ``_todo`` and pokes the wake
-  pipe; ``get`` waits on ``_outcomes`` with a timeout and re-checks that the
-  manager is alive, so it can never block forever (``managed.ManagedExecutor``,
-  shared with the Ray backend).
-- **manager thread** (``_manage``): the only code that touches worker pipes. It
-  gives each idle worker one task (with a free shared-memory slot), turns replies
-  into outcomes, notices deaths through process sentinels and kills workers whose
-  call outlived ``timeout``. Every task it took yields exactly one outcome: a value,
-  a ``LoaderError``, a ``WorkerDiedError`` or a ``LoaderTimeoutError``; a dead
-  worker is replaced at once.
+- **caller** (the generator): ``submit`` queues a task and, when a worker has room,
+  sends it at once from the caller's thread (no manager round trip); ``get`` waits on
+  ``_outcomes`` with a timeout and re-checks that the manager is alive, so it can never
+  block forever (``managed.ManagedExecutor``, shared with the Ray backend).
+- **manager thread** (``_manage``): starts the workers (one per turn, so early ones
+  work while later ones start), turns replies into outcomes, hands queued tasks to
+  workers with room, notices deaths through process sentinels and kills workers
+  whose call outlived ``timeout``. Every task yields exactly one outcome: a value, a
+  ``LoaderError``, a ``WorkerDiedError`` or a ``LoaderTimeoutError``; a dead worker's
+  unstarted tasks go back to the queue and the worker is replaced.
+- **shared state** (the workers, their task queues, ``_todo``) changes only under
+  ``_state_lock``, which is never held across a wait for a worker.
 - **workers** (``_worker.worker_main``): one task at a time; they exit on a stop
   message, on EOF, or when the lifeline pipe says the parent is gone.
 
@@ -41,6 +43,7 @@ import pickle
 import secrets
 import selectors
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,7 +165,26 @@ class ProcessExecutor(ManagedExecutor):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._life_r, self._life_w = self._ctx.Pipe(duplex=False)
+        # Guards the workers and their queues: the manager and a caller dispatching tasks
+        # itself (submit) both change them. Never held across a wait for a worker.
+        self._state_lock = threading.RLock()
+        self._replied = False  # a first result arrived: the ring knows what size slots to make
         self._start()
+
+    def _start(self) -> None:
+        """Start only the manager: it starts the workers one by one and hands each a task as
+        soon as it is ready, so the first batch need not wait for the last worker's start."""
+        self._manager = threading.Thread(target=self._run_manager, name="awkgen-process-manager", daemon=True)
+        self._manager.start()
+
+    def submit(self, task: Task) -> None:
+        """Queue *task* and, when a worker has room, send it from the caller's thread: no
+        round trip through the manager for the common case."""
+        with self._state_lock:
+            self._todo.append(task)
+            started = self._dispatch()
+        if started and self._timeout is not None:
+            self._notify()  # the manager's next wake-up must honour the new deadline
 
     def close(self) -> None:
         with self._close_lock:
@@ -172,17 +194,19 @@ class ProcessExecutor(ManagedExecutor):
         self._stopping = True
         self._notify()
         self._join_manager(_JOIN_S)
-        for worker in self._workers:
+        with self._state_lock:
+            workers, self._workers = self._workers, []
+            self._todo.clear()
+        for worker in workers:
             try:
                 worker.conn.send_bytes(pickle.dumps(None))
             except (OSError, ValueError):
                 pass
         deadline = time.monotonic() + _STOP_GRACE_S
-        for worker in self._workers:
+        for worker in workers:
             worker.proc.join(max(0.0, deadline - time.monotonic()))
-        for worker in self._workers:
+        for worker in workers:
             self._reap(worker)
-        self._workers.clear()
         self._life_w.close()
         self._life_r.close()
         os.close(self._wake_r)
@@ -225,33 +249,48 @@ class ProcessExecutor(ManagedExecutor):
             selector.register(self._wake_r, selectors.EVENT_READ, None)
             watched: set[_Worker] = set()
             while not self._stopping:
-                for worker in watched.difference(self._workers):  # dead and replaced
-                    watched.discard(worker)
-                for worker in self._workers:
-                    if worker not in watched:
-                        selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
-                        selector.register(worker.proc.sentinel, selectors.EVENT_READ, worker)
-                        watched.add(worker)
-                if self._broken is not None:
-                    self._fail_todo()
-                self._dispatch()
-                for key, _ in selector.select(self._sleep_s()):
-                    if key.data is None:
-                        self._drain_wake()
-                    elif key.data in self._workers:
-                        self._service(key.data, key.fd == key.data.proc.sentinel, selector)
-                self._expire()
+                with self._state_lock:
+                    starting = self._broken is None and len(self._workers) < self.n_workers
+                    if starting:  # one start per turn: replies and dispatch go on meanwhile
+                        self._workers.append(self._spawn())
+                    for worker in watched.difference(self._workers):  # dead and replaced
+                        watched.discard(worker)
+                    for worker in self._workers:
+                        if worker not in watched:
+                            selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
+                            selector.register(worker.proc.sentinel, selectors.EVENT_READ, worker)
+                            watched.add(worker)
+                    if self._broken is not None:
+                        self._fail_todo()
+                    self._dispatch()
+                    sleep_s = 0.0 if starting else self._sleep_s()
+                events = selector.select(sleep_s)  # the only wait, and without the lock
+                with self._state_lock:
+                    for key, _ in events:
+                        if key.data is None:
+                            self._drain_wake()
+                        elif key.data in self._workers:
+                            self._service(key.data, key.fd == key.data.proc.sentinel, selector)
+                    self._expire()
         finally:
             selector.close()
 
-    def _dispatch(self) -> None:
-        """Hand out queued tasks, breadth first: every worker's first slot before anyone's second."""
-        for depth in range(_PER_WORKER):
+    def _dispatch(self) -> bool:
+        """Hand out queued tasks, breadth first: every worker's first slot before anyone's second.
+
+        Returns whether an idle worker got a task (its timeout clock started).
+        """
+        started = False
+        # Until a first result says how large batches are, no slot can be sized: one task
+        # per worker, so at most n_workers batches travel pickled.
+        for depth in range(_PER_WORKER if self._replied else 1):
             for worker in self._workers:
                 if not self._todo:
-                    return
+                    return started
                 if worker.ready and not worker.timed_out and len(worker.tasks) == depth:
                     self._send(worker)
+                    started = started or depth == 0
+        return started
 
     def _send(self, worker: _Worker) -> None:
         try:
@@ -311,6 +350,7 @@ class ProcessExecutor(ManagedExecutor):
             self._broken = reply.error_text
             self._fail_todo()
             return
+        self._replied = True
         task, slot = worker.tasks.popleft()
         worker.started = time.monotonic()  # the next queued task starts now
         if reply.seq != task.seq:  # cannot happen: a worker answers in order
@@ -358,8 +398,7 @@ class ProcessExecutor(ManagedExecutor):
             for queued, queued_slot in reversed(waiting):  # never started: someone else runs them
                 self._ring.release(queued_slot)
                 self._todo.appendleft(queued)
-        if not self._stopping and self._broken is None:
-            self._workers.append(self._spawn())
+        # The manager's loop starts a replacement on its next turn.
 
     def _expire(self) -> None:
         if self._timeout is None:
