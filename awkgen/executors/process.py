@@ -40,7 +40,9 @@ import collections
 import io
 import os
 import pickle
+import queue
 import secrets
+import select
 import selectors
 import signal
 import threading
@@ -64,7 +66,7 @@ __all__ = ["ProcessExecutor", "describe_exit"]
 
 START_METHOD = os.environ.get("AWKGEN_START_METHOD", "forkserver")
 _MANAGER_TICK_S = 0.5  # longest the manager sleeps without re-checking its flags
-_PER_WORKER = 2  # tasks queued at a worker at once: one running, one waiting in its pipe
+_PER_WORKER = 2  # least tasks queued at a worker: one running, one waiting in its pipe
 _STOP_GRACE_S = 2.0  # time workers get to exit after a stop message, before SIGKILL
 _JOIN_S = 2.0
 _SIGNAL_HINTS = {
@@ -106,7 +108,8 @@ class _Worker:
     conn: Any
     ready: bool = False  # the worker said Ready: it has the loader and takes tasks
     # Tasks sent and not yet answered, oldest (the one running) first, each with its slot.
-    # Up to _PER_WORKER deep, so a worker starts its next batch without waiting for the manager.
+    # Up to prefetch / n_workers deep (at least 2): a worker goes from one batch to the next
+    # without waiting for anyone, and every batch the generator submits is sent at once.
     tasks: collections.deque[tuple[Task, transport.SlotRef | None]] = field(default_factory=collections.deque)
     started: float = 0.0  # when the oldest task began: its dispatch, or the previous reply
     timed_out: bool = False
@@ -169,6 +172,12 @@ class ProcessExecutor(ManagedExecutor):
         # itself (submit) both change them. Never held across a wait for a worker.
         self._state_lock = threading.RLock()
         self._replied = False  # a first result arrived: the ring knows what size slots to make
+        self._per_worker = max(_PER_WORKER, -(-prefetch // n_workers))
+        self._selector = selectors.DefaultSelector()  # the manager's: sentinels, wake pipe, unready workers
+        # The manager pokes this when it queues an outcome (a death, a timeout) for a waiting caller.
+        self._signal_r, self._signal_w = os.pipe()
+        os.set_blocking(self._signal_w, False)
+        os.set_blocking(self._signal_r, False)
         self._start()
 
     def _start(self) -> None:
@@ -176,6 +185,41 @@ class ProcessExecutor(ManagedExecutor):
         soon as it is ready, so the first batch need not wait for the last worker's start."""
         self._manager = threading.Thread(target=self._run_manager, name="awkgen-process-manager", daemon=True)
         self._manager.start()
+
+    def get(self, timeout: float) -> Outcome | None:
+        """The next outcome: the caller reads the busy workers' pipes itself (no thread hop);
+        the manager only adds the outcomes of deaths and timeouts, and pokes ``_signal_r``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._outcomes.get_nowait()
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                return super().get(0.0)  # raises if the manager died
+            with self._state_lock:
+                busy = [w.conn.fileno() for w in self._workers if w.tasks and not w.conn.closed]
+            try:
+                readable, _, _ = select.select([*busy, self._signal_r], [], [], min(remaining, _MANAGER_TICK_S))
+            except (OSError, ValueError):  # a worker's pipe closed meanwhile: look again
+                continue
+            if self._signal_r in readable:
+                try:
+                    os.read(self._signal_r, 4096)
+                except BlockingIOError:
+                    pass
+            with self._state_lock:
+                for worker in [w for w in self._workers if not w.conn.closed and w.conn.fileno() in readable]:
+                    self._receive(worker)
+
+    def _put(self, outcome: Outcome) -> None:
+        self._outcomes.put(outcome)
+        if threading.current_thread() is self._manager:
+            try:
+                os.write(self._signal_w, b"\0")
+            except (BlockingIOError, OSError):  # full (the caller is behind) or closed (stopping)
+                pass
 
     def submit(self, task: Task) -> None:
         """Queue *task* and, when a worker has room, send it from the caller's thread: no
@@ -209,8 +253,8 @@ class ProcessExecutor(ManagedExecutor):
             self._reap(worker)
         self._life_w.close()
         self._life_r.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        for fd in (self._wake_r, self._wake_w, self._signal_r, self._signal_w):
+            os.close(fd)
         self._ring.close()
 
     # -- workers ----------------------------------------------------------------------------
@@ -244,36 +288,44 @@ class ProcessExecutor(ManagedExecutor):
 
     # -- the manager thread ---------------------------------------------------------------------
     def _manage(self) -> None:
-        selector = selectors.DefaultSelector()
+        selector = self._selector
+        selector.register(self._wake_r, selectors.EVENT_READ, None)
         try:
-            selector.register(self._wake_r, selectors.EVENT_READ, None)
-            watched: set[_Worker] = set()
             while not self._stopping:
                 with self._state_lock:
                     starting = self._broken is None and len(self._workers) < self.n_workers
                     if starting:  # one start per turn: replies and dispatch go on meanwhile
-                        self._workers.append(self._spawn())
-                    for worker in watched.difference(self._workers):  # dead and replaced
-                        watched.discard(worker)
-                    for worker in self._workers:
-                        if worker not in watched:
-                            selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
-                            selector.register(worker.proc.sentinel, selectors.EVENT_READ, worker)
-                            watched.add(worker)
+                        worker = self._spawn()
+                        self._workers.append(worker)
+                        # Until it is ready the manager reads its pipe; then the caller does.
+                        selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
+                        selector.register(worker.proc.sentinel, selectors.EVENT_READ, worker)
                     if self._broken is not None:
                         self._fail_todo()
                     self._dispatch()
                     sleep_s = 0.0 if starting else self._sleep_s()
-                events = selector.select(sleep_s)  # the only wait, and without the lock
+                events = selector.select(sleep_s)  # the manager's only wait, and without the lock
                 with self._state_lock:
                     for key, _ in events:
                         if key.data is None:
                             self._drain_wake()
                         elif key.data in self._workers:
-                            self._service(key.data, key.fd == key.data.proc.sentinel, selector)
+                            worker = key.data
+                            exited = key.fd == worker.proc.sentinel
+                            self._receive(worker)  # Ready, or what a dying worker sent last
+                            if exited:
+                                self._on_death(worker)
+                            elif worker.ready and worker in self._workers:
+                                self._unwatch_pipe(worker)
                     self._expire()
         finally:
             selector.close()
+
+    def _unwatch_pipe(self, worker: _Worker) -> None:
+        try:
+            self._selector.unregister(worker.conn.fileno())
+        except (KeyError, ValueError, OSError):  # not watched, or already closed
+            pass
 
     def _dispatch(self) -> bool:
         """Hand out queued tasks, breadth first: every worker's first slot before anyone's second.
@@ -283,7 +335,7 @@ class ProcessExecutor(ManagedExecutor):
         started = False
         # Until a first result says how large batches are, no slot can be sized: one task
         # per worker, so at most n_workers batches travel pickled.
-        for depth in range(_PER_WORKER if self._replied else 1):
+        for depth in range(self._per_worker if self._replied else 1):
             for worker in self._workers:
                 if not self._todo:
                     return started
@@ -302,7 +354,7 @@ class ProcessExecutor(ManagedExecutor):
             message = dumps(Assignment(task, slot))
         except Exception as exc:  # ids that cannot be pickled
             self._ring.release(slot)
-            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
+            self._put(Outcome(task.seq, error_type=LoaderError, cause=exc,
                                        detail=f"the batch's ids cannot be sent to a worker process ({exc})"))
             return
         if not worker.tasks:
@@ -326,21 +378,14 @@ class ProcessExecutor(ManagedExecutor):
         except BlockingIOError:
             pass
 
-    def _service(self, worker: _Worker, from_sentinel: bool, selector: selectors.BaseSelector) -> None:
-        """*worker*'s pipe (one reply; the selector calls again while more wait) or its
-        sentinel (it exited: take what it sent before dying, then account for it) is ready."""
+    def _receive(self, worker: _Worker) -> None:
+        """Take every message *worker* has sent so far; EOF means it died: then account for
+        it. Called with ``_state_lock`` held, from either thread."""
         try:
-            if from_sentinel:
-                while worker.conn.poll():
-                    self._on_reply(worker, pickle.loads(worker.conn.recv_bytes()))
-            else:
+            while worker in self._workers and _readable(worker.conn):
                 self._on_reply(worker, pickle.loads(worker.conn.recv_bytes()))
-                return
         except (EOFError, OSError):
-            pass
-        selector.unregister(worker.conn.fileno())
-        selector.unregister(worker.proc.sentinel)
-        self._on_death(worker)
+            self._on_death(worker)
 
     def _on_reply(self, worker: _Worker, reply: Reply | Ready | InitFailed) -> None:
         if isinstance(reply, Ready):
@@ -358,14 +403,14 @@ class ProcessExecutor(ManagedExecutor):
         self._ring.need(reply.nbytes)
         if reply.failed:
             self._ring.release(slot)
-            self._outcomes.put(_failure(task.seq, reply))
+            self._put(_failure(task.seq, reply))
             return
         if reply.in_slot and slot is not None:
             value = transport.rebuild(reply.tree, self._ring.lease(slot))
         else:
             self._ring.release(slot)
             value = reply.tree
-        self._outcomes.put(Outcome(task.seq, value=value, load_s=reply.load_s))
+        self._put(Outcome(task.seq, value=value, load_s=reply.load_s))
 
     def _fail_todo(self) -> None:
         """Once workers cannot load the loader, fail every queued task rather than wait forever."""
@@ -375,15 +420,24 @@ class ProcessExecutor(ManagedExecutor):
             except IndexError:
                 return
             why = _last_line(self._broken or "")
-            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=RemoteLoaderError(self._broken or ""),
+            self._put(Outcome(task.seq, error_type=LoaderError, cause=RemoteLoaderError(self._broken or ""),
                                        detail=f"worker processes could not load the loader: {why}"))
 
     def _on_death(self, worker: _Worker) -> None:
-        """Fail the task *worker* was running, requeue the ones it had not started, replace it."""
+        """Fail the task *worker* was running, requeue the ones it had not started; the
+        manager starts a replacement on its next turn. Idempotent; under ``_state_lock``."""
+        if worker not in self._workers:
+            return
+        self._workers.remove(worker)
+        self._unwatch_pipe(worker)
+        try:
+            self._selector.unregister(worker.proc.sentinel)
+        except (KeyError, ValueError, OSError):
+            pass
         worker.proc.join(_JOIN_S)
         pid, code = worker.proc.pid, worker.proc.exitcode
-        self._workers.remove(worker)
         self._reap(worker)
+        self._notify()  # wake the manager to start the replacement
         if worker.tasks:
             (task, slot), waiting = worker.tasks[0], list(worker.tasks)[1:]
             self._ring.release(slot)
@@ -394,15 +448,18 @@ class ProcessExecutor(ManagedExecutor):
             else:
                 outcome = Outcome(task.seq, error_type=WorkerDiedError,
                                   detail=describe_exit(pid, code) + "; it has been replaced")
-            self._outcomes.put(outcome)
+            self._put(outcome)
             for queued, queued_slot in reversed(waiting):  # never started: someone else runs them
                 self._ring.release(queued_slot)
                 self._todo.appendleft(queued)
-        # The manager's loop starts a replacement on its next turn.
+
 
     def _expire(self) -> None:
         if self._timeout is None:
             return
+        for worker in list(self._workers):
+            if worker.tasks and not worker.timed_out:
+                self._receive(worker)  # replies the caller has not collected yet restart the clock
         now = time.monotonic()
         for worker in self._workers:
             if worker.tasks and not worker.timed_out and now - worker.started > self._timeout:
@@ -428,3 +485,8 @@ def _last_line(traceback_text: str) -> str:
     """The ``Type: message`` line that ends a formatted traceback."""
     lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "an exception"
+
+
+def _readable(conn: Any) -> bool:
+    """Whether *conn* has a message (or EOF) waiting, without the selector multiprocess builds per poll."""
+    return bool(select.select([conn.fileno()], [], [], 0)[0])
