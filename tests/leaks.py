@@ -63,7 +63,10 @@ class Snapshot:
 
     @classmethod
     def take(cls) -> Snapshot:
-        threads = frozenset(f"{t.name}#{t.ident}" for t in threading.enumerate())
+        # Dummy threads are native threads of C/C++ libraries (Ray's core worker, TF) that
+        # happened to call into Python: not started by Python code, so not ours to leak.
+        threads = frozenset(f"{t.name}#{t.ident}" for t in threading.enumerate()
+                            if not isinstance(t, threading._DummyThread))
         return cls(frozenset(_children(os.getpid())), threads, len(os.listdir("/proc/self/fd")),
                    frozenset(awkgen_segments(os.getpid())))
 

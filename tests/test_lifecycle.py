@@ -126,6 +126,30 @@ def test_interpreter_exit_with_a_live_generator_cleans_up(tmp_path):
     assert not awkgen_segments(proc.pid)
 
 
+def test_exit_without_close_is_quiet_whatever_registered_exit_hooks_first(tmp_path):
+    # A weakref.finalize made before awkgen is imported puts the finalizers' exit hook
+    # ahead of multiprocess's; awkgen must still stop its pool before multiprocess
+    # terminates the workers behind its back.
+    proc, pid_dir = run_child(tmp_path, """
+        import weakref
+
+        class Anything:
+            pass
+
+        keep = Anything()
+        weakref.finalize(keep, lambda: None)
+        gen = awkgen.DataGeneratorMultiProc(loader, list(range(100)), batch_size=10, n_workers=2)
+        for _ in range(5):
+            gen()
+    """)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Error" not in err, err
+    pids = worker_pids(pid_dir, 2)
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0)
+    assert not awkgen_segments(proc.pid)
+
+
 def test_sigkilled_parent_leaves_no_workers_and_no_shared_memory(tmp_path):
     proc, pid_dir = run_child(tmp_path, """
         if __name__ == "__main__":

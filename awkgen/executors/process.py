@@ -36,6 +36,7 @@ method's usual rules.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import io
 import os
@@ -47,6 +48,7 @@ import selectors
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +148,21 @@ class _WorkerProcess(ForkServerProcess):
         return _MainlessPopen(process_obj)
 
 
+_live_pools: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_pools() -> None:
+    """Stop every pool still open at interpreter exit.
+
+    Registered after multiprocess (imported above) registers its own exit hook, so it
+    runs first: workers are stopped by their pool, never terminated by multiprocess
+    while a manager thread is still reaping them.
+    """
+    for pool in list(_live_pools):
+        pool.close()
+
+
 class ProcessExecutor(ManagedExecutor):
     backend_name = "process"
 
@@ -178,6 +195,7 @@ class ProcessExecutor(ManagedExecutor):
         self._signal_r, self._signal_w = os.pipe()
         os.set_blocking(self._signal_w, False)
         os.set_blocking(self._signal_r, False)
+        _live_pools.add(self)
         self._start()
 
     def _start(self) -> None:
@@ -200,14 +218,11 @@ class ProcessExecutor(ManagedExecutor):
                 return super().get(0.0)  # raises if the manager died
             with self._state_lock:
                 busy = [w.conn.fileno() for w in self._workers if w.tasks and not w.conn.closed]
-            try:
-                readable, _, _ = select.select([*busy, self._signal_r], [], [], min(remaining, _MANAGER_TICK_S))
-            except (OSError, ValueError):  # a worker's pipe closed meanwhile: look again
-                continue
+            readable = _readable_fds([*busy, self._signal_r], min(remaining, _MANAGER_TICK_S))
             if self._signal_r in readable:
                 try:
                     os.read(self._signal_r, 4096)
-                except BlockingIOError:
+                except OSError:  # nothing left, or closed by close()
                     pass
             with self._state_lock:
                 for worker in [w for w in self._workers if not w.conn.closed and w.conn.fileno() in readable]:
@@ -487,6 +502,16 @@ def _last_line(traceback_text: str) -> str:
     return lines[-1] if lines else "an exception"
 
 
+def _readable_fds(fds: list[int], timeout_s: float) -> set[int]:
+    """Those of *fds* with data or EOF waiting, within *timeout_s*. ``poll``, not ``select``:
+    a training process may well hold file descriptors past select's limit of 1024. A closed
+    fd counts as ready (POLLNVAL); callers map fds back to live workers."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return {fd for fd, _ in poller.poll(timeout_s * 1000)}
+
+
 def _readable(conn: Any) -> bool:
     """Whether *conn* has a message (or EOF) waiting, without the selector multiprocess builds per poll."""
-    return bool(select.select([conn.fileno()], [], [], 0)[0])
+    return bool(_readable_fds([conn.fileno()], 0.0))
