@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -55,13 +56,17 @@ class SleepyLoader:
         self.latency_ms = float(latency_ms)
         self.shape = tuple(shape)
 
-    def __call__(self, ids: Sequence[int]) -> np.ndarray:
+    def __call__(self, ids: Sequence[Any]) -> np.ndarray:
         if self.latency_ms:
             time.sleep(self.latency_ms * len(ids) / 1e3)
+        return self.read(ids)
+
+    def read(self, ids: Sequence[Any]) -> np.ndarray:
+        """What a batch holds once the wait is over (subclasses read real files)."""
         return np.zeros((len(ids), *self.shape), dtype=np.float32)
 
     def __repr__(self) -> str:
-        return f"SleepyLoader(latency_ms={self.latency_ms}, shape={self.shape})"
+        return f"{type(self).__name__}(latency_ms={self.latency_ms}, shape={self.shape})"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .bench import SleepyLoader
 from .datasets import digits_on_disk, load_digits_batch
 from .factories import DataGenerator, DataGeneratorMultiProc
 from .generator import BatchGenerator
@@ -36,7 +37,7 @@ from .generator import BatchGenerator
 __all__ = ["SlowStorageLoader", "EpochTiming", "DemoResult", "default_cache_dir", "split_files", "run_demo"]
 
 
-class SlowStorageLoader:
+class SlowStorageLoader(SleepyLoader):
     """The demo's loader: sleep ``latency_ms`` per file (simulated slow storage), then read the files.
 
     A module-level class, so the process backend can pickle it.
@@ -51,17 +52,10 @@ class SlowStorageLoader:
     """
 
     def __init__(self, latency_ms: float = 0.0) -> None:
-        if latency_ms < 0:
-            raise ValueError(f"latency_ms must be >= 0; received: {latency_ms!r}")
-        self.latency_ms = float(latency_ms)
+        super().__init__(latency_ms, shape=(8, 8, 1))
 
-    def __call__(self, paths: Sequence[str]) -> np.ndarray:
-        if self.latency_ms:
-            time.sleep(self.latency_ms * len(paths) / 1e3)
+    def read(self, paths: Sequence[str]) -> np.ndarray:
         return load_digits_batch(paths)
-
-    def __repr__(self) -> str:
-        return f"SlowStorageLoader(latency_ms={self.latency_ms})"
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,16 @@ def worker_pids(pid_dir, at_least: int, within_s: float = 20.0) -> list[int]:
     return [int(name) for name in os.listdir(pid_dir)]
 
 
+def assert_exited_leaving_nothing(proc, pid_dir) -> tuple[str, str]:
+    """Wait for the child to exit by itself; check its workers and segments are gone."""
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    pids = worker_pids(pid_dir, 2)
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0), f"workers outlived exit: {pids}"
+    assert not awkgen_segments(proc.pid)
+    return out, err
+
+
 def test_interpreter_exit_with_a_live_generator_cleans_up(tmp_path):
     proc, pid_dir = run_child(tmp_path, """
         if __name__ == "__main__":
@@ -118,12 +128,8 @@ def test_interpreter_exit_with_a_live_generator_cleans_up(tmp_path):
             print("done", flush=True)
             # no close: interpreter exit must clean up
     """)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    out, _ = assert_exited_leaving_nothing(proc, pid_dir)
     assert "done" in out
-    pids = worker_pids(pid_dir, 2)
-    assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0), f"workers outlived exit: {pids}"
-    assert not awkgen_segments(proc.pid)
 
 
 def test_exit_without_close_is_quiet_whatever_registered_exit_hooks_first(tmp_path):
@@ -142,12 +148,8 @@ def test_exit_without_close_is_quiet_whatever_registered_exit_hooks_first(tmp_pa
         for _ in range(5):
             gen()
     """)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    _, err = assert_exited_leaving_nothing(proc, pid_dir)
     assert "Traceback" not in err and "Error" not in err, err
-    pids = worker_pids(pid_dir, 2)
-    assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0)
-    assert not awkgen_segments(proc.pid)
 
 
 def test_sigkilled_parent_leaves_no_workers_and_no_shared_memory(tmp_path):

@@ -83,6 +83,14 @@ class ManagedExecutor(Executor):
     def cancel(self) -> None:
         self._todo.clear()
 
+    def _begin_close(self) -> bool:
+        """Mark the executor closed; True for the one call that should do the closing."""
+        with self._close_lock:
+            if self._closed:
+                return False
+            self._closed = True
+            return True
+
     def _join_manager(self, timeout_s: float) -> None:
         if self._manager is not None and self._manager is not threading.current_thread():
             self._manager.join(timeout_s)

@@ -246,10 +246,8 @@ class ProcessExecutor(ManagedExecutor):
             self._notify()  # the manager's next wake-up must honour the new deadline
 
     def close(self) -> None:
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
+        if not self._begin_close():
+            return
         self._stopping = True
         self._notify()
         self._join_manager(_JOIN_S)

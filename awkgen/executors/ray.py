@@ -199,10 +199,8 @@ class RayExecutor(ManagedExecutor):
 
         Only the actors are killed: the Ray cluster (and the connection to it) stays.
         """
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
+        if not self._begin_close():
+            return
         with self._spawn_lock:
             self._stopping = True
         self._notify()
