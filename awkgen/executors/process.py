@@ -1,21 +1,23 @@
-"""The ``"process"`` backend: persistent worker processes fed by a manager thread.
+"""The ``"process"`` backend: persistent worker processes, driven by the caller.
 
 Data flow::
 
-    generator --submit--> _todo --manager--> worker pipe --> worker: loader(ids)
-                                                                  |  arrays -> /dev/shm slot
-    generator <--get--- _outcomes <--manager <-- worker pipe <-- Reply (tree of ArrayRefs)
+    generator --submit--> _todo --caller's thread--> worker pipe --> worker: loader(ids)
+                                                                        |  arrays -> /dev/shm slot
+    generator <--get--- _outcomes <--caller's thread <-- worker pipe <-- Reply (tree of ArrayRefs)
+                            ^-- manager thread: deaths, timeouts, unready workers
 
 Actors and what each does:
 
-- **caller** (the generator): ``submit`` queues a task and, when a worker has room,
-  sends it at once from the caller's thread (no manager round trip); ``get`` waits on
-  ``_outcomes`` with a timeout and re-checks that the manager is alive, so it can never
-  block forever (``managed.ManagedExecutor``, shared with the Ray backend).
+- **caller** (the generator): ``submit`` queues a task and sends it at once to a
+  worker with room; ``get`` reads the busy workers' pipes itself, turning replies into
+  outcomes, and waits at most the time it was given (no thread hop per batch).
 - **manager thread** (``_manage``): starts the workers (one per turn, so early ones
-  work while later ones start), turns replies into outcomes, hands queued tasks to
-  workers with room, notices deaths through process sentinels and kills workers
-  whose call outlived ``timeout``. Every task yields exactly one outcome: a value, a
+  work while later ones start), reads a worker's pipe until it says Ready, hands out
+  tasks queued before any worker had room, notices deaths through process sentinels,
+  and kills workers whose call outlived ``timeout``, pulling in replies the caller has
+  not read yet before it judges. Outcomes it adds (deaths, timeouts) wake a waiting
+  caller through ``_signal_r``. Every task yields exactly one outcome: a value, a
   ``LoaderError``, a ``WorkerDiedError`` or a ``LoaderTimeoutError``; a dead worker's
   unstarted tasks go back to the queue and the worker is replaced.
 - **shared state** (the workers, their task queues, ``_todo``) changes only under
@@ -227,6 +229,13 @@ class ProcessExecutor(ManagedExecutor):
             with self._state_lock:
                 for worker in [w for w in self._workers if not w.conn.closed and w.conn.fileno() in readable]:
                     self._receive(worker)
+
+    def ready(self) -> int:
+        """Outcomes ready for the caller, counting replies still waiting in worker pipes."""
+        with self._state_lock:
+            for worker in [w for w in self._workers if w.tasks]:
+                self._receive(worker)
+        return self._outcomes.qsize()
 
     def _put(self, outcome: Outcome) -> None:
         self._outcomes.put(outcome)
