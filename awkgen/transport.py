@@ -59,14 +59,29 @@ class SlotRef:
     capacity: int
 
 
-@dataclass(frozen=True)
 class ArrayRef:
-    """Stands for an array in a flattened result: where it lies in the slot."""
+    """Stands for an array in a flattened result: where its bytes lie in the slot or blob.
 
-    index: int
-    offset: int
-    shape: tuple[int, ...]
-    dtype: np.dtype
+    A plain class with a compact pickle (the dtype as its string when that says it
+    all): refs cross the pipe with every batch, so they must cost microseconds.
+    """
+
+    __slots__ = ("index", "offset", "shape", "dtype", "nbytes")
+
+    def __init__(self, index: int, offset: int, shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> None:
+        self.index, self.offset, self.shape, self.dtype, self.nbytes = index, offset, shape, dtype, nbytes
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        dtype = self.dtype
+        token = dtype.str if dtype.fields is None and dtype.subdtype is None else dtype
+        return (_array_ref, (self.index, self.offset, self.shape, token, self.nbytes))
+
+    def __repr__(self) -> str:
+        return f"ArrayRef({self.index}, offset={self.offset}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _array_ref(index: int, offset: int, shape: tuple[int, ...], dtype: Any, nbytes: int) -> ArrayRef:
+    return ArrayRef(index, offset, shape, np.dtype(dtype), nbytes)
 
 
 # -- the segment trio -----------------------------------------------------------------
@@ -191,7 +206,7 @@ class _Flattener:
     def __call__(self, value: Any) -> Any:
         if not _shippable(value):
             return value
-        ref = ArrayRef(len(self.arrays), self.offset, value.shape, value.dtype)
+        ref = ArrayRef(len(self.arrays), self.offset, value.shape, value.dtype, value.nbytes)
         self.arrays.append(value)
         self.refs.append(ref)
         self.offset += -(-value.nbytes // _ALIGN) * _ALIGN
@@ -209,8 +224,8 @@ def flatten_arrays(value: Any) -> tuple[Any, list[np.ndarray], int]:
     return tree, flattener.arrays, flattener.offset
 
 
-def write_arrays(buffer: mmap.mmap, tree: Any, arrays: list[np.ndarray]) -> None:
-    """Copy *arrays* into *buffer* at the offsets *tree* records (worker side)."""
+def write_arrays(buffer: mmap.mmap | bytearray, tree: Any, arrays: list[np.ndarray]) -> None:
+    """Copy *arrays* into *buffer* (a slot's mapping, or a message's blob) at the offsets *tree* records."""
     whole = np.frombuffer(buffer, dtype=np.uint8)
     dst = None
     refs: list[ArrayRef] = []
@@ -232,8 +247,7 @@ class _Rebuilder:
         if not isinstance(value, ArrayRef):
             return value
         assert self.base is not None
-        nbytes = int(np.prod(value.shape, dtype=np.int64)) * value.dtype.itemsize
-        return self.base[value.offset:value.offset + nbytes].view(value.dtype).reshape(value.shape)
+        return self.base[value.offset:value.offset + value.nbytes].view(value.dtype).reshape(value.shape)
 
 
 def rebuild(tree: Any, base: np.ndarray | None) -> Any:

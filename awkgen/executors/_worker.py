@@ -8,12 +8,12 @@ tblib already imported. Each worker:
    writes to it, so it turns readable (EOF) exactly when the parent is gone, even
    after SIGKILL; the watchdog then unlinks the dead parent's shared memory and exits;
 3. caps BLAS/OpenMP threads so N workers do not oversubscribe the cores;
-4. unpickles the loader and says :class:`Ready` (or :class:`InitFailed`);
-5. loops: receive an :class:`Assignment`, run the loader, write arrays into the
-   assigned slot, send a :class:`Reply`. ``None`` or EOF ends the loop.
+4. unpickles the loader and says ``READY`` (or ``INIT_FAILED``);
+5. loops: receive a task, run the loader, write its arrays into the assigned slot
+   (or the reply's blob), send the reply. A stop message or EOF ends the loop.
 
-Every message is a small frozen dataclass, pickled explicitly (dill only when
-pickle refuses) so a failure to send a result becomes that batch's error.
+Messages are the tuples of :mod:`._wire`, pickled explicitly (dill only when
+pickle refuses), so a result that cannot be sent becomes that batch's error.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any
 
 import dill
@@ -35,63 +34,16 @@ from tblib import pickling_support
 from threadpoolctl import threadpool_limits
 
 from .. import transport
-from .base import Task, call_loader
+from ._wire import FAILED, INIT_FAILED, READY, Channel, decode_task, dumps, encode_value
+from .base import call_loader
 
-__all__ = ["Assignment", "Reply", "Ready", "InitFailed", "worker_main", "dumps"]
+__all__ = ["worker_main"]
 
 _PARENT_EXIT_WAIT_S = 2.0  # after the lifeline breaks, how long to wait for the parent to be gone
 _ATTACHED_MAX = 8
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _KEEP_BYTES = 1 << 30  # mappings a worker keeps open; stale ones are dropped oldest first
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """Parent to worker: run *task*; put its arrays into *slot* if they fit."""
-
-    task: Task
-    slot: transport.SlotRef | None
-
-
-@dataclass(frozen=True)
-class Reply:
-    """Worker to parent: a task's result or failure.
-
-    ``tree`` is the result with arrays replaced by :class:`~awkgen.transport.ArrayRef`
-    when ``in_slot``, else the whole result. ``nbytes`` is what its arrays needed.
-    On failure, ``error`` is the pickled exception (``None`` if it would not pickle)
-    and ``error_text`` its formatted traceback.
-    """
-
-    seq: int
-    tree: Any = None
-    in_slot: bool = False
-    nbytes: int = 0
-    load_s: float = 0.0
-    failed: bool = False
-    error: bytes | None = None
-    error_text: str = ""
-
-
-@dataclass(frozen=True)
-class Ready:
-    """Worker to parent, once: the loader is loaded; send tasks (timeouts count from here)."""
-
-
-@dataclass(frozen=True)
-class InitFailed:
-    """Worker to parent, instead of any reply: the loader could not be unpickled."""
-
-    error_text: str
-
-
-def dumps(obj: Any) -> bytes:
-    """Pickle with the standard pickler, falling back to dill (lambdas, closures)."""
-    try:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        return dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, blas_threads: int,
@@ -102,22 +54,29 @@ def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, 
     for name in _THREAD_ENV:
         os.environ[name] = str(blas_threads)
     _keep_freed_memory()
+    channel = Channel(conn.fileno())
     try:
         threadpool_limits(limits=blas_threads)
         loader = dill.loads(loader_bytes)
     except BaseException:
-        conn.send_bytes(dumps(InitFailed(traceback.format_exc())))
+        channel.send(dumps((INIT_FAILED, traceback.format_exc())))
         sys.exit(1)
-    conn.send_bytes(dumps(Ready()))
+    channel.send(dumps((READY,)))
     attached: collections.OrderedDict[str, Any] = collections.OrderedDict()
+    waiting: collections.deque[Any] = collections.deque()  # tasks that arrived in one read
     while True:
         try:
-            message = pickle.loads(conn.recv_bytes())
+            while not waiting:
+                waiting.extend(head for head, _ in channel.receive())
         except (EOFError, OSError):
             return
-        if message is None:
+        head = waiting.popleft()
+        if len(head) == 0:  # the stop message
             return
-        conn.send_bytes(_run(loader, message, attached))
+        try:
+            channel.send(*_run(loader, head, attached))
+        except OSError:  # the parent closed its end: it is stopping or gone
+            return
 
 
 def _keep_freed_memory() -> None:
@@ -152,23 +111,19 @@ def _watch_parent(lifeline: Any, parent_pid: int, shm_dir: str) -> None:
     os._exit(0)
 
 
-def _run(loader: Any, message: Assignment, attached: collections.OrderedDict[str, Any]) -> bytes:
-    task, slot = message.task, message.slot
+def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) -> tuple[bytes, Any]:
+    task, slot = decode_task(head)
     try:
         value, load_s = call_loader(loader, task)
     except BaseException as exc:
-        return _failure(task.seq, exc)
+        return _failure(task.seq, exc), b""
     try:
-        tree, arrays, nbytes = transport.flatten_arrays(value)
-        if slot is not None and transport.MIN_SHM_BYTES <= nbytes <= slot.capacity:
-            transport.write_arrays(_attach(slot.path, attached), tree, arrays)
-            return dumps(Reply(task.seq, tree, True, nbytes, load_s))
-        return dumps(Reply(task.seq, value, False, nbytes, load_s))
+        return encode_value(task.seq, value, load_s, slot, lambda path: _attach(path, attached))
     except Exception as exc:
         unsendable = TypeError(f"the loader's result cannot be sent back from the worker process "
                                f"({type(exc).__name__}: {exc}); return arrays or picklable objects")
         unsendable.__cause__ = exc
-        return _failure(task.seq, unsendable, load_s)
+        return _failure(task.seq, unsendable, load_s), b""
 
 
 def _attach(path: str, attached: collections.OrderedDict[str, Any]) -> Any:
@@ -188,4 +143,4 @@ def _failure(seq: int, exc: BaseException, load_s: float = 0.0) -> bytes:
         blob: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
         blob = None
-    return dumps(Reply(seq, load_s=load_s, failed=True, error=blob, error_text=text))
+    return dumps((FAILED, seq, load_s, blob, text))

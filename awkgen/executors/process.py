@@ -4,7 +4,7 @@ Data flow::
 
     generator --submit--> _todo --caller's thread--> worker pipe --> worker: loader(ids)
                                                                         |  arrays -> /dev/shm slot
-    generator <--get--- _outcomes <--caller's thread <-- worker pipe <-- Reply (tree of ArrayRefs)
+    generator <--get--- _outcomes <--caller's thread <-- worker pipe <-- reply (tree of ArrayRefs)
                             ^-- manager thread: deaths, timeouts, unready workers
 
 Actors and what each does:
@@ -57,12 +57,14 @@ from typing import Any
 
 import dill
 import multiprocess
+import numpy as np
 from multiprocess import forkserver, popen_forkserver, spawn, util
 from multiprocess.context import ForkServerProcess, reduction, set_spawning_popen
 
 from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
-from ._worker import Assignment, InitFailed, Ready, Reply, dumps, worker_main
+from ._wire import FAILED, INIT_FAILED, READY, Channel, encode_task
+from ._worker import worker_main
 from .base import Outcome, Task, loader_failure
 from .managed import ManagedExecutor
 
@@ -109,7 +111,8 @@ def describe_exit(pid: int, exitcode: int | None) -> str:
 @dataclass(eq=False)
 class _Worker:
     proc: Any
-    conn: Any
+    conn: Any  # owns the socket; ``channel`` frames messages over its descriptor
+    channel: Channel
     ready: bool = False  # the worker said Ready: it has the loader and takes tasks
     # Tasks sent and not yet answered, oldest (the one running) first, each with its slot.
     # Up to prefetch / n_workers deep (at least 2): a worker goes from one batch to the next
@@ -228,7 +231,7 @@ class ProcessExecutor(ManagedExecutor):
                     pass
             with self._state_lock:
                 for worker in [w for w in self._workers if not w.conn.closed and w.conn.fileno() in readable]:
-                    self._receive(worker)
+                    self._receive(worker, readable=True)
 
     def ready(self) -> int:
         """Outcomes ready for the caller, counting replies still waiting in worker pipes."""
@@ -265,7 +268,7 @@ class ProcessExecutor(ManagedExecutor):
             self._todo.clear()
         for worker in workers:
             try:
-                worker.conn.send_bytes(pickle.dumps(None))
+                worker.channel.send(b"")  # the stop message
             except (OSError, ValueError):
                 pass
         deadline = time.monotonic() + _STOP_GRACE_S
@@ -291,7 +294,7 @@ class ProcessExecutor(ManagedExecutor):
             proc.start()
         finally:
             child_conn.close()
-        return _Worker(proc, parent_conn)
+        return _Worker(proc, parent_conn, Channel(parent_conn.fileno()))
 
     def _reap(self, worker: _Worker) -> None:
         """Make sure *worker* is gone and its handles closed."""
@@ -334,7 +337,8 @@ class ProcessExecutor(ManagedExecutor):
                         elif key.data in self._workers:
                             worker = key.data
                             exited = key.fd == worker.proc.sentinel
-                            self._receive(worker)  # Ready, or what a dying worker sent last
+                            # READY, or all a dying worker sent last
+                            self._receive(worker, readable=not exited, drain=exited)
                             if exited:
                                 self._on_death(worker)
                             elif worker.ready and worker in self._workers:
@@ -373,17 +377,17 @@ class ProcessExecutor(ManagedExecutor):
             return
         slot = self._ring.acquire()
         try:
-            message = dumps(Assignment(task, slot))
+            head = encode_task(task.seq, task.ids, task.rng_entropy, slot)
         except Exception as exc:  # ids that cannot be pickled
             self._ring.release(slot)
             self._put(Outcome(task.seq, error_type=LoaderError, cause=exc,
-                                       detail=f"the batch's ids cannot be sent to a worker process ({exc})"))
+                              detail=f"the batch's ids cannot be sent to a worker process ({exc})"))
             return
         if not worker.tasks:
             worker.started = time.monotonic()
         worker.tasks.append((task, slot))
         try:
-            worker.conn.send_bytes(message)
+            worker.channel.send(head)
         except (OSError, ValueError):
             pass  # the worker is dead; its sentinel fires and _on_death accounts for the task
 
@@ -400,39 +404,47 @@ class ProcessExecutor(ManagedExecutor):
         except BlockingIOError:
             pass
 
-    def _receive(self, worker: _Worker) -> None:
-        """Take every message *worker* has sent so far; EOF means it died: then account for
-        it. Called with ``_state_lock`` held, from either thread."""
+    def _receive(self, worker: _Worker, readable: bool = False, drain: bool = False) -> None:
+        """Take the messages *worker* has sent: one read, skipped unless *readable* or its
+        socket has data; with *drain*, every read until nothing is left (a dead worker's
+        last words). EOF means it died: then account for it. Under ``_state_lock``."""
         try:
-            while worker in self._workers and _readable(worker.conn):
-                self._on_reply(worker, pickle.loads(worker.conn.recv_bytes()))
+            while worker in self._workers and (readable or _readable(worker.conn.fileno())):
+                for head, blob in worker.channel.receive():
+                    self._on_reply(worker, pickle.loads(head), blob)
+                if not drain:
+                    return
+                readable = False
         except (EOFError, OSError):
             self._on_death(worker)
 
-    def _on_reply(self, worker: _Worker, reply: Reply | Ready | InitFailed) -> None:
-        if isinstance(reply, Ready):
+    def _on_reply(self, worker: _Worker, message: tuple[Any, ...], blob: memoryview) -> None:
+        kind = message[0]
+        if kind == READY:
             worker.ready = True
             return
-        if isinstance(reply, InitFailed):
-            self._broken = reply.error_text
+        if kind == INIT_FAILED:
+            self._broken = message[1]
             self._fail_todo()
             return
         self._replied = True
         task, slot = worker.tasks.popleft()
         worker.started = time.monotonic()  # the next queued task starts now
-        if reply.seq != task.seq:  # cannot happen: a worker answers in order
-            raise AwkgenError(f"worker process {worker.proc.pid} answered batch {reply.seq}, expected {task.seq}")
-        self._ring.need(reply.nbytes)
-        if reply.failed:
+        seq, load_s = message[1], message[2]
+        if seq != task.seq:  # cannot happen: a worker answers in order
+            raise AwkgenError(f"worker process {worker.proc.pid} answered batch {seq}, expected {task.seq}")
+        if kind == FAILED:
             self._ring.release(slot)
-            self._put(_failure(task.seq, reply))
+            self._put(_failure(seq, message[3], message[4], load_s))
             return
-        if reply.in_slot and slot is not None:
-            value = transport.rebuild(reply.tree, self._ring.lease(slot))
+        nbytes, tree, in_slot = message[3:]
+        self._ring.need(nbytes)
+        if in_slot and slot is not None:
+            value = transport.rebuild(tree, self._ring.lease(slot))
         else:
             self._ring.release(slot)
-            value = reply.tree
-        self._put(Outcome(task.seq, value=value, load_s=reply.load_s))
+            value = transport.rebuild(tree, np.frombuffer(blob, dtype=np.uint8)) if nbytes else tree
+        self._put(Outcome(seq, value=value, load_s=load_s))
 
     def _fail_todo(self) -> None:
         """Once workers cannot load the loader, fail every queued task rather than wait forever."""
@@ -489,18 +501,18 @@ class ProcessExecutor(ManagedExecutor):
                 worker.proc.kill()  # its sentinel fires next; _on_death reports the timeout
 
 
-def _failure(seq: int, reply: Reply) -> Outcome:
+def _failure(seq: int, error: bytes | None, error_text: str, load_s: float) -> Outcome:
     """The outcome for a loader that raised in a worker: the original exception when it
     pickles both ways (tblib carries its traceback), else its traceback as text."""
-    if reply.error is not None:
+    if error is not None:
         try:
-            exc = pickle.loads(reply.error)
+            exc = pickle.loads(error)
         except Exception:
             exc = None
         if isinstance(exc, BaseException):
-            return loader_failure(seq, exc, reply.load_s)
-    return Outcome(seq, error_type=LoaderError, detail=f"loader raised {_last_line(reply.error_text)}",
-                   cause=RemoteLoaderError(reply.error_text), load_s=reply.load_s)
+            return loader_failure(seq, exc, load_s)
+    return Outcome(seq, error_type=LoaderError, detail=f"loader raised {_last_line(error_text)}",
+                   cause=RemoteLoaderError(error_text), load_s=load_s)
 
 
 def _last_line(traceback_text: str) -> str:
@@ -519,6 +531,6 @@ def _readable_fds(fds: list[int], timeout_s: float) -> set[int]:
     return {fd for fd, _ in poller.poll(timeout_s * 1000)}
 
 
-def _readable(conn: Any) -> bool:
-    """Whether *conn* has a message (or EOF) waiting, without the selector multiprocess builds per poll."""
-    return bool(_readable_fds([conn.fileno()], 0.0))
+def _readable(fd: int) -> bool:
+    """Whether *fd* has data (or EOF) waiting, without the selector multiprocess builds per poll."""
+    return bool(_readable_fds([fd], 0.0))

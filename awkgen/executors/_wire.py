@@ -1,0 +1,191 @@
+"""The process backend's wire: framed messages over a worker's socket, and their encoding.
+
+Every batch crosses the pipe twice (a task out, a reply back), so for small batches
+this module *is* the per-batch overhead. Three choices keep it to a few microseconds:
+
+- **Framing without a round trip per message.** A frame is a 12-byte header
+  (frame length, head length) + a pickled *head* + an optional raw *blob*.
+  :meth:`Channel.receive` does one ``read`` and returns every frame that read
+  completed, so replies that piled up while the caller trained arrive in one
+  system call; a large frame is read straight into its own buffer.
+- **Tuples, not objects.** Heads are tuples of plain values; the only class that
+  travels per batch is :class:`~awkgen.transport.ArrayRef`, which pickles compactly.
+- **Arrays as raw bytes.** Pickling a numpy array costs ~10 us (reduce protocol,
+  dtype object); a task's numpy ids travel as ``(dtype, shape, bytes)``, and a
+  reply's arrays that do not go to shared memory travel in the frame's blob, laid
+  out exactly as in a slot, so the parent rebuilds them the same way: as views of
+  the frame's own writable buffer, no further copy.
+
+Messages (``kind`` is the head's first item)::
+
+    parent -> worker   (TASK, seq, ids_dtype, ids_shape, ids, rng_entropy, slot_path, slot_capacity)
+                       None                                       stop
+    worker -> parent   (READY,)                                   the loader is loaded
+                       (INIT_FAILED, traceback_text)              it could not be
+                       (VALUE, seq, load_s, nbytes, tree, in_slot) + blob of inline arrays
+                       (FAILED, seq, load_s, pickled_exception | None, traceback_text)
+
+``ids_dtype`` is ``None`` when the ids are not a plain numpy array; ``ids`` is then
+the ids themselves, pickled with the head (dill when pickle refuses).
+
+>>> a, b = Channel.pair()
+>>> a.send(encode_task(7, np.arange(3), None, None))
+>>> [(head, blob)] = b.receive()
+>>> task, slot = decode_task(head)
+>>> task.seq, task.ids.tolist(), slot
+(7, [0, 1, 2], None)
+>>> a.close(); b.close()
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+from typing import Any
+
+import dill
+import numpy as np
+
+from .. import transport
+from .base import Task
+
+__all__ = ["Channel", "READY", "INIT_FAILED", "VALUE", "FAILED", "TASK", "dumps", "encode_task",
+           "decode_task", "encode_value"]
+
+TASK, READY, INIT_FAILED, VALUE, FAILED = range(5)
+_HEADER = struct.Struct("<QI")  # bytes after the header; bytes of the pickled head
+_READ_BYTES = 256 * 1024  # one read takes up to this much; larger frames get their own buffer
+_SMALL_SEND = 64 * 1024  # frames up to this size go out in one write
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle with the standard pickler, falling back to dill (lambdas, closures)."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class Channel:
+    """Framed messages over a stream file descriptor (one end of a socketpair or pipe).
+
+    ``send`` writes whole frames (blocking); ``receive`` performs exactly one read
+    and returns the frames it completed (``(head, blob)`` memoryviews of a
+    buffer owned by that frame), so the caller decides when it may block: the parent
+    reads only after ``poll`` said the descriptor is readable, a worker reads when it
+    has nothing else to do. End of file raises :class:`EOFError`.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = bytearray()  # bytes read that do not yet complete a frame
+        self._big: bytearray | None = None  # a large frame being read straight into place
+        self._big_filled = 0
+        self._big_head = 0
+
+    @classmethod
+    def pair(cls) -> tuple[Channel, Channel]:
+        """Two connected channels in this process (for tests and doctests)."""
+        left, right = socket.socketpair()
+        return cls(left.detach()), cls(right.detach())
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def send(self, head: bytes, blob: Any = b"") -> None:
+        size = len(head) + len(blob)
+        header = _HEADER.pack(size, len(head))
+        if size <= _SMALL_SEND:
+            self._write_all(b"".join((header, head, blob)))
+        else:
+            self._write_all(header + head)
+            self._write_all(blob)
+
+    def _write_all(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def receive(self) -> list[tuple[memoryview, memoryview]]:
+        if self._big is not None:
+            return self._fill_big()
+        chunk = os.read(self.fd, _READ_BYTES)
+        if not chunk:
+            raise EOFError("the other end closed the channel")
+        buf = self._buf
+        buf += chunk
+        frames = []
+        start = 0
+        while len(buf) - start >= _HEADER.size:
+            size, head_size = _HEADER.unpack_from(buf, start)
+            end = start + _HEADER.size + size
+            if end > len(buf):
+                if size > _READ_BYTES:  # read the rest of this frame straight into its own buffer
+                    self._big = bytearray(size)
+                    self._big_head = head_size
+                    self._big_filled = len(buf) - start - _HEADER.size
+                    self._big[:self._big_filled] = buf[start + _HEADER.size:]
+                    start = len(buf)
+                break
+            frames.append(_split(buf[start + _HEADER.size:end], head_size))  # a copy: the frame's own
+            start = end
+        del buf[:start]
+        return frames
+
+    def _fill_big(self) -> list[tuple[memoryview, memoryview]]:
+        assert self._big is not None
+        got = os.readv(self.fd, [memoryview(self._big)[self._big_filled:]])
+        if not got:
+            raise EOFError("the other end closed the channel in the middle of a message")
+        self._big_filled += got
+        if self._big_filled < len(self._big):
+            return []
+        frame, self._big = self._big, None
+        return [_split(frame, self._big_head)]
+
+
+def _split(frame: bytearray, head_size: int) -> tuple[memoryview, memoryview]:
+    view = memoryview(frame)
+    return view[:head_size], view[head_size:]
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+def _plain_array(value: Any) -> bool:
+    """A numpy array whose bytes, dtype string and shape say everything about it."""
+    return (type(value) is np.ndarray and value.dtype.fields is None and value.dtype.subdtype is None
+            and not value.dtype.hasobject and (value.flags.c_contiguous or not value.flags.f_contiguous))
+
+
+def encode_task(seq: int, ids: Any, rng_entropy: tuple[int, ...] | None, slot: transport.SlotRef | None) -> bytes:
+    """A task's head. Raises when the ids cannot be pickled, even by dill."""
+    path, capacity = (slot.path, slot.capacity) if slot is not None else (None, 0)
+    if _plain_array(ids):
+        return pickle.dumps((TASK, seq, ids.dtype.str, ids.shape, ids.tobytes(), rng_entropy, path, capacity),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+    return dumps((TASK, seq, None, None, ids, rng_entropy, path, capacity))
+
+
+def decode_task(head: Any) -> tuple[Task, transport.SlotRef | None]:
+    _, seq, dtype, shape, ids, entropy, path, capacity = pickle.loads(head)
+    if dtype is not None:  # a writable array, as pickle would have given the loader
+        ids = np.frombuffer(bytearray(ids), dtype=dtype).reshape(shape)
+    return Task(seq, ids, entropy), (transport.SlotRef(path, capacity) if path is not None else None)
+
+
+# -- replies -------------------------------------------------------------------------------
+
+def encode_value(seq: int, value: Any, load_s: float, slot: transport.SlotRef | None,
+                 attach: Any) -> tuple[bytes, Any]:
+    """A result's head and blob: its arrays go into *slot* (mapped by ``attach(path)``)
+    when they are worth it and fit, else into the blob. Raises if the rest cannot be pickled."""
+    tree, arrays, nbytes = transport.flatten_arrays(value)
+    if slot is not None and transport.MIN_SHM_BYTES <= nbytes <= slot.capacity:
+        transport.write_arrays(attach(slot.path), tree, arrays)
+        return dumps((VALUE, seq, load_s, nbytes, tree, True)), b""
+    blob = bytearray(nbytes)
+    if arrays:
+        transport.write_arrays(blob, tree, arrays)
+    return dumps((VALUE, seq, load_s, nbytes, tree, False)), blob
