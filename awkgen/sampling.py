@@ -26,6 +26,7 @@ Shards are disjoint, of equal size, and cut from one shared permutation:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,7 @@ class Plan:
         """Ids in this rank's shard: every rank gets ``n_ids // world_size``."""
         return self.n_ids // self.world_size
 
-    @property
+    @functools.cached_property  # asked twice per batch; a Plan never changes
     def steps_per_epoch(self) -> int:
         full, rest = divmod(self.size, self.batch_size)
         return full if (self.drop_last or rest == 0) else full + 1

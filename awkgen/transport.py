@@ -252,6 +252,9 @@ class _Rebuilder:
 
 def rebuild(tree: Any, base: np.ndarray | None) -> Any:
     """Put arrays back into *tree*: views of *base* (the slot's bytes) for each ref."""
+    if type(tree) is ArrayRef:  # a loader returning one array: the common case, kept quick
+        assert base is not None
+        return base[tree.offset:tree.offset + tree.nbytes].view(tree.dtype).reshape(tree.shape)
     return _map_tree(tree, _Rebuilder(base))
 
 

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from benchmarks import report
     from benchmarks.contenders import make_contenders
     from benchmarks.proctree import ChildGuard, machine
-    from benchmarks.scenarios import SCENARIOS, Settings, evaluate_targets, plan_jobs, run_job
+    from benchmarks.scenarios import SCENARIOS, Settings, evaluate_targets, merge_rounds, plan_jobs, run_job
 
     settings = Settings.make(args.quick)
     contenders = make_contenders(args.contenders)
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             bar.set_postfix_str(job.label[:60])
             records.append(run_job(job, guard))
             bar.update()
+    records = merge_rounds(records)
     results = {
         "machine": info,
         "versions": versions,

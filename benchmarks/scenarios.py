@@ -18,7 +18,8 @@ latency   sleeps 20 ms per batch; 8 and 32 workers; ideal = workers / 20 ms     
 bandwidth 32 MiB float32 per batch; 2 workers; limits: memcpy, serial loader    process >= 0.8 x serial,
                                                                                >= 2 x torch DataLoader
 cpu       ~10 ms of numpy per batch; workers = cores; ideal = cores / call      (reported)
-tiny      1 KiB per batch; workers = cores: the per-batch overhead              process >= 3 x best peer
+tiny      1 KiB per batch; workers = cores: the per-batch overhead; median of   process >= 3 x best peer
+          3 interleaved rounds
 ttfb      8 workers, 20 ms loader: construction to first batch                 <= one call + 0.3 s
 overlap   Keras model.fit, train step ~ one loader call, 2 workers              epoch <= 1.05 x max(load,
                                                                                train)
@@ -42,7 +43,7 @@ from .contenders import AWKGEN_PROCESS, PEERS, Contender
 from .loaders import MIB, CpuLoader, FullLoader, SleepLoader, tiny_loader, touch
 from .proctree import ChildGuard, MemorySampler
 
-__all__ = ["Settings", "Job", "SCENARIOS", "plan_jobs", "evaluate_targets", "measure_throughput"]
+__all__ = ["Settings", "Job", "SCENARIOS", "plan_jobs", "evaluate_targets", "measure_throughput", "merge_rounds"]
 
 CORES = os.cpu_count() or 1
 LATENCY_S = 0.020
@@ -69,14 +70,15 @@ class Settings:
     fit_steps: int
     fit_epochs: int
     memory_batches: int
+    tiny_rounds: int
 
     @classmethod
     def make(cls, quick: bool) -> Settings:
         if quick:
             return cls(quick=True, budget_s=0.5, warmup_s=0.2, max_batches=20_000, latency_workers=(8,),
-                       ttfb_trials=1, fit_steps=10, fit_epochs=2, memory_batches=8)
+                       ttfb_trials=1, fit_steps=10, fit_epochs=2, memory_batches=8, tiny_rounds=1)
         return cls(quick=False, budget_s=4.0, warmup_s=1.0, max_batches=200_000, latency_workers=(8, 32),
-                   ttfb_trials=2, fit_steps=60, fit_epochs=3, memory_batches=60)
+                   ttfb_trials=2, fit_steps=60, fit_epochs=3, memory_batches=60, tiny_rounds=3)
 
 
 @dataclass
@@ -88,10 +90,12 @@ class Job:
     run: Callable[[], dict[str, Any]]
     workers: int | None = None
     reference: bool = False
+    round: int | None = None  # set when the measurement is repeated in rounds (see merge_rounds)
 
     @property
     def label(self) -> str:
-        return f"{self.scenario}: {self.contender}" + (f" x{self.workers}" if self.workers else "")
+        return (f"{self.scenario}: {self.contender}" + (f" x{self.workers}" if self.workers else "")
+                + (f" (round {self.round + 1})" if self.round is not None else ""))
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -232,7 +236,15 @@ def plan_tiny(settings: Settings, contenders: list[Contender], shared: dict[str,
         record.update(value=record["batches_per_s"], us_per_batch=1e6 / record["batches_per_s"])
         return record
 
-    return _throughput_jobs("tiny", contenders, tiny_loader, _ids(1024, 1), 1, CORES, settings, value)
+    # Per-batch overhead is what a busy or shared machine disturbs most: every contender is measured
+    # in several rounds, interleaved (each round in a rotated order), and the median round counts.
+    jobs = []
+    for n in range(settings.tiny_rounds):
+        order = contenders[n % len(contenders):] + contenders[:n % len(contenders)]
+        for job in _throughput_jobs("tiny", order, tiny_loader, _ids(1024, 1), 1, CORES, settings, value):
+            job.round = n if settings.tiny_rounds > 1 else None
+            jobs.append(job)
+    return jobs
 
 
 def plan_ttfb(settings: Settings, contenders: list[Contender], shared: dict[str, Any]) -> list[Job]:
@@ -379,7 +391,8 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
     Scenario("bandwidth", "2. Bandwidth-bound", "32 MiB float32 batches, 2 workers", "batches/s", plan_bandwidth),
     Scenario("cpu", "3. CPU-bound", f"~10 ms of numpy per batch, {CORES} workers (= cores)", "batches/s",
              plan_cpu),
-    Scenario("tiny", "4. Tiny batches", f"1 KiB per batch, {CORES} workers: per-batch overhead", "batches/s",
+    Scenario("tiny", "4. Tiny batches",
+             f"1 KiB per batch, {CORES} workers: per-batch overhead; median of interleaved rounds", "batches/s",
              plan_tiny),
     Scenario("ttfb", "5. Time to first batch", "8 workers, 20 ms loader: construction to first batch", "s",
              plan_ttfb),
@@ -401,7 +414,7 @@ def plan_jobs(keys: list[str], settings: Settings, contenders: list[Contender],
 def run_job(job: Job, guard: ChildGuard) -> dict[str, Any]:
     """Run *job*, never raising: a contender that fails gets an ``error`` instead of numbers."""
     record: dict[str, Any] = {"scenario": job.scenario, "contender": job.contender, "workers": job.workers,
-                              "reference": job.reference}
+                              "reference": job.reference, "round": job.round}
     started = time.perf_counter()
     try:
         record.update(job.run())
@@ -413,6 +426,39 @@ def run_job(job: Job, guard: ChildGuard) -> dict[str, Any]:
     if leaked:
         record["leaked_pids"] = leaked
     return record
+
+
+def merge_rounds(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per measurement repeated in rounds: the round with the median value, and
+    every round's value under ``rounds``. Records without a round pass through unchanged.
+
+    >>> rs = [{"scenario": "tiny", "contender": "a", "workers": 2, "round": n, "value": v}
+    ...       for n, v in enumerate([5.0, 1.0, 4.0])]
+    >>> [(r["value"], r["rounds"]) for r in merge_rounds(rs)]
+    [(4.0, [5.0, 1.0, 4.0])]
+    """
+    out: list[dict[str, Any]] = []
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("round") is None:
+            out.append(r)
+            continue
+        key = (r["scenario"], r["contender"], r["workers"])
+        if key not in groups:
+            groups[key] = []
+            out.append({"_group": key})  # keeps the first round's place in the order
+        groups[key].append(r)
+    merged = []
+    for r in out:
+        if "_group" not in r:
+            merged.append(r)
+            continue
+        rounds = groups[r["_group"]]
+        ok = sorted((x for x in rounds if x.get("value") is not None), key=lambda x: x["value"])
+        pick = dict(ok[(len(ok) - 1) // 2] if ok else rounds[0])
+        pick.update(round=None, rounds=[x.get("value") for x in rounds])
+        merged.append(pick)
+    return merged
 
 
 # -- targets ----------------------------------------------------------------------------------------------

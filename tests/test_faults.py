@@ -105,6 +105,28 @@ def test_failure_raises_at_its_batch_within_seconds_and_the_stream_goes_on(case,
         assert gen.n_workers == 2
 
 
+def dies_at_id_43(ids):
+    if 43 in ids:
+        os._exit(5)
+    return np.asarray(ids)
+
+
+def test_a_crash_deep_in_a_stream_of_quick_batches_blames_only_its_own_batch():
+    """Quick loaders make the process pool queue several tasks on one worker at a time; a
+    crash there must fail exactly the batch that crashed, and every batch queued before it
+    must arrive with its data, epoch after epoch."""
+    ids = list(range(50))
+    with DataGeneratorMultiProc(dies_at_id_43, ids, batch_size=1, n_workers=2, prefetch=8, shuffle=False) as gen:
+        for epoch in range(3):
+            for i in ids:
+                if i == 43:
+                    with pytest.raises(WorkerDiedError, match="exit code 5") as info:
+                        gen()
+                    assert f"batch 43 of epoch {epoch}, ids [43]" in str(info.value)
+                else:
+                    assert gen()[0].tolist() == [i]
+
+
 @pytest.mark.parametrize("backend", ["thread", "process"])
 def test_loader_error_cause_is_the_original_with_the_worker_side_traceback(backend):
     with DataGeneratorMultiProc(raising_loader, list(range(4)), batch_size=2, n_workers=1, backend=backend,

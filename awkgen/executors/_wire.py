@@ -51,13 +51,16 @@ import numpy as np
 from .. import transport
 from .base import Task
 
-__all__ = ["Channel", "READY", "INIT_FAILED", "VALUE", "FAILED", "TASK", "dumps", "encode_task",
+__all__ = ["Channel", "COALESCE_BELOW_S", "READY", "INIT_FAILED", "VALUE", "FAILED", "TASK", "dumps", "encode_task",
            "decode_task", "encode_value"]
 
 TASK, READY, INIT_FAILED, VALUE, FAILED = range(5)
 _HEADER = struct.Struct("<QI")  # bytes after the header; bytes of the pickled head
 _READ_BYTES = 256 * 1024  # one read takes up to this much; larger frames get their own buffer
 _SMALL_SEND = 64 * 1024  # frames up to this size go out in one write
+#: Loader calls quicker than this cost less than the messages around them: the parent then
+#: sends tasks several per write, to a worker that is already awake when it can.
+COALESCE_BELOW_S = 0.001
 
 
 def dumps(obj: Any) -> bytes:
@@ -102,6 +105,15 @@ class Channel:
         else:
             self._write_all(header + head)
             self._write_all(blob)
+
+    def send_many(self, messages: list[tuple[bytes, Any]]) -> None:
+        """Send several ``(head, blob)`` messages, small ones together in one write."""
+        if len(messages) == 1 or sum(len(head) + len(blob) for head, blob in messages) > _SMALL_SEND:
+            for head, blob in messages:
+                self.send(head, blob)
+            return
+        self._write_all(b"".join(b"".join((_HEADER.pack(len(head) + len(blob), len(head)), head, blob))
+                                 for head, blob in messages))
 
     def _write_all(self, data: Any) -> None:
         view = memoryview(data).cast("B")

@@ -3,7 +3,8 @@
 The forkserver preloads this module, so a new worker forks with numpy, dill and
 tblib already imported. Each worker:
 
-1. ignores SIGINT (Ctrl-C belongs to the parent, which stops the pool);
+1. ignores SIGINT (Ctrl-C belongs to the parent, which stops the pool) and runs
+   under ``SCHED_BATCH`` (its wake-ups never preempt the training loop);
 2. starts a watchdog thread that waits on the *lifeline* pipe: the parent never
    writes to it, so it turns readable (EOF) exactly when the parent is gone, even
    after SIGKILL; the watchdog then unlinks the dead parent's shared memory and exits;
@@ -49,6 +50,7 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, blas_threads: int,
                 shm_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _run_as_batch()
     threading.Thread(target=_watch_parent, args=(lifeline, parent_pid, shm_dir), name="awkgen-watchdog",
                      daemon=True).start()
     for name in _THREAD_ENV:
@@ -64,19 +66,32 @@ def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, 
     channel.send(dumps((READY,)))
     attached: collections.OrderedDict[str, Any] = collections.OrderedDict()
     waiting: collections.deque[Any] = collections.deque()  # tasks that arrived in one read
-    while True:
-        try:
+    try:
+        while True:
             while not waiting:
                 waiting.extend(head for head, _ in channel.receive())
-        except (EOFError, OSError):
-            return
-        head = waiting.popleft()
-        if len(head) == 0:  # the stop message
-            return
-        try:
+            head = waiting.popleft()
+            if len(head) == 0:  # the stop message
+                return
+            # Each reply goes before the next call starts: if that call kills this process,
+            # the parent still has every earlier result and blames the right batch.
             channel.send(*_run(loader, head, attached))
-        except OSError:  # the parent closed its end: it is stopping or gone
-            return
+    except (EOFError, OSError):  # the parent closed its end: it is stopping or gone
+        return
+
+
+def _run_as_batch() -> None:
+    """Run under ``SCHED_BATCH``: a worker woken by a task or a timer never preempts the
+    training loop on its CPU (it takes an idle CPU, or waits for the scheduler tick).
+
+    On a machine with fewer cores than workers + 1, the training loop was otherwise
+    descheduled on every message it sent, since a pipe wakes its reader on the writer's CPU.
+    Loaders are throughput work; CPU shares between processes are unchanged.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or not allowed: keep the default policy
+        pass
 
 
 def _keep_freed_memory() -> None:
@@ -112,6 +127,7 @@ def _watch_parent(lifeline: Any, parent_pid: int, shm_dir: str) -> None:
 
 
 def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) -> tuple[bytes, Any]:
+    """Run one task; return its reply ``(head, blob)``."""
     task, slot = decode_task(head)
     try:
         value, load_s = call_loader(loader, task)

@@ -63,7 +63,7 @@ from multiprocess.context import ForkServerProcess, reduction, set_spawning_pope
 
 from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
-from ._wire import FAILED, INIT_FAILED, READY, Channel, encode_task
+from ._wire import COALESCE_BELOW_S, FAILED, INIT_FAILED, READY, Channel, encode_task
 from ._worker import worker_main
 from .base import Outcome, Task, loader_failure
 from .managed import ManagedExecutor
@@ -194,7 +194,9 @@ class ProcessExecutor(ManagedExecutor):
         # itself (submit) both change them. Never held across a wait for a worker.
         self._state_lock = threading.RLock()
         self._replied = False  # a first result arrived: the ring knows what size slots to make
+        self._load_s = float("inf")  # running mean of loader call times; small means coalesce messages
         self._per_worker = max(_PER_WORKER, -(-prefetch // n_workers))
+        self._prefetch = prefetch
         self._selector = selectors.DefaultSelector()  # the manager's: sentinels, wake pipe, unready workers
         # The manager pokes this when it queues an outcome (a death, a timeout) for a waiting caller.
         self._signal_r, self._signal_w = os.pipe()
@@ -212,6 +214,8 @@ class ProcessExecutor(ManagedExecutor):
     def get(self, timeout: float) -> Outcome | None:
         """The next outcome: the caller reads the busy workers' pipes itself (no thread hop);
         the manager only adds the outcomes of deaths and timeouts, and pokes ``_signal_r``."""
+        if not self._outcomes.empty():  # the common case when workers keep ahead
+            return self._outcomes.get_nowait()
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -222,6 +226,8 @@ class ProcessExecutor(ManagedExecutor):
             if remaining <= 0 or self._closed:
                 return super().get(0.0)  # raises if the manager died
             with self._state_lock:
+                if self._todo and self._dispatch() and self._timeout is not None:
+                    self._notify()
                 busy = [w.conn.fileno() for w in self._workers if w.tasks and not w.conn.closed]
             readable = _readable_fds([*busy, self._signal_r], min(remaining, _MANAGER_TICK_S))
             if self._signal_r in readable:
@@ -250,9 +256,19 @@ class ProcessExecutor(ManagedExecutor):
 
     def submit(self, task: Task) -> None:
         """Queue *task* and, when a worker has room, send it from the caller's thread: no
-        round trip through the manager for the common case."""
+        round trip through the manager for the common case.
+
+        When loader calls are quicker than a message's round trip (``COALESCE_BELOW_S``)
+        and every worker is idle, a task is held while the caller has a batch in hand,
+        until ``_per_worker`` tasks are queued: one write and one wake-up then carry them
+        all. ``get`` sends whatever is held before it waits, so holding never starves
+        the caller.
+        """
         with self._state_lock:
             self._todo.append(task)
+            if (self._load_s < COALESCE_BELOW_S and len(self._todo) < self._per_worker
+                    and not self._outcomes.empty() and not any(w.tasks for w in self._workers)):
+                return
             started = self._dispatch()
         if started and self._timeout is not None:
             self._notify()  # the manager's next wake-up must honour the new deadline
@@ -354,27 +370,48 @@ class ProcessExecutor(ManagedExecutor):
             pass
 
     def _dispatch(self) -> bool:
-        """Hand out queued tasks, breadth first: every worker's first slot before anyone's second.
+        """Hand out queued tasks, each worker's share in one write.
+
+        Breadth first (every worker's first slot before anyone's second, at most
+        ``_per_worker`` each) for loaders slow enough to run in parallel. When calls are
+        quicker than messages (``COALESCE_BELOW_S``), the busiest worker first, up to the
+        whole prefetch window: it keeps streaming instead of being woken per task, one
+        write carries several tasks, and the other workers stay spare.
 
         Returns whether an idle worker got a task (its timeout clock started).
         """
         started = False
+        heads: dict[_Worker, list[tuple[bytes, bytes]]] = {}
         # Until a first result says how large batches are, no slot can be sized: one task
         # per worker, so at most n_workers batches travel pickled.
-        for depth in range(self._per_worker if self._replied else 1):
-            for worker in self._workers:
-                if not self._todo:
-                    return started
-                if worker.ready and not worker.timed_out and len(worker.tasks) == depth:
-                    self._send(worker)
-                    started = started or depth == 0
+        depth = self._per_worker if self._replied else 1
+        workers = [w for w in self._workers if w.ready and not w.timed_out]
+        if self._replied and self._load_s < COALESCE_BELOW_S:
+            depth = self._prefetch
+            order = [w for w in sorted(workers, key=_outstanding, reverse=True) for _ in range(depth)]
+        else:
+            order = [w for _ in range(depth) for w in workers]
+        for worker in order:
+            if not self._todo:
+                break
+            if len(worker.tasks) < depth:
+                head = self._assign(worker)
+                if head is not None:
+                    started = started or len(worker.tasks) == 1
+                    heads.setdefault(worker, []).append((head, b""))
+        for worker, batch in heads.items():
+            try:
+                worker.channel.send_many(batch)
+            except (OSError, ValueError):
+                pass  # the worker is dead; its sentinel fires and _on_death accounts for its tasks
         return started
 
-    def _send(self, worker: _Worker) -> None:
+    def _assign(self, worker: _Worker) -> bytes | None:
+        """Give *worker* the next queued task and a slot; return the message to send it."""
         try:
             task = self._todo.popleft()
         except IndexError:  # cancelled meanwhile
-            return
+            return None
         slot = self._ring.acquire()
         try:
             head = encode_task(task.seq, task.ids, task.rng_entropy, slot)
@@ -382,14 +419,11 @@ class ProcessExecutor(ManagedExecutor):
             self._ring.release(slot)
             self._put(Outcome(task.seq, error_type=LoaderError, cause=exc,
                               detail=f"the batch's ids cannot be sent to a worker process ({exc})"))
-            return
+            return None
         if not worker.tasks:
             worker.started = time.monotonic()
         worker.tasks.append((task, slot))
-        try:
-            worker.channel.send(head)
-        except (OSError, ValueError):
-            pass  # the worker is dead; its sentinel fires and _on_death accounts for the task
+        return head
 
     def _sleep_s(self) -> float:
         if self._timeout is None:
@@ -437,6 +471,7 @@ class ProcessExecutor(ManagedExecutor):
             self._ring.release(slot)
             self._put(_failure(seq, message[3], message[4], load_s))
             return
+        self._load_s = load_s if self._load_s == float("inf") else 0.8 * self._load_s + 0.2 * load_s
         nbytes, tree, in_slot = message[3:]
         self._ring.need(nbytes)
         if in_slot and slot is not None:
@@ -519,6 +554,10 @@ def _last_line(traceback_text: str) -> str:
     """The ``Type: message`` line that ends a formatted traceback."""
     lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "an exception"
+
+
+def _outstanding(worker: _Worker) -> int:
+    return len(worker.tasks)
 
 
 def _readable_fds(fds: list[int], timeout_s: float) -> set[int]:
