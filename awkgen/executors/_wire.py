@@ -101,19 +101,24 @@ class Channel:
         size = len(head) + len(blob)
         header = _HEADER.pack(size, len(head))
         if size <= _SMALL_SEND:
-            self._write_all(b"".join((header, head, blob)))
+            data = b"".join((header, head, blob))
+            sent = os.write(self.fd, data)
+            if sent < len(data):
+                self._write_all(memoryview(data)[sent:])
         else:
             self._write_all(header + head)
             self._write_all(blob)
 
     def send_many(self, messages: list[tuple[bytes, Any]]) -> None:
         """Send several ``(head, blob)`` messages, small ones together in one write."""
-        if len(messages) == 1 or sum(len(head) + len(blob) for head, blob in messages) > _SMALL_SEND:
+        if len(messages) == 1:
+            self.send(*messages[0])
+        elif sum(len(head) + len(blob) for head, blob in messages) > _SMALL_SEND:
             for head, blob in messages:
                 self.send(head, blob)
-            return
-        self._write_all(b"".join(b"".join((_HEADER.pack(len(head) + len(blob), len(head)), head, blob))
-                                 for head, blob in messages))
+        else:
+            self._write_all(b"".join(b"".join((_HEADER.pack(len(head) + len(blob), len(head)), head, blob))
+                                     for head, blob in messages))
 
     def _write_all(self, data: Any) -> None:
         view = memoryview(data).cast("B")

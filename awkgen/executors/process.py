@@ -43,7 +43,6 @@ import collections
 import io
 import os
 import pickle
-import queue
 import secrets
 import select
 import selectors
@@ -63,7 +62,7 @@ from multiprocess.context import ForkServerProcess, reduction, set_spawning_pope
 
 from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
-from ._wire import COALESCE_BELOW_S, FAILED, INIT_FAILED, READY, Channel, encode_task
+from ._wire import COALESCE_BELOW_S, FAILED, INIT_FAILED, READY, VALUE, Channel, encode_task
 from ._worker import worker_main
 from .base import Outcome, Task, loader_failure
 from .managed import ManagedExecutor
@@ -214,21 +213,18 @@ class ProcessExecutor(ManagedExecutor):
     def get(self, timeout: float) -> Outcome | None:
         """The next outcome: the caller reads the busy workers' pipes itself (no thread hop);
         the manager only adds the outcomes of deaths and timeouts, and pokes ``_signal_r``."""
-        if not self._outcomes.empty():  # the common case when workers keep ahead
-            return self._outcomes.get_nowait()
+        outcomes = self._outcomes
+        if not outcomes.empty():  # the common case when workers keep ahead
+            return outcomes.get_nowait()
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                return self._outcomes.get_nowait()
-            except queue.Empty:
-                pass
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closed:
                 return super().get(0.0)  # raises if the manager died
             with self._state_lock:
                 if self._todo and self._dispatch() and self._timeout is not None:
                     self._notify()
-                busy = [w.conn.fileno() for w in self._workers if w.tasks and not w.conn.closed]
+                busy = {w.channel.fd: w for w in self._workers if w.tasks and not w.conn.closed}
             readable = _readable_fds([*busy, self._signal_r], min(remaining, _MANAGER_TICK_S))
             if self._signal_r in readable:
                 try:
@@ -236,8 +232,12 @@ class ProcessExecutor(ManagedExecutor):
                 except OSError:  # nothing left, or closed by close()
                     pass
             with self._state_lock:
-                for worker in [w for w in self._workers if not w.conn.closed and w.conn.fileno() in readable]:
-                    self._receive(worker, readable=True)
+                for fd in readable:
+                    worker = busy.get(fd)
+                    if worker is not None and not worker.conn.closed:
+                        self._receive(worker, readable=True)
+            if not outcomes.empty():
+                return outcomes.get_nowait()
 
     def ready(self) -> int:
         """Outcomes ready for the caller, counting replies still waiting in worker pipes."""
@@ -388,7 +388,8 @@ class ProcessExecutor(ManagedExecutor):
         workers = [w for w in self._workers if w.ready and not w.timed_out]
         if self._replied and self._load_s < COALESCE_BELOW_S:
             depth = self._prefetch
-            order = [w for w in sorted(workers, key=_outstanding, reverse=True) for _ in range(depth)]
+            workers.sort(key=_outstanding, reverse=True)
+            order = [w for w in workers for _ in range(depth - len(w.tasks))]
         else:
             order = [w for _ in range(depth) for w in workers]
         for worker in order:
@@ -442,29 +443,34 @@ class ProcessExecutor(ManagedExecutor):
         """Take the messages *worker* has sent: one read, skipped unless *readable* or its
         socket has data; with *drain*, every read until nothing is left (a dead worker's
         last words). EOF means it died: then account for it. Under ``_state_lock``."""
+        fd = worker.channel.fd
         try:
-            while worker in self._workers and (readable or _readable(worker.conn.fileno())):
+            if not (readable or _readable(fd)):
+                return
+            while worker in self._workers:
                 for head, blob in worker.channel.receive():
                     self._on_reply(worker, pickle.loads(head), blob)
-                if not drain:
+                if not (drain and _readable(fd)):
                     return
-                readable = False
         except (EOFError, OSError):
             self._on_death(worker)
 
     def _on_reply(self, worker: _Worker, message: tuple[Any, ...], blob: memoryview) -> None:
         kind = message[0]
-        if kind == READY:
+        if kind == VALUE:
+            _, seq, load_s, nbytes, tree, in_slot = message
+        elif kind == READY:
             worker.ready = True
             return
-        if kind == INIT_FAILED:
+        elif kind == INIT_FAILED:
             self._broken = message[1]
             self._fail_todo()
             return
+        else:
+            seq, load_s = message[1], message[2]
         self._replied = True
         task, slot = worker.tasks.popleft()
         worker.started = time.monotonic()  # the next queued task starts now
-        seq, load_s = message[1], message[2]
         if seq != task.seq:  # cannot happen: a worker answers in order
             raise AwkgenError(f"worker process {worker.proc.pid} answered batch {seq}, expected {task.seq}")
         if kind == FAILED:
@@ -472,14 +478,15 @@ class ProcessExecutor(ManagedExecutor):
             self._put(_failure(seq, message[3], message[4], load_s))
             return
         self._load_s = load_s if self._load_s == float("inf") else 0.8 * self._load_s + 0.2 * load_s
-        nbytes, tree, in_slot = message[3:]
-        self._ring.need(nbytes)
+        if nbytes >= transport.MIN_SHM_BYTES:
+            self._ring.need(nbytes)
         if in_slot and slot is not None:
             value = transport.rebuild(tree, self._ring.lease(slot))
         else:
-            self._ring.release(slot)
+            if slot is not None:
+                self._ring.release(slot)
             value = transport.rebuild(tree, np.frombuffer(blob, dtype=np.uint8)) if nbytes else tree
-        self._put(Outcome(seq, value=value, load_s=load_s))
+        self._put(Outcome(seq, value, None, "", None, load_s))
 
     def _fail_todo(self) -> None:
         """Once workers cannot load the loader, fail every queued task rather than wait forever."""
