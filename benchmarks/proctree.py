@@ -180,6 +180,28 @@ class ChildGuard:
         return sorted(extra)
 
 
+def cpu_times() -> list[int]:
+    """The machine's cumulative CPU times (``/proc/stat``: user, nice, system, idle, iowait,
+    irq, softirq, steal), in clock ticks; empty where there is no ``/proc``."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return []
+
+
+def steal_fraction(before: list[int], after: list[int]) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests between two :func:`cpu_times`.
+
+    >>> steal_fraction([10, 0, 0, 80, 0, 0, 0, 10], [20, 0, 0, 160, 0, 0, 0, 20])
+    0.1
+    """
+    if len(before) < 8 or len(after) < 8:
+        return None
+    total = sum(after) - sum(before)
+    return round((after[7] - before[7]) / total, 4) if total > 0 else None
+
+
 def machine() -> dict[str, object]:
     """nproc, CPU model, RAM, kernel, Python and the date, for the report header."""
     model = "unknown"

@@ -70,7 +70,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"# awkgen comparative benchmark ({'quick' if results['settings']['quick'] else 'full'} run)",
         "",
         f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, Linux {m['kernel']}, "
-        f"Python {m['python']}; {m['date']}; load average at start {m['loadavg_at_start']}. "
+        f"Python {m['python']}; {m['date']}; load average at start {m['loadavg_at_start']}"
+        + (f"; CPU steal during the run {100 * m['cpu_steal']:.1f}%" if m.get("cpu_steal") is not None else "")
+        + ". "
         f"Versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
         "",
     ]

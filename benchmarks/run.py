@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from benchmarks import report
     from benchmarks.contenders import make_contenders
-    from benchmarks.proctree import ChildGuard, machine
+    from benchmarks.proctree import ChildGuard, cpu_times, machine, steal_fraction
     from benchmarks.scenarios import SCENARIOS, Settings, evaluate_targets, merge_rounds, plan_jobs, run_job
 
     settings = Settings.make(args.quick)
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shared: dict[str, Any] = {}
     jobs = plan_jobs(args.scenarios, settings, contenders, shared)
     info = machine()
+    ticks = cpu_times()
     guard = ChildGuard()
     records = []
     with tqdm(total=len(jobs), desc="benchmark", unit="job", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             records.append(run_job(job, guard))
             bar.update()
     records = merge_rounds(records)
+    # On a shared VM the hypervisor's steal time is the usual reason two runs disagree.
+    info["cpu_steal"] = steal_fraction(ticks, cpu_times())
     results = {
         "machine": info,
         "versions": versions,

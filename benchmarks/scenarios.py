@@ -78,7 +78,7 @@ class Settings:
             return cls(quick=True, budget_s=0.5, warmup_s=0.2, max_batches=20_000, latency_workers=(8,),
                        ttfb_trials=1, fit_steps=10, fit_epochs=2, memory_batches=8, tiny_rounds=1)
         return cls(quick=False, budget_s=4.0, warmup_s=1.0, max_batches=200_000, latency_workers=(8, 32),
-                   ttfb_trials=2, fit_steps=60, fit_epochs=3, memory_batches=60, tiny_rounds=3)
+                   ttfb_trials=2, fit_steps=60, fit_epochs=5, memory_batches=60, tiny_rounds=3)
 
 
 @dataclass

@@ -35,3 +35,22 @@ def test_quick_benchmark_writes_every_contender(tmp_path):
         assert f"| {name} |" in markdown
     assert (out / "results.png").stat().st_size > 0
     assert any(t["target"] == "tiny batches vs best peer" for t in results["targets"])
+
+
+def test_tiny_batches_are_measured_in_interleaved_rotated_rounds_and_the_median_round_counts():
+    from benchmarks.contenders import make_contenders
+    from benchmarks.scenarios import Settings, merge_rounds, plan_tiny
+
+    contenders = make_contenders(["awkgen-process", "tf.data", "grain"])
+    jobs = plan_tiny(Settings.make(quick=False), contenders, {})
+    rounds = [[j.contender for j in jobs if j.round == n] for n in range(3)]
+    assert rounds == [["awkgen-process", "tf.data", "grain"], ["tf.data", "grain", "awkgen-process"],
+                      ["grain", "awkgen-process", "tf.data"]]
+    assert [j.contender for j in jobs][:3] == rounds[0] and "(round 2)" in jobs[3].label
+    values = {"awkgen-process": [9.0, 1.0, 8.0], "tf.data": [2.0, 3.0, None], "grain": [None, None, None]}
+    records = [{"scenario": "tiny", "contender": j.contender, "workers": j.workers, "round": j.round,
+                "value": values[j.contender][j.round]} for j in jobs]
+    merged = {r["contender"]: r for r in merge_rounds(records)}
+    assert merged["awkgen-process"]["value"] == 8.0 and merged["awkgen-process"]["rounds"] == [9.0, 1.0, 8.0]
+    assert merged["tf.data"]["value"] == 2.0  # a failed round does not count
+    assert merged["grain"]["value"] is None and merged["grain"]["round"] is None
