@@ -6,6 +6,9 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import traceback
@@ -125,6 +128,36 @@ def test_a_crash_deep_in_a_stream_of_quick_batches_blames_only_its_own_batch():
                     assert f"batch 43 of epoch {epoch}, ids [43]" in str(info.value)
                 else:
                     assert gen()[0].tolist() == [i]
+
+
+def test_ids_a_worker_cannot_unpickle_fail_their_batch_with_the_reason():
+    """Instances of a class defined in a script's ``__main__`` pickle by reference; a worker
+    (which never runs that script) cannot rebuild them. That batch, and only it, fails."""
+    code = textwrap.dedent("""
+        import numpy as np, awkgen
+
+        class Path:
+            def __init__(self, n):
+                self.n = n
+
+        ids = [1, 2, Path(3), 4]
+        with awkgen.DataGeneratorMultiProc(lambda b: np.array([getattr(i, "n", i) for i in b]), ids,
+                                           batch_size=1, n_workers=1, shuffle=False) as gen:
+            print(gen()[0].tolist(), gen()[0].tolist())
+            try:
+                gen()
+            except awkgen.LoaderError as exc:
+                print("LoaderError:", exc)
+                print("cause:", repr(exc.__cause__.__cause__))
+            print(gen()[0].tolist())
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "[1] [2]" and lines[-1] == "[4]"
+    assert "the batch's ids cannot be rebuilt in the worker process" in lines[1]
+    assert "batch 2 of epoch 0" in lines[1] and "__main__" in lines[1]
+    assert "Path" in lines[2]
 
 
 @pytest.mark.parametrize("backend", ["thread", "process"])

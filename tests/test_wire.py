@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import os
 import pickle
+import sys
 import threading
 
 import numpy as np
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from awkgen import DataGenerator, DataGeneratorMultiProc, transport
-from awkgen.executors._wire import VALUE, Channel, decode_task, encode_task, encode_value
+from awkgen.executors._wire import VALUE, Channel, UnreadableIds, decode_task, encode_task, encode_value
 
 
 @pytest.fixture
@@ -143,3 +144,15 @@ def test_results_through_real_workers_equal_the_blocking_generators():
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1]["f"], want[1]["f"])
             np.testing.assert_array_equal(got[2], want[2])
+
+
+class _Gone:
+    """Stands for a class the worker cannot import."""
+
+
+def test_ids_a_worker_cannot_unpickle_still_name_their_batch(monkeypatch):
+    head = encode_task(12, [_Gone()], None, None)
+    monkeypatch.delattr(sys.modules[__name__], "_Gone")  # the worker's view: no such class
+    with pytest.raises(UnreadableIds, match="cannot be rebuilt in the worker process") as info:
+        decode_task(head)
+    assert info.value.seq == 12 and isinstance(info.value.__cause__, AttributeError)

@@ -26,7 +26,8 @@ Messages (``kind`` is the head's first item)::
                        (FAILED, seq, load_s, pickled_exception | None, traceback_text)
 
 ``ids_dtype`` is ``None`` when the ids are not a plain numpy array; ``ids`` is then
-the ids themselves, pickled with the head (dill when pickle refuses).
+the ids pickled on their own (dill when pickle refuses), so a worker that cannot
+unpickle them can still fail the right batch.
 
 >>> a, b = Channel.pair()
 >>> a.send(encode_task(7, np.arange(3), None, None))
@@ -52,7 +53,7 @@ from .. import transport
 from .base import Task
 
 __all__ = ["Channel", "COALESCE_BELOW_S", "READY", "INIT_FAILED", "VALUE", "FAILED", "TASK", "dumps", "encode_task",
-           "decode_task", "encode_value"]
+           "decode_task", "encode_value", "UnreadableIds"]
 
 TASK, READY, INIT_FAILED, VALUE, FAILED = range(5)
 _HEADER = struct.Struct("<QI")  # bytes after the header; bytes of the pickled head
@@ -176,19 +177,39 @@ def _plain_array(value: Any) -> bool:
             and not value.dtype.hasobject and (value.flags.c_contiguous or not value.flags.f_contiguous))
 
 
+class UnreadableIds(Exception):
+    """A worker could not unpickle the ids of batch ``seq`` (raised by :func:`decode_task`)."""
+
+    def __init__(self, seq: int, message: str) -> None:
+        super().__init__(message)
+        self.seq = seq
+
+
 def encode_task(seq: int, ids: Any, rng_entropy: tuple[int, ...] | None, slot: transport.SlotRef | None) -> bytes:
-    """A task's head. Raises when the ids cannot be pickled, even by dill."""
+    """A task's head. Raises when the ids cannot be pickled, even by dill.
+
+    Ids that are not a plain array are pickled on their own, inside the head: a worker
+    that cannot unpickle them still learns which batch they belong to.
+    """
     path, capacity = (slot.path, slot.capacity) if slot is not None else (None, 0)
     if _plain_array(ids):
-        return pickle.dumps((TASK, seq, ids.dtype.str, ids.shape, ids.tobytes(), rng_entropy, path, capacity),
-                            protocol=pickle.HIGHEST_PROTOCOL)
-    return dumps((TASK, seq, None, None, ids, rng_entropy, path, capacity))
+        fields = (TASK, seq, ids.dtype.str, ids.shape, ids.tobytes(), rng_entropy, path, capacity)
+    else:
+        fields = (TASK, seq, None, None, dumps(ids), rng_entropy, path, capacity)
+    return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def decode_task(head: Any) -> tuple[Task, transport.SlotRef | None]:
     _, seq, dtype, shape, ids, entropy, path, capacity = pickle.loads(head)
     if dtype is not None:  # a writable array, as pickle would have given the loader
         ids = np.frombuffer(bytearray(ids), dtype=dtype).reshape(shape)
+    else:
+        try:
+            ids = pickle.loads(ids)
+        except Exception as exc:
+            raise UnreadableIds(seq, f"the batch's ids cannot be rebuilt in the worker process "
+                                     f"({type(exc).__name__}: {exc}); ids must unpickle there: define their "
+                                     "classes in an importable module, not in __main__") from exc
     return Task(seq, ids, entropy), (transport.SlotRef(path, capacity) if path is not None else None)
 
 

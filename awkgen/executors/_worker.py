@@ -35,7 +35,7 @@ from tblib import pickling_support
 from threadpoolctl import threadpool_limits
 
 from .. import transport
-from ._wire import FAILED, INIT_FAILED, READY, Channel, decode_task, dumps, encode_value
+from ._wire import FAILED, INIT_FAILED, READY, Channel, UnreadableIds, decode_task, dumps, encode_value
 from .base import call_loader
 
 __all__ = ["worker_main"]
@@ -84,9 +84,10 @@ def _run_as_batch() -> None:
     """Run under ``SCHED_BATCH``: a worker woken by a task or a timer never preempts the
     training loop on its CPU (it takes an idle CPU, or waits for the scheduler tick).
 
-    On a machine with fewer cores than workers + 1, the training loop was otherwise
-    descheduled on every message it sent, since a pipe wakes its reader on the writer's CPU.
-    Loaders are throughput work; CPU shares between processes are unchanged.
+    Without it, on a machine with fewer cores than workers + 1, the training loop was
+    descheduled on most messages it sent: the scheduler tends to wake a pipe's reader on the
+    writer's CPU and let it preempt the writer. Loaders are throughput work; CPU shares
+    between processes are unchanged.
     """
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
@@ -128,7 +129,12 @@ def _watch_parent(lifeline: Any, parent_pid: int, shm_dir: str) -> None:
 
 def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) -> tuple[bytes, Any]:
     """Run one task; return its reply ``(head, blob)``."""
-    task, slot = decode_task(head)
+    try:
+        task, slot = decode_task(head)
+    except UnreadableIds as exc:
+        error = TypeError(str(exc))
+        error.__cause__ = exc.__cause__
+        return _failure(exc.seq, error), b""
     try:
         value, load_s = call_loader(loader, task)
     except BaseException as exc:

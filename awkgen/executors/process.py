@@ -10,8 +10,10 @@ Data flow::
 Actors and what each does:
 
 - **caller** (the generator): ``submit`` queues a task and sends it at once to a
-  worker with room; ``get`` reads the busy workers' pipes itself, turning replies into
-  outcomes, and waits at most the time it was given (no thread hop per batch).
+  worker with room (quick loaders: a few at a time, see ``submit``); ``get`` reads the
+  busy workers' pipes itself, turning replies into outcomes, and waits at most the
+  time it was given (no thread hop per batch). Messages are the framed tuples of
+  :mod:`._wire`.
 - **manager thread** (``_manage``): starts the workers (one per turn, so early ones
   work while later ones start), reads a worker's pipe until it says Ready, hands out
   tasks queued before any worker had room, notices deaths through process sentinels,
@@ -22,8 +24,9 @@ Actors and what each does:
   unstarted tasks go back to the queue and the worker is replaced.
 - **shared state** (the workers, their task queues, ``_todo``) changes only under
   ``_state_lock``, which is never held across a wait for a worker.
-- **workers** (``_worker.worker_main``): one task at a time; they exit on a stop
-  message, on EOF, or when the lifeline pipe says the parent is gone.
+- **workers** (``_worker.worker_main``): one task at a time, each reply sent before
+  the next call starts; they exit on a stop message, on EOF, or when the lifeline pipe
+  says the parent is gone.
 
 Workers start through multiprocess's ``forkserver``: a clean server process forks
 them, so a parent that already runs TensorFlow, JAX or torch threads is never
@@ -114,8 +117,8 @@ class _Worker:
     channel: Channel
     ready: bool = False  # the worker said Ready: it has the loader and takes tasks
     # Tasks sent and not yet answered, oldest (the one running) first, each with its slot.
-    # Up to prefetch / n_workers deep (at least 2): a worker goes from one batch to the next
-    # without waiting for anyone, and every batch the generator submits is sent at once.
+    # Up to prefetch / n_workers deep (at least 2), the whole prefetch window for quick loaders
+    # (see ProcessExecutor._dispatch): a worker goes from one batch to the next without waiting.
     tasks: collections.deque[tuple[Task, transport.SlotRef | None]] = field(default_factory=collections.deque)
     started: float = 0.0  # when the oldest task began: its dispatch, or the previous reply
     timed_out: bool = False
