@@ -78,7 +78,8 @@ CRASHES = [
                                                   "ray": RAY_DIED}, {}),
     ("segfault", segfault_loader, WorkerDiedError, {"process": r"died from signal SIGSEGV \(segmentation fault",
                                                     "ray": RAY_DIED}, {}),
-    ("unpicklable", unpicklable_loader, LoaderError, {"process": r"cannot be sent back from the worker process"}, {}),
+    ("unpicklable", unpicklable_loader, LoaderError, {"process": r"^the loader's result cannot be sent back from "
+                                                                 r"the worker process"}, {}),
     ("hang", hanging_loader, LoaderTimeoutError, {"thread": r"exceeded timeout=1 s",
                                                   "process": r"exceeded timeout=1 s",
                                                   "ray": r"timeout=1 s"}, {"timeout": 1.0}),
@@ -155,7 +156,7 @@ def test_ids_a_worker_cannot_unpickle_fail_their_batch_with_the_reason():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "[1] [2]" and lines[-1] == "[4]"
-    assert "the batch's ids cannot be rebuilt in the worker process" in lines[1]
+    assert lines[1].startswith("LoaderError: the batch's ids cannot be rebuilt in the worker process")
     assert "batch 2 of epoch 0" in lines[1] and "__main__" in lines[1]
     assert "Path" in lines[2]
 

@@ -23,7 +23,7 @@ Messages (``kind`` is the head's first item)::
     worker -> parent   (READY,)                                   the loader is loaded
                        (INIT_FAILED, traceback_text)              it could not be
                        (VALUE, seq, load_s, nbytes, tree, in_slot) + blob of inline arrays
-                       (FAILED, seq, load_s, pickled_exception | None, traceback_text)
+                       (FAILED, seq, load_s, pickled_exception | None, traceback_text, by_loader)
 
 ``ids_dtype`` is ``None`` when the ids are not a plain numpy array; ``ids`` is then
 the ids pickled on their own (dill when pickle refuses), so a worker that cannot

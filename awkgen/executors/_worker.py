@@ -134,7 +134,7 @@ def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) ->
     except UnreadableIds as exc:
         error = TypeError(str(exc))
         error.__cause__ = exc.__cause__
-        return _failure(exc.seq, error), b""
+        return _failure(exc.seq, error, by_loader=False), b""
     try:
         value, load_s = call_loader(loader, task)
     except BaseException as exc:
@@ -145,7 +145,7 @@ def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) ->
         unsendable = TypeError(f"the loader's result cannot be sent back from the worker process "
                                f"({type(exc).__name__}: {exc}); return arrays or picklable objects")
         unsendable.__cause__ = exc
-        return _failure(task.seq, unsendable, load_s), b""
+        return _failure(task.seq, unsendable, load_s, by_loader=False), b""
 
 
 def _attach(path: str, attached: collections.OrderedDict[str, Any]) -> Any:
@@ -158,11 +158,12 @@ def _attach(path: str, attached: collections.OrderedDict[str, Any]) -> Any:
     return mm
 
 
-def _failure(seq: int, exc: BaseException, load_s: float = 0.0) -> bytes:
+def _failure(seq: int, exc: BaseException, load_s: float = 0.0, by_loader: bool = True) -> bytes:
+    """A FAILED reply; *by_loader* is False when the worker, not the loader, failed the batch."""
     text = "".join(traceback.format_exception(exc))
     try:
         pickling_support.install(exc)  # ship the worker-side traceback along with the exception
         blob: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
         blob = None
-    return dumps((FAILED, seq, load_s, blob, text))
+    return dumps((FAILED, seq, load_s, blob, text, by_loader))

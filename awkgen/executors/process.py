@@ -478,7 +478,7 @@ class ProcessExecutor(ManagedExecutor):
             raise AwkgenError(f"worker process {worker.proc.pid} answered batch {seq}, expected {task.seq}")
         if kind == FAILED:
             self._ring.release(slot)
-            self._put(_failure(seq, message[3], message[4], load_s))
+            self._put(_failure(seq, message[3], message[4], message[5], load_s))
             return
         self._load_s = load_s if self._load_s == float("inf") else 0.8 * self._load_s + 0.2 * load_s
         if nbytes >= transport.MIN_SHM_BYTES:
@@ -546,18 +546,26 @@ class ProcessExecutor(ManagedExecutor):
                 worker.proc.kill()  # its sentinel fires next; _on_death reports the timeout
 
 
-def _failure(seq: int, error: bytes | None, error_text: str, load_s: float) -> Outcome:
-    """The outcome for a loader that raised in a worker: the original exception when it
-    pickles both ways (tblib carries its traceback), else its traceback as text."""
+def _failure(seq: int, error: bytes | None, error_text: str, by_loader: bool, load_s: float) -> Outcome:
+    """The outcome for a batch a worker failed: the loader's own exception when it pickles
+    both ways (tblib carries its traceback), else its traceback as text. When the worker
+    failed it (*by_loader* false: a result it cannot send, ids it cannot rebuild), the
+    message is the worker's, not "loader raised ..."."""
+    exc: BaseException | None = None
     if error is not None:
         try:
-            exc = pickle.loads(error)
+            loaded = pickle.loads(error)
         except Exception:
-            exc = None
-        if isinstance(exc, BaseException):
-            return loader_failure(seq, exc, load_s)
-    return Outcome(seq, error_type=LoaderError, detail=f"loader raised {_last_line(error_text)}",
-                   cause=RemoteLoaderError(error_text), load_s=load_s)
+            loaded = None
+        exc = loaded if isinstance(loaded, BaseException) else None
+    if exc is not None and by_loader:
+        return loader_failure(seq, exc, load_s)
+    if exc is not None:
+        detail = str(exc)
+    else:
+        detail = f"loader raised {_last_line(error_text)}" if by_loader else _last_line(error_text)
+    return Outcome(seq, error_type=LoaderError, detail=detail,
+                   cause=exc if exc is not None else RemoteLoaderError(error_text), load_s=load_s)
 
 
 def _last_line(traceback_text: str) -> str:
