@@ -237,6 +237,12 @@ def write_arrays(buffer: mmap.mmap | bytearray, tree: Any, arrays: list[np.ndarr
     del whole, dst  # release the buffer exports so the mapping can be closed
 
 
+def _view(base: np.ndarray | None, ref: ArrayRef) -> np.ndarray:
+    """The array *ref* describes, as a view of *base* (a slot's or a message's bytes)."""
+    assert base is not None
+    return base[ref.offset:ref.offset + ref.nbytes].view(ref.dtype).reshape(ref.shape)
+
+
 class _Rebuilder:
     """The leaf function of :func:`rebuild`: a view of the slot's bytes for each ref."""
 
@@ -244,17 +250,13 @@ class _Rebuilder:
         self.base = base
 
     def __call__(self, value: Any) -> Any:
-        if not isinstance(value, ArrayRef):
-            return value
-        assert self.base is not None
-        return self.base[value.offset:value.offset + value.nbytes].view(value.dtype).reshape(value.shape)
+        return _view(self.base, value) if isinstance(value, ArrayRef) else value
 
 
 def rebuild(tree: Any, base: np.ndarray | None) -> Any:
     """Put arrays back into *tree*: views of *base* (the slot's bytes) for each ref."""
     if type(tree) is ArrayRef:  # a loader returning one array: the common case, kept quick
-        assert base is not None
-        return base[tree.offset:tree.offset + tree.nbytes].view(tree.dtype).reshape(tree.shape)
+        return _view(base, tree)
     return _map_tree(tree, _Rebuilder(base))
 
 

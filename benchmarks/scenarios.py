@@ -437,28 +437,25 @@ def merge_rounds(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     >>> [(r["value"], r["rounds"]) for r in merge_rounds(rs)]
     [(4.0, [5.0, 1.0, 4.0])]
     """
-    out: list[dict[str, Any]] = []
+    slots: list[dict[str, Any] | list[dict[str, Any]]] = []  # records, and each group at its first round's place
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in records:
         if r.get("round") is None:
-            out.append(r)
+            slots.append(r)
             continue
         key = (r["scenario"], r["contender"], r["workers"])
         if key not in groups:
             groups[key] = []
-            out.append({"_group": key})  # keeps the first round's place in the order
+            slots.append(groups[key])
         groups[key].append(r)
-    merged = []
-    for r in out:
-        if "_group" not in r:
-            merged.append(r)
-            continue
-        rounds = groups[r["_group"]]
-        ok = sorted((x for x in rounds if x.get("value") is not None), key=lambda x: x["value"])
-        pick = dict(ok[(len(ok) - 1) // 2] if ok else rounds[0])
-        pick.update(round=None, rounds=[x.get("value") for x in rounds])
-        merged.append(pick)
-    return merged
+    return [slot if isinstance(slot, dict) else _median_round(slot) for slot in slots]
+
+
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = sorted((x for x in rounds if x.get("value") is not None), key=lambda x: x["value"])
+    pick = dict(ok[(len(ok) - 1) // 2] if ok else rounds[0])
+    pick.update(round=None, rounds=[x.get("value") for x in rounds])
+    return pick
 
 
 # -- targets ----------------------------------------------------------------------------------------------

@@ -52,16 +52,13 @@ import numpy as np
 from .. import transport
 from .base import Task
 
-__all__ = ["Channel", "COALESCE_BELOW_S", "READY", "INIT_FAILED", "VALUE", "FAILED", "TASK", "dumps", "encode_task",
+__all__ = ["Channel", "READY", "INIT_FAILED", "VALUE", "FAILED", "TASK", "dumps", "encode_task",
            "decode_task", "encode_value", "UnreadableIds"]
 
 TASK, READY, INIT_FAILED, VALUE, FAILED = range(5)
 _HEADER = struct.Struct("<QI")  # bytes after the header; bytes of the pickled head
 _READ_BYTES = 256 * 1024  # one read takes up to this much; larger frames get their own buffer
 _SMALL_SEND = 64 * 1024  # frames up to this size go out in one write
-#: Loader calls quicker than this cost less than the messages around them: the parent then
-#: sends tasks several per write, to a worker that is already awake when it can.
-COALESCE_BELOW_S = 0.001
 
 
 def dumps(obj: Any) -> bytes:

@@ -65,7 +65,7 @@ from multiprocess.context import ForkServerProcess, reduction, set_spawning_pope
 
 from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
-from ._wire import COALESCE_BELOW_S, FAILED, INIT_FAILED, READY, VALUE, Channel, encode_task
+from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, encode_task
 from ._worker import worker_main
 from .base import Outcome, Task, loader_failure
 from .managed import ManagedExecutor
@@ -77,6 +77,9 @@ _MANAGER_TICK_S = 0.5  # longest the manager sleeps without re-checking its flag
 _PER_WORKER = 2  # least tasks queued at a worker: one running, one waiting in its pipe
 _STOP_GRACE_S = 2.0  # time workers get to exit after a stop message, before SIGKILL
 _JOIN_S = 2.0
+#: Loader calls quicker than this (a running mean) cost less than the messages around them:
+#: tasks then go several per write, to a worker that is already awake when one is.
+COALESCE_BELOW_S = 0.001
 _SIGNAL_HINTS = {
     signal.SIGKILL: "killed: out of memory, or kill -9",
     signal.SIGSEGV: "segmentation fault in the loader or a C extension",
@@ -286,7 +289,8 @@ class ProcessExecutor(ManagedExecutor):
             workers, self._workers = self._workers, []
             self._todo.clear()
         for worker in workers:
-            try:
+            try:  # never blocks: a hung worker with a full socket is killed after the grace period
+                os.set_blocking(worker.channel.fd, False)
                 worker.channel.send(b"")  # the stop message
             except (OSError, ValueError):
                 pass
