@@ -13,6 +13,7 @@ from .errors import (
     LoaderError,
     LoaderTimeoutError,
     WorkerDiedError,
+    WorkerStartError,
 )
 from .factories import CleanupGenerator, DataGenerator, DataGeneratorMultiProc, DataGeneratorNonblock
 from .generator import BatchGenerator, GeneratorStats
@@ -29,6 +30,7 @@ __all__ = [
     "AwkgenError",
     "LoaderError",
     "WorkerDiedError",
+    "WorkerStartError",
     "LoaderTimeoutError",
     "GeneratorStoppedError",
     "shard_from_env",

@@ -12,11 +12,29 @@ Cursor bookkeeping (all under ``_lock``)::
     _ready      seq -> Outcome that arrived before its turn
     _submit_at  (epoch, step) of the next batch to submit
     epoch/step  of the next batch to *deliver* (the head of _inflight, else _submit_at)
+
+Rules that keep every call returning or raising (SPEC section 4):
+
+- **Lock order**: ``BatchGenerator._lock -> executor locks`` (the process backend's
+  ``_state_lock -> SlotRing._lock``). ``_lock`` is held by the call that delivers a
+  batch, across its wait; nothing else waits for it: ``stats()``, ``close()`` and the
+  properties read without it or hold it only briefly, so a monitor thread, a signal
+  handler or another thread never blocks on a waiting call.
+- **Ctrl-C**: the bookkeeping runs under :class:`~awkgen._interrupts.deferred_sigint`;
+  an interrupt is delivered only between two short waits, or after a batch taken
+  meanwhile has been put back: the interrupted batch is the next one returned.
+- **Finalizers and GC callbacks** (a dropped generator, a collected batch) take no lock
+  and never wait: a dropped generator only *asks* its executor to close
+  (``request_close``); the executor's own thread does the closing.
+- **fork**: a generator belongs to the process that built it. In a forked child every
+  call raises :class:`~awkgen.AwkgenError` and ``close()`` leaves the parent's workers
+  and shared memory alone.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 import types
@@ -27,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GeneratorStoppedError, short_ids
+from ._interrupts import deferred_sigint
+from .errors import AwkgenError, GeneratorStoppedError, short_ids
 from .executors.base import Executor, Outcome, Task
 from .sampling import Plan
 
@@ -45,6 +64,7 @@ class _Batch:
     step: int
     positions: np.ndarray
     ids: Any
+    entropy: tuple[int, ...] | None
 
 
 @dataclass(frozen=True)
@@ -105,8 +125,10 @@ class BatchGenerator:
         self._loader_s = 0.0
         self._wait_s = 0.0
         self._started: float | None = None
-        # The finalizer holds the executor, never self: a dropped generator is collected.
-        self._finalizer = weakref.finalize(self, executor.close)
+        self._pid = os.getpid()
+        # The finalizer holds the executor, never self: a dropped generator is collected. It may
+        # run inside garbage collection on any thread, so it only asks the executor to close.
+        self._finalizer = weakref.finalize(self, executor.request_close)
         with self._lock:
             self._fill()  # workers start loading now, not at the first call
 
@@ -188,30 +210,44 @@ class BatchGenerator:
         return self._next_batch()
 
     def _next_batch(self) -> tuple[Any, ...]:
-        with self._lock:
+        with self._lock, deferred_sigint() as interrupts:
             self._check_open()
             if self._started is None:
                 self._started = time.perf_counter()
             self._fill()
             seq, batch = next(iter(self._inflight.items()))
-            outcome = self._wait_for(seq)
+            outcome = self._wait_for(seq, interrupts)
+            if outcome.interrupted:  # the loader raised KeyboardInterrupt: load the batch again
+                self._executor.submit(Task(seq, batch.ids, batch.entropy))
+                raise KeyboardInterrupt(*getattr(outcome.cause, "args", ())) from outcome.cause
             del self._inflight[seq]
             self._fill()  # keep workers busy while the caller trains on this batch
             self._batches += 1
             self._loader_s += outcome.load_s
+            if interrupts.pending:  # Ctrl-C while the batch was being taken: put it back first
+                self._inflight[seq] = batch
+                self._inflight.move_to_end(seq, last=False)
+                self._ready[seq] = outcome
+                self._batches -= 1
+                self._loader_s -= outcome.load_s
+                interrupts.check()
         if outcome.error_type is not None:
             message = (f"{outcome.detail} (batch {batch.step} of epoch {batch.epoch}, "
                        f"ids {short_ids(batch.ids)})")
-            raise outcome.error_type(message) from outcome.cause
+            raise outcome.error_type(message, ids=batch.ids, epoch=batch.epoch, step=batch.step, pid=outcome.pid,
+                                     exitcode=outcome.exitcode) from outcome.cause
         if self._labels is None:
             return (outcome.value,)
         return (outcome.value, self._labels[batch.positions])
 
-    def _wait_for(self, seq: int) -> Outcome:
+    def _wait_for(self, seq: int, interrupts: deferred_sigint) -> Outcome:
+        """Wait for batch *seq*'s outcome; a recorded Ctrl-C is delivered between waits,
+        where nothing is half done."""
         start = time.perf_counter()
         try:
             while seq not in self._ready:
                 self._check_open()
+                interrupts.check()
                 outcome = self._executor.get(timeout=_POLL_S)
                 if outcome is not None and outcome.seq in self._inflight:
                     self._ready[outcome.seq] = outcome
@@ -229,7 +265,7 @@ class BatchGenerator:
             entropy = tuple(self._plan.loader_seed(epoch, step)) if self._wants_rng else None
             seq = self._next_seq
             self._next_seq += 1
-            self._inflight[seq] = _Batch(epoch, step, positions, ids)
+            self._inflight[seq] = _Batch(epoch, step, positions, ids, entropy)
             self._executor.submit(Task(seq, ids, entropy))
             self._submit_at = self._plan.next_cursor(epoch, step)
 
@@ -247,11 +283,15 @@ class BatchGenerator:
         return [self._ids[p] for p in positions.tolist()]
 
     def _cursor(self) -> tuple[int, int]:
-        with self._lock:
-            if self._inflight:
-                head = next(iter(self._inflight.values()))
-                return head.epoch, head.step
-            return self._submit_at
+        """(epoch, step) of the next batch to deliver. Read without ``_lock`` (a call may be
+        waiting with it): a snapshot, retried if the queue changed under it."""
+        while True:
+            try:
+                for head in self._inflight.values():
+                    return head.epoch, head.step
+                return self._submit_at
+            except RuntimeError:  # changed size during iteration: another thread delivered a batch
+                continue
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -309,28 +349,39 @@ class BatchGenerator:
         The verdict is *input-bound* when the caller spent more than a fifth of its
         time waiting for batches (more workers would help), else *compute-bound*.
         """
-        with self._lock:
-            elapsed = 0.0 if self._started is None else time.perf_counter() - self._started
-            ready = len(self._ready) + self._executor.ready()
-            in_flight = len(self._inflight) - ready
-            if not self._batches:
-                verdict = "no batches delivered yet"
-            elif self._wait_s > _INPUT_BOUND_WAIT_FRACTION * elapsed:
-                verdict = "input-bound: more workers would help"
-            else:
-                verdict = "compute-bound: loading keeps up"
-            return GeneratorStats(self._batches, self._loader_s, self._wait_s, elapsed, ready,
-                                  in_flight, self._executor.n_workers, verdict)
+        # No _lock: a call waiting for a slow batch holds it, and a monitor thread must not wait.
+        elapsed = 0.0 if self._started is None else time.perf_counter() - self._started
+        ready = 0 if self._closed else len(self._ready) + self._executor.ready()
+        in_flight = max(0, len(self._inflight) - ready)
+        batches, wait_s = self._batches, self._wait_s
+        if not batches:
+            verdict = "no batches delivered yet"
+        elif wait_s > _INPUT_BOUND_WAIT_FRACTION * elapsed:
+            verdict = "input-bound: more workers would help"
+        else:
+            verdict = "compute-bound: loading keeps up"
+        return GeneratorStats(batches, self._loader_s, wait_s, elapsed, ready, in_flight,
+                              self._executor.n_workers, verdict)
 
     # -- lifecycle ------------------------------------------------------------------
     def close(self) -> None:
         """Stop the workers and free shared memory. Idempotent; later calls raise
         :class:`~awkgen.GeneratorStoppedError`."""
+        if os.getpid() != self._pid:  # a forked child: the workers are the parent's
+            self._closed = True
+            self._finalizer.detach()
+            return
         self._closed = True  # seen by a call waiting in another thread, without the lock
-        self._finalizer()  # runs executor.close() once
-        with self._lock:
-            self._inflight.clear()
-            self._ready.clear()
+        self._finalizer.detach()
+        # Never waits for _lock: close() may come from a signal handler that interrupted a call
+        # holding it, or from another thread while a call waits; that call sees _closed and raises.
+        self._executor.close()
+        if not _held_here(self._lock) and self._lock.acquire(blocking=False):
+            try:
+                self._inflight.clear()  # drop prefetched batches (and their shared memory) now
+                self._ready.clear()
+            finally:
+                self._lock.release()
 
     def __enter__(self) -> BatchGenerator:
         return self
@@ -339,7 +390,13 @@ class BatchGenerator:
         self.close()
 
     def _check_open(self) -> None:
+        if os.getpid() != self._pid:
+            raise AwkgenError(f"this generator belongs to process {self._pid}, which built it; this is process "
+                              f"{os.getpid()}, a child made by os.fork(). A generator's workers serve one "
+                              "process: build a new generator in the child")
         if self._closed:
+            self._inflight.clear()
+            self._ready.clear()
             raise GeneratorStoppedError("this generator was stopped (gen(stop=True), close() or CleanupGenerator); "
                                         "build a new one to load more batches")
 
@@ -361,3 +418,8 @@ class BatchGenerator:
         from .frameworks.tensorflow import as_tf
 
         return as_tf(self)
+
+
+def _held_here(lock: Any) -> bool:
+    """Whether this thread holds the ``RLock`` *lock* (a signal handler that interrupted a call)."""
+    return bool(lock._is_owned())

@@ -26,6 +26,7 @@ path. A pool starting up removes those of parents that no longer run
 
 from __future__ import annotations
 
+import collections
 import errno
 import mmap
 import os
@@ -49,6 +50,7 @@ _ALIGN = 64
 _GROWTH = 1.25  # a slot that proved too small is replaced by one this much larger
 #: /dev/shm must have this much free space at pool start, or the pool pickles everything.
 MIN_FREE_SHM_BYTES = 64 * 1024 * 1024
+_NAME_TRIES = 16  # segment names tried before giving up on a directory full of planted names
 
 
 @dataclass(frozen=True)
@@ -151,13 +153,17 @@ def reclaim_orphans(directory: str) -> list[str]:
         return []
     removed = []
     for name in names:
-        try:
-            pid = int(name[len(PREFIX):].split("-", 1)[0])
-        except ValueError:
+        head = name[len(PREFIX):].split("-", 1)[0]
+        if not head.isdecimal() or len(head) > 10:  # not a pid awkgen wrote: not ours
             continue
-        if not _pid_alive(pid):
-            unlink_segment(os.path.join(directory, name))
-            removed.append(name)
+        path = os.path.join(directory, name)
+        try:
+            if _pid_alive(int(head)) or not os.path.isfile(path) or os.path.islink(path):
+                continue
+            os.unlink(path)
+        except (OSError, OverflowError):  # someone else's file, or gone meanwhile: leave it
+            continue
+        removed.append(name)
     return removed
 
 
@@ -267,7 +273,9 @@ class _Lease:
 
     Numpy collapses a view's ``base`` to the first non-array owner, so every array
     cut from ``np.asarray(lease)`` keeps this very object alive, and its
-    finalizer runs exactly when the last of them is gone.
+    finalizer runs exactly when the last of them is gone. That may be inside a
+    cyclic garbage collection triggered by any allocation on any thread, including
+    one that holds the ring's lock: *release* must take no lock (it only queues).
     """
 
     def __init__(self, slot: _Slot, release: Callable[[_Slot], None]) -> None:
@@ -296,19 +304,32 @@ class SlotRing:
     has needed one, or once shared memory proved unusable); ``lease()`` wraps a filled
     slot for delivery; ``release()`` returns an unused one. Thread-safe: leases end in
     whichever thread collects the last array.
+
+    Rules (a lease's end runs inside garbage collection, at any allocation, on any
+    thread, possibly one that is inside ``acquire`` holding ``_lock``):
+
+    - returning a slot (a lease's finalizer, ``release``) takes **no lock**: it appends
+      to ``_returned`` (a deque: append and popleft are atomic) and nothing else;
+    - ``acquire`` and ``close`` drain ``_returned`` under ``_lock``; ``_lock`` is the
+      innermost lock of the process backend (``_state_lock -> SlotRing._lock``) and
+      nothing that waits is done while holding it.
     """
 
     def __init__(self, pool_name: str, directory: str, enabled: bool = True) -> None:
         self._pool_name = pool_name
-        self.directory = directory
+        self.directory = os.path.abspath(directory)  # resolved once: a later chdir changes nothing
+        directory = self.directory
         self._lock = threading.Lock()
+        self._returned: collections.deque[_Slot] = collections.deque()  # given back, not yet sorted
         self._free: list[_Slot] = []
         self._slots: dict[str, _Slot] = {}  # path -> slot, for every segment not yet unlinked
         self._counter = 0
         self._target = 0
         self._closed = False
-        self.enabled = enabled and shm_available(directory)
-        if self.enabled and shm_free_bytes(directory) < MIN_FREE_SHM_BYTES:
+        self.enabled = enabled
+        if enabled and not shm_available(directory):
+            self._disable(f"{directory} is not a writable directory")
+        elif enabled and shm_free_bytes(directory) < MIN_FREE_SHM_BYTES:
             self._disable(f"{directory} has only {shm_free_bytes(directory) // 2**20} MiB free")
 
     def _disable(self, why: str) -> None:
@@ -325,23 +346,36 @@ class SlotRing:
             self._target = -(-self._target // mmap.PAGESIZE) * mmap.PAGESIZE
 
     def acquire(self) -> SlotRef | None:
+        """A free slot of the current size, or ``None``: no size known yet, or shared
+        memory is off. Raises what creating a segment raised, beyond a full or
+        refused tmpfs (which turns shared memory off); the caller then sends the
+        task without a slot, so no error here loses a batch."""
         if not self.enabled or not self._target:
             return None
         with self._lock:
+            self._sort_returned()
             while self._free:
                 slot = self._free.pop()
                 if slot.capacity >= self._target:
                     return slot.ref()
                 self._drop(slot)
-            path = os.path.join(self.directory, f"{PREFIX}{os.getpid()}-{self._pool_name}-{self._counter}")
-            self._counter += 1
-            try:
-                mm = create_segment(path, self._target)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
-                    raise
-                self._disable(f"{self.directory} could not hold a {self._target // 2**20} MiB batch ({exc})")
-                return None
+            mm = None
+            for _ in range(_NAME_TRIES):
+                path = os.path.join(self.directory, f"{PREFIX}{os.getpid()}-{self._pool_name}-{self._counter}")
+                self._counter += 1
+                try:
+                    mm = create_segment(path, self._target)
+                    break
+                except FileExistsError:  # a name someone planted, or a stale one: take the next
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG, errno.EACCES, errno.EPERM,
+                                         errno.ENOENT, errno.ENOTDIR, errno.EROFS):
+                        raise
+                    self._disable(f"{self.directory} could not hold a {self._target // 2**20} MiB batch ({exc})")
+                    return None
+            if mm is None:
+                raise FileExistsError(f"{_NAME_TRIES} segment names in a row already exist in {self.directory}")
             slot = _Slot(path, self._target, mm)
             self._slots[path] = slot
             return slot.ref()
@@ -349,16 +383,25 @@ class SlotRing:
     def lease(self, ref: SlotRef) -> np.ndarray:
         """The bytes of filled slot *ref*, as an array whose base returns the slot when freed."""
         slot = self._slots[ref.path]
-        return np.asarray(_Lease(slot, self._return))
+        return np.asarray(_Lease(slot, self._give_back))
 
     def release(self, ref: SlotRef | None) -> None:
         """Give back a slot whose task put nothing in it."""
         if ref is not None:
-            self._return(self._slots[ref.path])
+            self._give_back(self._slots[ref.path])
 
-    def _return(self, slot: _Slot) -> None:
-        with self._lock:
-            if self._closed or slot.capacity < self._target:
+    def _give_back(self, slot: _Slot) -> None:
+        """Queue *slot* for reuse. Runs in finalizers: no lock, no allocation beyond the append."""
+        if not self._closed:
+            self._returned.append(slot)
+
+    def _sort_returned(self) -> None:
+        """Under ``_lock``: file returned slots as free, or drop those now too small."""
+        while self._returned:
+            slot = self._returned.popleft()
+            if slot.path not in self._slots:
+                continue
+            if slot.capacity < self._target:
                 self._drop(slot)
             else:
                 self._free.append(slot)
@@ -371,6 +414,7 @@ class SlotRing:
         """Unlink every segment. Arrays already delivered stay valid."""
         with self._lock:
             self._closed = True
+            self._returned.clear()
             for path in list(self._slots):
                 unlink_segment(path)
             self._free.clear()

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from awkgen import DataGenerator, DataGeneratorMultiProc, transport
-from awkgen.executors._wire import VALUE, Channel, UnreadableIds, decode_task, encode_task, encode_value
+from awkgen.executors import _wire
+from awkgen.executors._wire import VALUE, Channel, MalformedFrame, UnreadableIds, decode_task, encode_task, encode_value
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_end_of_file_is_an_eof_error_even_in_the_middle_of_a_large_frame(channel
     a, b = Channel.pair()
     try:
         head = b"h"
-        os.write(a.fd, len(head + b"x" * 10**6).to_bytes(8, "little") + len(head).to_bytes(4, "little") + head)
+        os.write(a.fd, _wire._HEADER.pack(_wire._MAGIC, len(head) + 10**6, len(head)) + head)
         os.write(a.fd, b"x" * 1000)
         a.close()
         with pytest.raises(EOFError, match="middle of a message"):
@@ -156,3 +157,29 @@ def test_ids_a_worker_cannot_unpickle_still_name_their_batch(monkeypatch):
     with pytest.raises(UnreadableIds, match="cannot be rebuilt in the worker process") as info:
         decode_task(head)
     assert info.value.seq == 12 and isinstance(info.value.__cause__, AttributeError)
+
+
+def test_bytes_that_are_not_a_frame_are_refused_before_anything_is_allocated(channels):
+    sender, receiver = channels
+    os.write(sender.fd, b"\x01" * 12 + b"\xff" * 8)  # a stray write: would announce a 72 PB frame
+    with pytest.raises(MalformedFrame, match="not a message"):
+        receive_n(receiver, 1)
+
+
+def test_a_non_blocking_sender_keeps_what_the_socket_cannot_take_and_flushes_it_in_order():
+    a, b = Channel.pair()
+    sender = Channel(a.fd, blocking=False)
+    try:
+        blobs = [bytes([i]) * 100_000 for i in range(8)]  # 800 kB: far more than a socket buffer holds
+        for i, blob in enumerate(blobs):
+            sender.send(pickle.dumps(i), blob)  # never blocks
+        assert sender.pending
+        got = []
+        while len(got) < len(blobs):
+            sender.flush()
+            got += [(pickle.loads(head), bytes(blob)) for head, blob in b.receive()]
+        assert got == list(enumerate(blobs))
+        assert sender.flush() and not sender.pending
+    finally:
+        a.close()
+        b.close()

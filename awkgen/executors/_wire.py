@@ -3,8 +3,11 @@
 Every batch crosses the pipe twice (a task out, a reply back), so for small batches
 this module *is* the per-batch overhead. Three choices keep it to a few microseconds:
 
-- **Framing without a round trip per message.** A frame is a 12-byte header
-  (frame length, head length) + a pickled *head* + an optional raw *blob*.
+- **Framing without a round trip per message.** A frame is a 16-byte header
+  (a magic number, frame length, head length) + a pickled *head* + an optional
+  raw *blob*. The header is checked before anything is allocated: bytes that are
+  not a frame (a loader or a library writing to the socket) raise
+  :class:`MalformedFrame` instead of asking for a huge buffer.
   :meth:`Channel.receive` does one ``read`` and returns every frame that read
   completed, so replies that piled up while the caller trained arrive in one
   system call; a large frame is read straight into its own buffer.
@@ -53,10 +56,15 @@ from .. import transport
 from .base import Task
 
 __all__ = ["Channel", "READY", "INIT_FAILED", "VALUE", "FAILED", "TASK", "dumps", "encode_task",
-           "decode_task", "encode_value", "UnreadableIds"]
+           "decode_task", "encode_value", "UnreadableIds", "MalformedFrame"]
 
 TASK, READY, INIT_FAILED, VALUE, FAILED = range(5)
-_HEADER = struct.Struct("<QI")  # bytes after the header; bytes of the pickled head
+_HEADER = struct.Struct("<IQI")  # magic; bytes after the header; bytes of the pickled head
+_MAGIC = 0x4B574101  # "\x01AWK" little-endian: what every frame starts with
+try:  # no frame can be larger than the machine's memory
+    _MAX_FRAME = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+except (ValueError, OSError, AttributeError):
+    _MAX_FRAME = 1 << 40
 _READ_BYTES = 256 * 1024  # one read takes up to this much; larger frames get their own buffer
 _SMALL_SEND = 64 * 1024  # frames up to this size go out in one write
 
@@ -69,18 +77,32 @@ def dumps(obj: Any) -> bytes:
         return dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+class MalformedFrame(ValueError):
+    """Bytes on the channel that are not a frame: the stream cannot be trusted any more."""
+
+
 class Channel:
     """Framed messages over a stream file descriptor (one end of a socketpair or pipe).
 
-    ``send`` writes whole frames (blocking); ``receive`` performs exactly one read
-    and returns the frames it completed (``(head, blob)`` memoryviews of a
-    buffer owned by that frame), so the caller decides when it may block: the parent
-    reads only after ``poll`` said the descriptor is readable, a worker reads when it
-    has nothing else to do. End of file raises :class:`EOFError`.
+    ``receive`` performs exactly one read and returns the frames it completed
+    (``(head, blob)`` memoryviews of a buffer owned by that frame), so the caller
+    decides when it may block: the parent reads only after ``poll`` said the
+    descriptor is readable, a worker reads when it has nothing else to do. End of
+    file raises :class:`EOFError`; bytes that are not a frame raise :class:`MalformedFrame`.
+
+    Sending: a worker's channel (*blocking*) writes whole frames, waiting as long as it
+    takes. The parent's channels never block (``blocking=False``, the descriptor is
+    made non-blocking): what the socket cannot take now waits in ``_out`` and goes out
+    with :meth:`flush` when ``poll`` says the socket is writable. So the parent never
+    waits on a worker that is itself waiting for the parent to read its replies.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, blocking: bool = True) -> None:
         self.fd = fd
+        self.blocking = blocking
+        if not blocking:
+            os.set_blocking(fd, False)
+        self._out = bytearray()  # bytes a non-blocking send could not write yet
         self._buf = bytearray()  # bytes read that do not yet complete a frame
         self._big: bytearray | None = None  # a large frame being read straight into place
         self._big_filled = 0
@@ -95,17 +117,19 @@ class Channel:
     def close(self) -> None:
         os.close(self.fd)
 
+    @property
+    def pending(self) -> bool:
+        """Whether bytes wait in ``_out`` for the socket to take them (non-blocking channels)."""
+        return bool(self._out)
+
     def send(self, head: bytes, blob: Any = b"") -> None:
         size = len(head) + len(blob)
-        header = _HEADER.pack(size, len(head))
+        header = _HEADER.pack(_MAGIC, size, len(head))
         if size <= _SMALL_SEND:
-            data = b"".join((header, head, blob))
-            sent = os.write(self.fd, data)
-            if sent < len(data):
-                self._write_all(memoryview(data)[sent:])
+            self._write(b"".join((header, head, blob)))
         else:
-            self._write_all(header + head)
-            self._write_all(blob)
+            self._write(header + head)
+            self._write(blob)
 
     def send_many(self, messages: list[tuple[bytes, Any]]) -> None:
         """Send several ``(head, blob)`` messages, small ones together in one write."""
@@ -115,18 +139,38 @@ class Channel:
             for head, blob in messages:
                 self.send(head, blob)
         else:
-            self._write_all(b"".join(b"".join((_HEADER.pack(len(head) + len(blob), len(head)), head, blob))
-                                     for head, blob in messages))
+            self._write(b"".join(b"".join((_HEADER.pack(_MAGIC, len(head) + len(blob), len(head)), head, blob))
+                                 for head, blob in messages))
 
-    def _write_all(self, data: Any) -> None:
+    def _write(self, data: Any) -> None:
+        if self._out:  # keep the order: behind what is already waiting
+            self._out += data
+            return
         view = memoryview(data).cast("B")
         while view:
-            view = view[os.write(self.fd, view):]
+            try:
+                view = view[os.write(self.fd, view):]
+            except BlockingIOError:  # only on a non-blocking channel: keep the rest for flush()
+                self._out += view
+                return
+
+    def flush(self) -> bool:
+        """Write what ``_out`` holds, as far as the socket takes it; True once all is sent."""
+        while self._out:
+            try:
+                sent = os.write(self.fd, self._out)
+            except BlockingIOError:
+                return False
+            del self._out[:sent]
+        return True
 
     def receive(self) -> list[tuple[memoryview, memoryview]]:
-        if self._big is not None:
-            return self._fill_big()
-        chunk = os.read(self.fd, _READ_BYTES)
+        try:
+            if self._big is not None:
+                return self._fill_big()
+            chunk = os.read(self.fd, _READ_BYTES)
+        except BlockingIOError:  # nothing after all (a non-blocking channel)
+            return []
         if not chunk:
             raise EOFError("the other end closed the channel")
         buf = self._buf
@@ -134,7 +178,11 @@ class Channel:
         frames = []
         start = 0
         while len(buf) - start >= _HEADER.size:
-            size, head_size = _HEADER.unpack_from(buf, start)
+            magic, size, head_size = _HEADER.unpack_from(buf, start)
+            if magic != _MAGIC or head_size > size or size > _MAX_FRAME:
+                bad = bytes(buf[start:start + 16])
+                del buf[:]
+                raise MalformedFrame(f"bytes that are not a message: {bad!r}")
             end = start + _HEADER.size + size
             if end > len(buf):
                 if size > _READ_BYTES:  # read the rest of this frame straight into its own buffer

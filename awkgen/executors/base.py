@@ -14,8 +14,9 @@ Contract for every executor:
   its worker dies or times out: nothing is ever lost, so the generator never hangs;
 - :meth:`Executor.get` returns ``None`` after *timeout* seconds without an outcome,
   so callers re-check their own flags between waits;
-- :meth:`Executor.close` is idempotent, safe from any thread and from a finalizer,
-  and leaves no worker, thread or shared-memory segment behind it.
+- :meth:`Executor.close` is idempotent, safe from any thread and from a signal
+  handler, and leaves no worker, thread or shared-memory segment behind it;
+  :meth:`Executor.request_close` is what a finalizer calls: no lock, no wait.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ class Outcome:
 
     A failure has ``error_type`` set (an :class:`~awkgen.AwkgenError` subclass),
     ``detail`` saying what happened, and ``cause`` the original exception, if any.
-    ``load_s`` is the loader's own run time in seconds.
+    ``load_s`` is the loader's own run time in seconds; ``pid`` and ``exitcode`` name
+    the worker process and how it ended, for deaths. ``interrupted`` marks a loader
+    call that raised ``KeyboardInterrupt``: the generator raises it in the caller and
+    loads the same batch again on the next call.
     """
 
     seq: int
@@ -57,6 +61,9 @@ class Outcome:
     detail: str = ""
     cause: BaseException | None = None
     load_s: float = 0.0
+    pid: int | None = None
+    exitcode: int | None = None
+    interrupted: bool = False
 
 
 def call_loader(loader: Callable[..., Any], task: Task) -> tuple[Any, float]:
@@ -69,12 +76,19 @@ def call_loader(loader: Callable[..., Any], task: Task) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
-def loader_failure(seq: int, exc: BaseException, load_s: float = 0.0) -> Outcome:
-    """The outcome of a loader call that raised *exc*."""
+def loader_failure(seq: int, exc: BaseException, load_s: float = 0.0, pid: int | None = None) -> Outcome:
+    """The outcome of a loader call that raised *exc*, on any backend.
+
+    One meaning everywhere: ``KeyboardInterrupt`` interrupts the caller and the batch is
+    loaded again; anything else, ``SystemExit`` from ``sys.exit()`` included, fails the
+    batch with a :class:`~awkgen.LoaderError` (a loader cannot end the training process).
+    """
     from ..errors import LoaderError
 
-    return Outcome(seq, error_type=LoaderError,
-                   detail=f"loader raised {type(exc).__name__}: {exc}", cause=exc, load_s=load_s)
+    if isinstance(exc, KeyboardInterrupt):
+        return Outcome(seq, cause=exc, load_s=load_s, pid=pid, interrupted=True)
+    return Outcome(seq, error_type=LoaderError, detail=f"loader raised {type(exc).__name__}: {exc}", cause=exc,
+                   load_s=load_s, pid=pid)
 
 
 class Executor(abc.ABC):
@@ -106,3 +120,8 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop every worker and free every resource. Idempotent, thread-safe."""
+
+    def request_close(self) -> None:
+        """Ask for :meth:`close` without waiting; safe in a finalizer or GC callback on any
+        thread: it takes no lock and waits for nothing (the executor's own threads close)."""
+        self.close()

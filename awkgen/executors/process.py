@@ -28,6 +28,33 @@ Actors and what each does:
   the next call starts; they exit on a stop message, on EOF, or when the lifeline pipe
   says the parent is gone.
 
+Rules (each one closes a way the pool could hang):
+
+- **Lock order**: ``BatchGenerator._lock -> _state_lock -> SlotRing._lock``. ``_state_lock``
+  (an ``RLock``) is never held across a wait for a worker: only ``poll`` waits, outside it.
+- **Who blocks on which pipe**: the parent never blocks on a worker's socket. Its ends
+  are non-blocking: reads happen after ``poll`` said readable, and what a send cannot
+  write now waits in the channel and is flushed when ``poll`` says writable (by the
+  caller in ``get``, by the manager each turn). A worker blocks on its own socket, both
+  ways; the parent reading whenever it waits is what unblocks it. So a worker stuck
+  writing a reply while the parent writes it more tasks cannot deadlock them.
+- **Finalizers and GC callbacks** take no lock and wait for nothing: a batch's lease
+  only queues its slot (``SlotRing``), a dropped generator only calls
+  ``request_close`` (a flag and a byte on the wake pipe); the manager thread then
+  closes the pool. ``close()`` called from a signal handler that interrupted a call
+  holding ``_state_lock`` does the same.
+- **A task leaves ``_todo`` only after the step that can fail** (making its slot):
+  a slot that cannot be made means the batch travels pickled, never a lost batch.
+- **Every death is accounted for once** (``_on_death``, idempotent): the running task
+  fails, the queued ones go back to ``_todo``. Workers that die before they say Ready
+  ``_START_FAILURES`` times in a row, or that cannot be started at all, break the pool
+  with :class:`~awkgen.WorkerStartError` instead of respawning forever.
+- **A worker whose messages cannot be trusted** (not a frame, a reply out of order)
+  is killed, and its batch fails with :class:`~awkgen.WorkerDiedError` saying so.
+- **fork**: a pool belongs to the process that made it; in a forked child ``close()``
+  touches nothing of the parent's, and the child drops its copy of the lifeline so
+  workers still notice the parent's death.
+
 Workers start through multiprocess's ``forkserver``: a clean server process forks
 them, so a parent that already runs TensorFlow, JAX or torch threads is never
 forked (fork with live threads can deadlock), while loaders defined as lambdas,
@@ -43,7 +70,9 @@ from __future__ import annotations
 
 import atexit
 import collections
+import errno
 import io
+import logging
 import os
 import pickle
 import secrets
@@ -64,8 +93,8 @@ from multiprocess import forkserver, popen_forkserver, spawn, util
 from multiprocess.context import ForkServerProcess, reduction, set_spawning_popen
 
 from .. import transport
-from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
-from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, encode_task
+from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
+from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, MalformedFrame, encode_task
 from ._worker import worker_main
 from .base import Outcome, Task, loader_failure
 from .managed import ManagedExecutor
@@ -73,7 +102,10 @@ from .managed import ManagedExecutor
 __all__ = ["ProcessExecutor", "describe_exit"]
 
 START_METHOD = os.environ.get("AWKGEN_START_METHOD", "forkserver")
+logger = logging.getLogger("awkgen")
 _MANAGER_TICK_S = 0.5  # longest the manager sleeps without re-checking its flags
+_FLUSH_TICK_S = 0.01  # ...or this, while tasks wait in a channel for a full socket to drain
+_START_FAILURES = 3  # workers dying before Ready, in a row, before the pool gives up
 _PER_WORKER = 2  # least tasks queued at a worker: one running, one waiting in its pipe
 _STOP_GRACE_S = 2.0  # time workers get to exit after a stop message, before SIGKILL
 _JOIN_S = 2.0
@@ -125,6 +157,7 @@ class _Worker:
     tasks: collections.deque[tuple[Task, transport.SlotRef | None]] = field(default_factory=collections.deque)
     started: float = 0.0  # when the oldest task began: its dispatch, or the previous reply
     timed_out: bool = False
+    condemned: str = ""  # why the parent killed it (a malformed message), for its batch's error
 
 
 class _MainlessPopen(popen_forkserver.Popen):
@@ -173,11 +206,30 @@ def _close_live_pools() -> None:
         pool.close()
 
 
+def _forget_pools_in_child() -> None:
+    """After ``os.fork()``, in the child: own nothing of the parent's pools.
+
+    The child's copy of a pool's lifeline would keep the parent's workers alive after
+    the parent dies; it is closed here. The pools stay in the child's memory, marked
+    as another process's (``close()`` there touches nothing).
+    """
+    for pool in list(_live_pools):
+        try:
+            pool._life_w.close()
+        except OSError:
+            pass
+    _live_pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
+
+
 class ProcessExecutor(ManagedExecutor):
     backend_name = "process"
 
     def __init__(self, loader: Callable[..., Any], n_workers: int, prefetch: int, timeout: float | None) -> None:
         super().__init__(n_workers, timeout)
+        self._pid = os.getpid()
         try:
             self._loader_bytes = dill.dumps(loader, protocol=pickle.HIGHEST_PROTOCOL, recurse=True)
         except Exception as exc:
@@ -207,6 +259,11 @@ class ProcessExecutor(ManagedExecutor):
         self._signal_r, self._signal_w = os.pipe()
         os.set_blocking(self._signal_w, False)
         os.set_blocking(self._signal_r, False)
+        self._start_failures = 0  # workers that died before Ready since one was last ready
+        self._broken_as: tuple[type[AwkgenError], BaseException | None] = (LoaderError, None)
+        self._forkserver_restarted = False
+        self._close_done = threading.Event()
+        self._closer: int | None = None  # the thread doing the closing
         _live_pools.add(self)
         self._start()
 
@@ -224,29 +281,46 @@ class ProcessExecutor(ManagedExecutor):
             return outcomes.get_nowait()
         deadline = time.monotonic() + timeout
         while True:
+            self._check_manager()
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closed:
-                return super().get(0.0)  # raises if the manager died
+            if remaining <= 0 or self._stopping:
+                return None if outcomes.empty() else outcomes.get_nowait()
             with self._state_lock:
                 if self._todo and self._dispatch() and self._timeout is not None:
                     self._notify()
-                busy = {w.channel.fd: w for w in self._workers if w.tasks and not w.conn.closed}
-            readable = _readable_fds([*busy, self._signal_r], min(remaining, _MANAGER_TICK_S))
+                live = [w for w in self._workers if not w.conn.closed]
+                reading = {w.channel.fd: w for w in live if w.tasks}
+                writing = {w.channel.fd: w for w in live if w.channel.pending}
+            readable, writable = _poll([*reading, self._signal_r], list(writing), min(remaining, _MANAGER_TICK_S))
             if self._signal_r in readable:
                 try:
                     os.read(self._signal_r, 4096)
                 except OSError:  # nothing left, or closed by close()
                     pass
             with self._state_lock:
+                if self._stopping:  # close() may be closing these descriptors
+                    continue
+                for fd in writable:
+                    if writing[fd] in self._workers:
+                        self._flush(writing[fd])
                 for fd in readable:
-                    worker = busy.get(fd)
-                    if worker is not None and not worker.conn.closed:
+                    worker = reading.get(fd)
+                    if worker is not None and worker in self._workers:
                         self._receive(worker, readable=True)
             if not outcomes.empty():
                 return outcomes.get_nowait()
 
+    def _check_manager(self) -> None:
+        """Raise at once if the manager thread died (it must never die silently)."""
+        if self._manager_error is not None and not self._closed:
+            raise AwkgenError(f"the process backend's manager thread stopped unexpectedly "
+                              f"({type(self._manager_error).__name__}: {self._manager_error}); close this "
+                              "generator and build a new one") from self._manager_error
+
     def ready(self) -> int:
         """Outcomes ready for the caller, counting replies still waiting in worker pipes."""
+        if self._stopping:
+            return self._outcomes.qsize()
         with self._state_lock:
             for worker in [w for w in self._workers if w.tasks]:
                 self._receive(worker)
@@ -272,6 +346,9 @@ class ProcessExecutor(ManagedExecutor):
         """
         with self._state_lock:
             self._todo.append(task)
+            if self._broken is not None:
+                self._fail_todo()
+                return
             if (self._load_s < COALESCE_BELOW_S and len(self._todo) < self._per_worker
                     and not self._outcomes.empty() and not any(w.tasks for w in self._workers)):
                 return
@@ -279,31 +356,61 @@ class ProcessExecutor(ManagedExecutor):
         if started and self._timeout is not None:
             self._notify()  # the manager's next wake-up must honour the new deadline
 
+    def request_close(self) -> None:
+        """Finalizer-safe close: a flag and a byte on the wake pipe; the manager closes the pool."""
+        self._stopping = True
+        self._notify()
+
     def close(self) -> None:
-        if not self._begin_close():
+        """Stop the workers and free everything; returns once done (bounded by the stop grace).
+
+        From a signal handler that interrupted this very pool (its ``_state_lock`` held by
+        this thread), it only requests the close: the manager does it, and the interrupted
+        call sees ``_stopping`` and returns.
+        """
+        if os.getpid() != self._pid:  # a forked child: the workers and segments are the parent's
             return
+        if self._state_lock._is_owned():  # type: ignore[attr-defined]
+            self.request_close()
+            return
+        if not self._begin_close():
+            if self._closer != threading.get_ident():
+                self._close_done.wait(_JOIN_S + _STOP_GRACE_S + 2 * _JOIN_S)
+            return
+        self._closer = threading.get_ident()
+        try:
+            self._shut_down()
+        finally:
+            self._close_done.set()
+            logger.debug("awkgen: process pool stopped (%d workers)", self.n_workers)
+
+    def _shut_down(self) -> None:
         self._stopping = True
         self._notify()
         self._join_manager(_JOIN_S)
         with self._state_lock:
             workers, self._workers = self._workers, []
             self._todo.clear()
-        for worker in workers:
-            try:  # never blocks: a hung worker with a full socket is killed after the grace period
-                os.set_blocking(worker.channel.fd, False)
-                worker.channel.send(b"")  # the stop message
-            except (OSError, ValueError):
-                pass
+            for worker in workers:
+                try:  # never blocks: a hung worker with a full socket is killed after the grace period
+                    worker.channel.send(b"")  # the stop message
+                    worker.channel.flush()
+                except (OSError, ValueError):
+                    pass
         deadline = time.monotonic() + _STOP_GRACE_S
         for worker in workers:
             worker.proc.join(max(0.0, deadline - time.monotonic()))
         for worker in workers:
-            self._reap(worker)
+            self._end_process(worker)
+        with self._state_lock:  # a caller between poll and read checks conn.closed under this lock
+            for worker in workers:
+                self._close_handles(worker)
         self._life_w.close()
         self._life_r.close()
         for fd in (self._wake_r, self._wake_w, self._signal_r, self._signal_w):
             os.close(fd)
         self._ring.close()
+        _live_pools.discard(self)
 
     # -- workers ----------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
@@ -315,15 +422,47 @@ class ProcessExecutor(ManagedExecutor):
                   self._ring.directory))
         try:
             proc.start()
+        except BaseException:
+            parent_conn.close()
+            raise
         finally:
             child_conn.close()
-        return _Worker(proc, parent_conn, Channel(parent_conn.fileno()))
+        logger.debug("awkgen: started worker process %d", proc.pid)
+        return _Worker(proc, parent_conn, Channel(parent_conn.fileno(), blocking=False))
 
-    def _reap(self, worker: _Worker) -> None:
-        """Make sure *worker* is gone and its handles closed."""
+    def _start_worker(self) -> None:
+        """The manager's turn to start one worker; a start that fails breaks the pool
+        with a clear error instead of leaving it short of workers without a word."""
+        try:
+            worker = self._spawn()
+        except Exception as exc:
+            if START_METHOD == "forkserver" and not self._forkserver_restarted and isinstance(
+                    exc, (FileNotFoundError, ConnectionRefusedError)):
+                self._forkserver_restarted = True  # its socket was removed (a /tmp cleaner): start a new one
+                logger.warning("awkgen: the forkserver could not be reached (%s); starting a new one", exc)
+                _forget_forkserver()
+                return
+            hint = ""
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                hint = (" This process has reached its limit of open files (ulimit -n): each worker needs "
+                        "a few descriptors. Raise the limit or use fewer workers.")
+            elif isinstance(exc, OSError) and exc.errno in (errno.EAGAIN, errno.ENOMEM):
+                hint = " The system refused a new process (process limit or memory). Use fewer workers."
+            self._break(WorkerStartError, f"could not start worker process {len(self._workers) + 1} of "
+                        f"{self.n_workers} ({type(exc).__name__}: {exc}).{hint}", exc)
+            return
+        self._workers.append(worker)
+        # Until it is ready the manager reads its pipe; then the caller does.
+        self._selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
+        self._selector.register(worker.proc.sentinel, selectors.EVENT_READ, worker)
+
+    def _end_process(self, worker: _Worker) -> None:
+        """Make sure *worker*'s process is gone (SIGKILL if it has not exited)."""
         if worker.proc.exitcode is None:
             worker.proc.kill()
             worker.proc.join(_JOIN_S)
+
+    def _close_handles(self, worker: _Worker) -> None:
         worker.conn.close()
         if worker.proc.exitcode is not None:
             worker.proc.close()
@@ -334,7 +473,20 @@ class ProcessExecutor(ManagedExecutor):
         except (BlockingIOError, OSError):  # full: the manager is awake anyway; closed: stopping
             pass
 
+    def _flush(self, worker: _Worker) -> None:
+        try:
+            worker.channel.flush()
+        except OSError:  # the worker is dead: its sentinel fires and _on_death accounts for its tasks
+            pass
+
     # -- the manager thread ---------------------------------------------------------------------
+    def _run_manager(self) -> None:
+        try:
+            super()._run_manager()
+        finally:
+            if self._stopping and not self._closed:  # asked by request_close (a finalizer, a signal)
+                self.close()
+
     def _manage(self) -> None:
         selector = self._selector
         selector.register(self._wake_r, selectors.EVENT_READ, None)
@@ -343,17 +495,18 @@ class ProcessExecutor(ManagedExecutor):
                 with self._state_lock:
                     starting = self._broken is None and len(self._workers) < self.n_workers
                     if starting:  # one start per turn: replies and dispatch go on meanwhile
-                        worker = self._spawn()
-                        self._workers.append(worker)
-                        # Until it is ready the manager reads its pipe; then the caller does.
-                        selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
-                        selector.register(worker.proc.sentinel, selectors.EVENT_READ, worker)
+                        self._start_worker()
                     if self._broken is not None:
                         self._fail_todo()
                     self._dispatch()
+                    for worker in self._workers:
+                        if worker.channel.pending:
+                            self._flush(worker)
                     sleep_s = 0.0 if starting else self._sleep_s()
                 events = selector.select(sleep_s)  # the manager's only wait, and without the lock
                 with self._state_lock:
+                    if self._stopping:
+                        break
                     for key, _ in events:
                         if key.data is None:
                             self._drain_wake()
@@ -392,7 +545,7 @@ class ProcessExecutor(ManagedExecutor):
         # Until a first result says how large batches are, no slot can be sized: one task
         # per worker, so at most n_workers batches travel pickled.
         depth = self._per_worker if self._replied else 1
-        workers = [w for w in self._workers if w.ready and not w.timed_out]
+        workers = [w for w in self._workers if w.ready and not w.timed_out and not w.condemned]
         if self._replied and self._load_s < COALESCE_BELOW_S:
             depth = self._prefetch
             workers.sort(key=_outstanding, reverse=True)
@@ -408,19 +561,29 @@ class ProcessExecutor(ManagedExecutor):
                     started = started or len(worker.tasks) == 1
                     heads.setdefault(worker, []).append((head, b""))
         for worker, batch in heads.items():
-            try:
+            try:  # never blocks: what the socket cannot take now waits in the channel
                 worker.channel.send_many(batch)
             except (OSError, ValueError):
                 pass  # the worker is dead; its sentinel fires and _on_death accounts for its tasks
         return started
 
     def _assign(self, worker: _Worker) -> bytes | None:
-        """Give *worker* the next queued task and a slot; return the message to send it."""
+        """Give *worker* the next queued task and a slot; return the message to send it.
+
+        The slot is made before the task leaves ``_todo``; if it cannot be made, the task
+        goes without one (its result travels pickled), so no error here loses a batch.
+        """
+        try:
+            slot = self._ring.acquire()
+        except Exception as exc:  # EMFILE, a planted name, -W error turning the shm warning into one...
+            logger.warning("awkgen: could not make a shared-memory slot (%s: %s); this batch travels pickled",
+                           type(exc).__name__, exc)
+            slot = None
         try:
             task = self._todo.popleft()
         except IndexError:  # cancelled meanwhile
+            self._ring.release(slot)
             return None
-        slot = self._ring.acquire()
         try:
             head = encode_task(task.seq, task.ids, task.rng_entropy, slot)
         except Exception as exc:  # ids that cannot be pickled
@@ -434,11 +597,12 @@ class ProcessExecutor(ManagedExecutor):
         return head
 
     def _sleep_s(self) -> float:
+        longest = _FLUSH_TICK_S if any(w.channel.pending for w in self._workers) else _MANAGER_TICK_S
         if self._timeout is None:
-            return _MANAGER_TICK_S
+            return longest
         now = time.monotonic()
         deadlines = [w.started + self._timeout - now for w in self._workers if w.tasks and not w.timed_out]
-        return max(0.005, min([_MANAGER_TICK_S, *deadlines]))
+        return max(0.005, min([longest, *deadlines]))
 
     def _drain_wake(self) -> None:
         try:
@@ -449,62 +613,85 @@ class ProcessExecutor(ManagedExecutor):
     def _receive(self, worker: _Worker, readable: bool = False, drain: bool = False) -> None:
         """Take the messages *worker* has sent: one read, skipped unless *readable* or its
         socket has data; with *drain*, every read until nothing is left (a dead worker's
-        last words). EOF means it died: then account for it. Under ``_state_lock``."""
+        last words). EOF means it died: then account for it; a message that cannot be
+        trusted gets it killed. Under ``_state_lock``."""
         fd = worker.channel.fd
         try:
-            if not (readable or _readable(fd)):
+            if worker.condemned or not (readable or _readable(fd)):
                 return
             while worker in self._workers:
                 for head, blob in worker.channel.receive():
-                    self._on_reply(worker, pickle.loads(head), blob)
+                    self._on_reply(worker, head, blob)
                 if not (drain and _readable(fd)):
                     return
         except (EOFError, OSError):
             self._on_death(worker)
+        except Exception as exc:  # not a frame, a head that does not unpickle, a reply out of order
+            self._condemn(worker, f"{type(exc).__name__}: {exc}")
 
-    def _on_reply(self, worker: _Worker, message: tuple[Any, ...], blob: memoryview) -> None:
+    def _condemn(self, worker: _Worker, why: str) -> None:
+        """Kill *worker*, whose messages cannot be trusted; its batch fails saying why."""
+        if worker.condemned or worker not in self._workers:
+            return
+        worker.condemned = why
+        logger.warning("awkgen: worker process %d sent a malformed message (%s); killing and replacing it",
+                       worker.proc.pid, why)
+        worker.proc.kill()
+        self._on_death(worker)
+
+    def _on_reply(self, worker: _Worker, head: Any, blob: memoryview) -> None:
+        message = pickle.loads(head)
         kind = message[0]
-        if kind == VALUE:
-            _, seq, load_s, nbytes, tree, in_slot = message
-        elif kind == READY:
+        if kind == READY:
             worker.ready = True
+            self._start_failures = 0
+            logger.debug("awkgen: worker process %d is ready", worker.proc.pid)
             return
-        elif kind == INIT_FAILED:
-            self._broken = message[1]
-            self._fail_todo()
+        if kind == INIT_FAILED:
+            self._break(LoaderError, f"worker processes could not load the loader: {_last_line(message[1])}",
+                        RemoteLoaderError(message[1]))
             return
-        else:
-            seq, load_s = message[1], message[2]
+        if kind not in (VALUE, FAILED):
+            raise MalformedFrame(f"a message of unknown kind {kind!r}")
+        seq, load_s = message[1], message[2]
+        if not worker.tasks or seq != worker.tasks[0][0].seq:  # a worker answers its tasks in order
+            raise MalformedFrame(f"an answer for batch {seq}, expected "
+                                 f"{worker.tasks[0][0].seq if worker.tasks else 'none'}")
         self._replied = True
         task, slot = worker.tasks.popleft()
         worker.started = time.monotonic()  # the next queued task starts now
-        if seq != task.seq:  # cannot happen: a worker answers in order
-            raise AwkgenError(f"worker process {worker.proc.pid} answered batch {seq}, expected {task.seq}")
         if kind == FAILED:
             self._ring.release(slot)
-            self._put(_failure(seq, message[3], message[4], message[5], load_s))
+            self._put(_failure(seq, message[3], message[4], message[5], load_s, worker.proc.pid))
             return
+        _, seq, load_s, nbytes, tree, in_slot = message
         self._load_s = load_s if self._load_s == float("inf") else 0.8 * self._load_s + 0.2 * load_s
         if nbytes >= transport.MIN_SHM_BYTES:
             self._ring.need(nbytes)
         if in_slot and slot is not None:
             value = transport.rebuild(tree, self._ring.lease(slot))
         else:
-            if slot is not None:
-                self._ring.release(slot)
+            self._ring.release(slot)
             value = transport.rebuild(tree, np.frombuffer(blob, dtype=np.uint8)) if nbytes else tree
         self._put(Outcome(seq, value, None, "", None, load_s))
 
+    def _break(self, error_type: type[AwkgenError], why: str, cause: BaseException | None) -> None:
+        """The pool cannot go on: fail every queued and future task with *why*. Under ``_state_lock``."""
+        if self._broken is None:
+            logger.warning("awkgen: %s", why)
+        self._broken = why
+        self._broken_as = (error_type, cause)
+        self._fail_todo()
+
     def _fail_todo(self) -> None:
-        """Once workers cannot load the loader, fail every queued task rather than wait forever."""
+        """Once workers cannot start or load the loader, fail every queued task rather than wait forever."""
+        error_type, cause = self._broken_as
         while self._todo:
             try:
                 task = self._todo.popleft()
             except IndexError:
                 return
-            why = _last_line(self._broken or "")
-            self._put(Outcome(task.seq, error_type=LoaderError, cause=RemoteLoaderError(self._broken or ""),
-                                       detail=f"worker processes could not load the loader: {why}"))
+            self._put(Outcome(task.seq, error_type=error_type, cause=cause, detail=self._broken or ""))
 
     def _on_death(self, worker: _Worker) -> None:
         """Fail the task *worker* was running, requeue the ones it had not started; the
@@ -519,23 +706,37 @@ class ProcessExecutor(ManagedExecutor):
             pass
         worker.proc.join(_JOIN_S)
         pid, code = worker.proc.pid, worker.proc.exitcode
-        self._reap(worker)
+        self._end_process(worker)
+        self._close_handles(worker)
         self._notify()  # wake the manager to start the replacement
+        logger.debug("awkgen: %s", describe_exit(pid, code))
+        if not worker.ready and not self._stopping and self._broken is None:
+            self._start_failures += 1
+            if self._start_failures >= _START_FAILURES:
+                self._break(WorkerStartError, f"worker processes died before they were ready, {self._start_failures} "
+                            f"in a row (the last: {describe_exit(pid, code)}). Unpickling the loader kills the "
+                            f"worker (a C extension that crashes on import, a __reduce__ that exits), or the "
+                            f"'{START_METHOD}' start method cannot start workers from this program", None)
         if worker.tasks:
             (task, slot), waiting = worker.tasks[0], list(worker.tasks)[1:]
             self._ring.release(slot)
             if worker.timed_out:
                 outcome = Outcome(task.seq, error_type=LoaderTimeoutError,
                                   detail=f"loader call exceeded timeout={self._timeout:g} s; worker process "
-                                         f"{pid} was killed and replaced", load_s=self._timeout or 0.0)
+                                         f"{pid} was killed and replaced", load_s=self._timeout or 0.0,
+                                  pid=pid, exitcode=code)
+            elif worker.condemned:
+                outcome = Outcome(task.seq, error_type=WorkerDiedError, pid=pid, exitcode=code,
+                                  detail=f"worker process {pid} sent a malformed message ({worker.condemned}: "
+                                         "did the loader or a library write to its socket?); it was killed "
+                                         "and replaced")
             else:
-                outcome = Outcome(task.seq, error_type=WorkerDiedError,
+                outcome = Outcome(task.seq, error_type=WorkerDiedError, pid=pid, exitcode=code,
                                   detail=describe_exit(pid, code) + "; it has been replaced")
             self._put(outcome)
             for queued, queued_slot in reversed(waiting):  # never started: someone else runs them
                 self._ring.release(queued_slot)
                 self._todo.appendleft(queued)
-
 
     def _expire(self) -> None:
         if self._timeout is None:
@@ -547,10 +748,26 @@ class ProcessExecutor(ManagedExecutor):
         for worker in self._workers:
             if worker.tasks and not worker.timed_out and now - worker.started > self._timeout:
                 worker.timed_out = True
+                logger.debug("awkgen: worker process %d exceeded timeout=%g s; killing it",
+                             worker.proc.pid, self._timeout)
                 worker.proc.kill()  # its sentinel fires next; _on_death reports the timeout
 
 
-def _failure(seq: int, error: bytes | None, error_text: str, by_loader: bool, load_s: float) -> Outcome:
+def _forget_forkserver() -> None:
+    """Make multiprocess start a fresh forkserver on the next start (its socket was removed).
+
+    The old server is not stopped (its live children would keep it waiting); it exits
+    once they are gone. multiprocess has no public call for this.
+    """
+    server = forkserver._forkserver
+    with server._lock:
+        if server._forkserver_alive_fd is not None:
+            os.close(server._forkserver_alive_fd)
+        server._forkserver_address = server._forkserver_alive_fd = server._forkserver_pid = None
+
+
+def _failure(seq: int, error: bytes | None, error_text: str, by_loader: bool, load_s: float,
+             pid: int | None = None) -> Outcome:
     """The outcome for a batch a worker failed: the loader's own exception when it pickles
     both ways (tblib carries its traceback), else its traceback as text. When the worker
     failed it (*by_loader* false: a result it cannot send, ids it cannot rebuild), the
@@ -563,13 +780,13 @@ def _failure(seq: int, error: bytes | None, error_text: str, by_loader: bool, lo
             loaded = None
         exc = loaded if isinstance(loaded, BaseException) else None
     if exc is not None and by_loader:
-        return loader_failure(seq, exc, load_s)
+        return loader_failure(seq, exc, load_s, pid)
     if exc is not None:
         detail = str(exc)
     else:
         detail = f"loader raised {_last_line(error_text)}" if by_loader else _last_line(error_text)
     return Outcome(seq, error_type=LoaderError, detail=detail,
-                   cause=exc if exc is not None else RemoteLoaderError(error_text), load_s=load_s)
+                   cause=exc if exc is not None else RemoteLoaderError(error_text), load_s=load_s, pid=pid)
 
 
 def _last_line(traceback_text: str) -> str:
@@ -582,16 +799,31 @@ def _outstanding(worker: _Worker) -> int:
     return len(worker.tasks)
 
 
-def _readable_fds(fds: list[int], timeout_s: float) -> set[int]:
-    """Those of *fds* with data or EOF waiting, within *timeout_s*. ``poll``, not ``select``:
-    a training process may well hold file descriptors past select's limit of 1024. A closed
-    fd counts as ready (POLLNVAL); callers map fds back to live workers."""
+_WRITE_READY = select.POLLOUT | select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def _poll(read_fds: list[int], write_fds: list[int], timeout_s: float) -> tuple[set[int], set[int]]:
+    """Those of *read_fds* with data or EOF waiting and those of *write_fds* that can take
+    bytes, within *timeout_s*. ``poll``, not ``select``: a training process may well hold
+    file descriptors past select's limit of 1024. A closed or broken fd counts as ready
+    (the read or write that follows reports it); callers map fds back to live workers."""
     poller = select.poll()
-    for fd in fds:
+    for fd in read_fds:
         poller.register(fd, select.POLLIN)
-    return {fd for fd, _ in poller.poll(timeout_s * 1000)}
+    for fd in write_fds:
+        if fd in read_fds:
+            poller.modify(fd, select.POLLIN | select.POLLOUT)
+        else:
+            poller.register(fd, select.POLLOUT)
+    readable, writable = set(), set()
+    for fd, events in poller.poll(timeout_s * 1000):
+        if events & _WRITE_READY and fd in write_fds:
+            writable.add(fd)
+        if events & ~select.POLLOUT:
+            readable.add(fd)
+    return readable, writable
 
 
 def _readable(fd: int) -> bool:
     """Whether *fd* has data (or EOF) waiting, without the selector multiprocess builds per poll."""
-    return bool(_readable_fds([fd], 0.0))
+    return bool(_poll([fd], [], 0.0)[0])

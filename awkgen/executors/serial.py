@@ -6,6 +6,7 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
+from .._interrupts import allow_interrupts
 from .base import Executor, Outcome, Task, call_loader, loader_failure
 
 __all__ = ["SerialExecutor"]
@@ -36,8 +37,12 @@ class SerialExecutor(Executor):
             return None
         task = self._queue.popleft()
         try:
-            value, seconds = call_loader(self._loader, task)
-        except Exception as exc:  # the loader's own failure, reported in its batch's place
+            with allow_interrupts():  # Ctrl-C stops a long loader call at once...
+                value, seconds = call_loader(self._loader, task)
+        except KeyboardInterrupt:
+            self._queue.appendleft(task)  # ...and the interrupted batch is the next one loaded
+            raise
+        except BaseException as exc:  # the loader's own failure (sys.exit too), in its batch's place
             return loader_failure(task.seq, exc)
         return Outcome(task.seq, value=value, load_s=seconds)
 

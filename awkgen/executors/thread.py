@@ -117,13 +117,22 @@ class ThreadExecutor(Executor):
         except queue.Empty:
             return
 
+    def request_close(self) -> None:
+        """Finalizer-safe: no lock (``SimpleQueue.put`` is reentrant); threads exit by themselves."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in list(self._threads):
+            self._tasks.put(None)
+
     def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+        # No lock: close() may come from a signal handler that interrupted this thread inside
+        # _expire_running. A racing second close only adds sentinels, which are harmless.
+        if self._closed:
+            return
+        self._closed = True
         self.cancel()
-        for _ in self._threads:
+        for _ in list(self._threads):
             self._tasks.put(None)
         deadline = time.monotonic() + _JOIN_TIMEOUT_S
         for thread in self._threads:

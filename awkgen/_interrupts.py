@@ -1,0 +1,104 @@
+"""Ctrl-C that never corrupts a generator's bookkeeping.
+
+Python raises ``KeyboardInterrupt`` in the main thread between any two bytecodes.
+Raised while a generator moves a batch between its queues (taken from the executor,
+not yet recorded), it would lose that batch, and the next call would wait forever
+for it or return batches out of order. So the generator runs its bookkeeping under
+:class:`deferred_sigint`:
+
+- while inside, a SIGINT (a terminal's Ctrl-C, a notebook's interrupt,
+  ``_thread.interrupt_main``) is *recorded* by a stand-in handler, not raised;
+- :meth:`deferred_sigint.check` delivers a recorded interrupt: it calls the handler
+  that was installed before (normally raising ``KeyboardInterrupt``). The generator
+  calls it only where its state is consistent: between two short waits for a batch,
+  so Ctrl-C still stops a waiting call within a tenth of a second;
+- leaving the block restores the handler and delivers what is still recorded;
+- :func:`allow_interrupts` re-opens the window inside, around user code that runs in
+  the caller's thread (the blocking generator's loader), so Ctrl-C interrupts it at once.
+
+Only the main thread ever runs Python signal handlers, so elsewhere these are no-ops,
+as they are when SIGINT is not handled by a Python function (``SIG_IGN``/``SIG_DFL``)
+and when nested (the outermost block does the work). The swap costs two
+``sigaction`` calls per batch.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+__all__ = ["deferred_sigint", "allow_interrupts"]
+
+_active: deferred_sigint | None = None  # the outermost open block (main thread only)
+
+
+class deferred_sigint:  # noqa: N801 - used as a context manager, named like one
+    __slots__ = ("_original", "_pending", "_outer")
+
+    def __init__(self) -> None:
+        self._original: Any = None
+        self._pending: tuple[int, FrameType | None] | None = None
+        self._outer = False
+
+    def __enter__(self) -> deferred_sigint:
+        global _active
+        if _active is not None or threading.current_thread() is not threading.main_thread():
+            return self
+        current = signal.getsignal(signal.SIGINT)
+        if not callable(current):  # SIG_IGN, SIG_DFL or a handler outside Python: nothing is raised
+            return self
+        self._original = current
+        signal.signal(signal.SIGINT, self._record)
+        self._outer = True
+        _active = self
+        return self
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self._pending = (signum, frame)
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def check(self) -> None:
+        """Deliver a recorded interrupt now (the original handler usually raises)."""
+        if self._pending is None or not self._outer:
+            return
+        (signum, frame), self._pending = self._pending, None
+        signal.signal(signal.SIGINT, self._original)
+        try:
+            self._original(signum, frame)
+        finally:
+            if _active is self:  # the handler returned (or raised): defer again until the block ends
+                signal.signal(signal.SIGINT, self._record)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        global _active
+        if not self._outer:
+            return
+        _active = None
+        self._outer = False
+        signal.signal(signal.SIGINT, self._original)
+        if self._pending is not None:
+            (signum, frame), self._pending = self._pending, None
+            self._original(signum, frame)
+
+
+class allow_interrupts:  # noqa: N801 - a context manager
+    """Inside an open :class:`deferred_sigint`, let SIGINT raise as usual for a while."""
+
+    __slots__ = ("_guard",)
+
+    def __enter__(self) -> allow_interrupts:
+        self._guard = _active if threading.current_thread() is threading.main_thread() else None
+        if self._guard is not None:
+            self._guard.check()
+            signal.signal(signal.SIGINT, self._guard._original)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._guard is not None and _active is self._guard:
+            signal.signal(signal.SIGINT, self._guard._record)
