@@ -6,6 +6,8 @@ errors they raise and ``shard_from_env``; framework bridges live in
 no machine-learning framework.
 """
 
+import logging as _logging
+
 from .distributed import shard_from_env
 from .errors import (
     AwkgenError,
@@ -19,6 +21,10 @@ from .factories import CleanupGenerator, DataGenerator, DataGeneratorMultiProc, 
 from .generator import BatchGenerator, GeneratorStats
 
 __version__ = "0.1.0"
+
+# Debug events (worker starts, deaths, replacements, stops) and warnings go to this logger;
+# like any library, awkgen prints nothing unless the application configures logging.
+_logging.getLogger("awkgen").addHandler(_logging.NullHandler())
 
 __all__ = [
     "DataGenerator",

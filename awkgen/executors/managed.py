@@ -62,6 +62,14 @@ class ManagedExecutor(Executor):
         except BaseException as exc:  # never die silently: get() reports it
             self._manager_error = exc
             raise
+        finally:
+            if self._stopping and not self._closed:  # asked by request_close (a finalizer, a signal)
+                self.close()
+
+    def request_close(self) -> None:
+        """Finalizer-safe: only a flag (no lock, no wait); the manager sees it within its
+        tick, leaves its loop and closes the executor from its own thread."""
+        self._stopping = True
 
     # -- the caller's side ------------------------------------------------------------------
     def submit(self, task: Task) -> None:

@@ -357,7 +357,8 @@ class ProcessExecutor(ManagedExecutor):
             self._notify()  # the manager's next wake-up must honour the new deadline
 
     def request_close(self) -> None:
-        """Finalizer-safe close: a flag and a byte on the wake pipe; the manager closes the pool."""
+        """Finalizer-safe close: a flag and a byte on the wake pipe (``os.write`` takes no
+        lock); the manager wakes at once and closes the pool."""
         self._stopping = True
         self._notify()
 
@@ -480,13 +481,6 @@ class ProcessExecutor(ManagedExecutor):
             pass
 
     # -- the manager thread ---------------------------------------------------------------------
-    def _run_manager(self) -> None:
-        try:
-            super()._run_manager()
-        finally:
-            if self._stopping and not self._closed:  # asked by request_close (a finalizer, a signal)
-                self.close()
-
     def _manage(self) -> None:
         selector = self._selector
         selector.register(self._wake_r, selectors.EVENT_READ, None)

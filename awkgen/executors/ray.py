@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
-from .base import Outcome, Task, call_loader
+from .base import Outcome, Task, call_loader, loader_failure
 from .managed import ManagedExecutor
 
 __all__ = ["RayExecutor"]
@@ -87,6 +87,16 @@ class Loaded:
 
 
 @dataclass(frozen=True)
+class Interrupted:
+    """Actor to driver: the loader raised ``SystemExit`` or ``KeyboardInterrupt``, which Ray
+    would take for the actor's own exit; they mean on Ray what they mean everywhere."""
+
+    exc: BaseException
+    load_s: float
+    pid: int
+
+
+@dataclass(frozen=True)
 class Broken:
     """Actor to driver, instead of any result: the loader could not be unpickled there."""
 
@@ -113,11 +123,14 @@ class _LoaderActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def load(self, task: Task) -> Loaded | Broken:
+    def load(self, task: Task) -> Loaded | Interrupted | Broken:
         if self._loader is None:
             return Broken(self._broken)
+        start = time.perf_counter()
         try:
             value, load_s = call_loader(self._loader, task)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            return Interrupted(exc, time.perf_counter() - start, os.getpid())
         except BaseException as exc:
             try:
                 from tblib import pickling_support
@@ -295,7 +308,7 @@ class RayExecutor(ManagedExecutor):
                                 f"every node, or shipped with ray.init(runtime_env=...)?\n{exc}")
                 self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
                 return
-            self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError,
+            self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError, pid=worker.pid,
                                        detail=f"{worker.describe()} died: {_reason(exc)}; it has been replaced"))
             self._replace(worker)
             return
@@ -309,7 +322,10 @@ class RayExecutor(ManagedExecutor):
             self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
             return
         worker.pid = result.pid
-        self._outcomes.put(Outcome(task.seq, value=_writable(result.value), load_s=result.load_s))
+        if isinstance(result, Interrupted):
+            self._outcomes.put(loader_failure(task.seq, result.exc, result.load_s, result.pid))
+            return
+        self._outcomes.put(Outcome(task.seq, value=_writable(result.value), load_s=result.load_s, pid=result.pid))
 
     def _resolve_pid(self, worker: _Worker) -> None:
         if worker.pid is None:
@@ -377,7 +393,7 @@ def _loader_failure(seq: int, exc: Any, worker: _Worker) -> Outcome:
     if cause.__traceback__ is None and worker_tb:  # tblib could not carry it: attach the text
         cause.add_note(f"worker-side traceback (Ray actor, pid {getattr(exc, 'pid', None)}):\n{worker_tb}")
     pid = getattr(exc, "pid", None) or worker.pid
-    return Outcome(seq, error_type=LoaderError, cause=cause,
+    return Outcome(seq, error_type=LoaderError, cause=cause, pid=pid,
                    detail=f"loader raised {type(cause).__name__}: {cause} (in Ray actor "
                           f"{_actor_id(worker.actor)}, pid {pid})")
 
