@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import inspect
 import numbers
-import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
 
-from .executors.base import Executor
+from .executors.base import Executor, usable_cpus
 from .executors.serial import SerialExecutor
 from .generator import BatchGenerator
 from .sampling import Plan
@@ -68,7 +67,8 @@ def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any]
     """A prefetching generator: *n_workers* workers run the loader ahead of the caller.
 
     Gives exactly the batches :func:`DataGenerator` gives with the same arguments.
-    *n_workers* defaults to ``os.cpu_count()``; *backend* is ``"process"`` (default),
+    *n_workers* defaults to the CPUs this process may run on (its affinity mask, as
+    ``os.process_cpu_count()`` in Python 3.13; ``taskset -c 0`` gives 1); *backend* is ``"process"`` (default),
     ``"thread"`` or ``"ray"``; *prefetch* bounds the batches in flight (default
     ``2 * n_workers``); *timeout* bounds one loader call in seconds. Extra keyword
     arguments go to the backend: ``address=`` and ``actor_options=`` for Ray.
@@ -80,7 +80,7 @@ def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any]
     """
     prepared = _prepare(loader, sample_ids, sample_cls, batch_size, shuffle, seed, drop_last, rank, world_size)
     if n_workers is None:
-        n_workers = os.cpu_count() or 1
+        n_workers = usable_cpus()
     _check_int("n_workers", n_workers, minimum=1)
     if prefetch is None:
         prefetch = 2 * n_workers
@@ -245,3 +245,4 @@ def _make_executor(backend: str, loader: Callable[..., Any], n_workers: int, pre
 def _no_options(backend: str, options: dict[str, Any]) -> None:
     if options:
         raise TypeError(f"backend={backend!r} takes no extra options; received: {sorted(options)}")
+

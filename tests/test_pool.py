@@ -99,10 +99,22 @@ def test_defaults_n_workers_cpu_count_and_prefetch_two_per_worker():
     import os
 
     with DataGeneratorMultiProc(identity, list(range(10)), batch_size=2, backend="thread") as gen:
-        assert gen.n_workers == os.cpu_count()
+        assert gen.n_workers == len(os.sched_getaffinity(0))
         gen()
         stats = gen.stats()
         assert stats.ready + stats.in_flight <= 2 * gen.n_workers
+
+
+def test_default_n_workers_follows_the_cpu_affinity_mask():
+    import subprocess
+    import sys
+
+    script = ("import os, awkgen; os.sched_setaffinity(0, {0}); "
+              "g = awkgen.DataGeneratorMultiProc(lambda ids: ids, [1, 2], batch_size=1); "
+              "print(g.n_workers); g.close()")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1"]
 
 
 @pytest.mark.parametrize("backend", ["thread", "process"])

@@ -22,6 +22,7 @@ Contract for every executor:
 from __future__ import annotations
 
 import abc
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..errors import AwkgenError
 
-__all__ = ["Task", "Outcome", "Executor", "call_loader", "loader_failure"]
+__all__ = ["Task", "Outcome", "Executor", "call_loader", "loader_failure", "usable_cpus"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,15 @@ class Outcome:
     pid: int | None = None
     exitcode: int | None = None
     interrupted: bool = False
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (``taskset``, a container's cpuset)
+    where the OS has one, else all of them."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def call_loader(loader: Callable[..., Any], task: Task) -> tuple[Any, float]:

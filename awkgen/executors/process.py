@@ -96,7 +96,7 @@ from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
 from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, MalformedFrame, encode_task
 from ._worker import worker_main
-from .base import Outcome, Task, loader_failure
+from .base import Outcome, Task, loader_failure, usable_cpus
 from .managed import ManagedExecutor
 
 __all__ = ["ProcessExecutor", "describe_exit"]
@@ -242,7 +242,7 @@ class ProcessExecutor(ManagedExecutor):
         shm_dir = transport.shm_dir()
         transport.reclaim_orphans(shm_dir)
         self._ring = transport.SlotRing(secrets.token_hex(4), shm_dir)
-        self._blas_threads = max(1, (os.cpu_count() or 1) // n_workers)
+        self._blas_threads = max(1, usable_cpus() // n_workers)
         self._workers: list[_Worker] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
