@@ -12,18 +12,24 @@ for it or return batches out of order. So the generator runs its bookkeeping und
   that was installed before (normally raising ``KeyboardInterrupt``). The generator
   calls it only where its state is consistent: between two short waits for a batch,
   so Ctrl-C still stops a waiting call within a tenth of a second;
-- leaving the block restores the handler and delivers what is still recorded;
+- leaving the block (or :meth:`deferred_sigint.finish`) restores the handler and
+  delivers what is still recorded. The generator finishes *inside* a ``try`` that puts
+  the batch it took back if a ``KeyboardInterrupt`` comes out, so an interrupt landing
+  at any bytecode up to the return itself loses nothing;
 - :func:`allow_interrupts` re-opens the window inside, around user code that runs in
   the caller's thread (the blocking generator's loader), so Ctrl-C interrupts it at once.
 
 Only the main thread ever runs Python signal handlers, so elsewhere these are no-ops,
 as they are when SIGINT is not handled by a Python function (``SIG_IGN``/``SIG_DFL``)
-and when nested (the outermost block does the work). The swap costs two
-``sigaction`` calls per batch.
+and when nested (the outermost block does the work). Handlers are swapped with the C
+functions of ``_signal``, not ``signal.signal`` (a Python wrapper, where an interrupt could
+land between installing the stand-in and recording that it is installed). The swap
+costs two ``sigaction`` calls per batch.
 """
 
 from __future__ import annotations
 
+import _signal
 import signal
 import threading
 from types import FrameType, TracebackType
@@ -46,11 +52,11 @@ class deferred_sigint:  # noqa: N801 - used as a context manager, named like one
         global _active
         if _active is not None or threading.current_thread() is not threading.main_thread():
             return self
-        current = signal.getsignal(signal.SIGINT)
+        current = _signal.getsignal(signal.SIGINT)
         if not callable(current):  # SIG_IGN, SIG_DFL or a handler outside Python: nothing is raised
             return self
         self._original = current
-        signal.signal(signal.SIGINT, self._record)
+        _signal.signal(signal.SIGINT, self._record)  # from here on, interrupts are only recorded
         self._outer = True
         _active = self
         return self
@@ -67,24 +73,28 @@ class deferred_sigint:  # noqa: N801 - used as a context manager, named like one
         if self._pending is None or not self._outer:
             return
         (signum, frame), self._pending = self._pending, None
-        signal.signal(signal.SIGINT, self._original)
+        _signal.signal(signal.SIGINT, self._original)
         try:
             self._original(signum, frame)
         finally:
             if _active is self:  # the handler returned (or raised): defer again until the block ends
-                signal.signal(signal.SIGINT, self._record)
+                _signal.signal(signal.SIGINT, self._record)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def finish(self) -> None:
+        """Restore the handler and deliver a recorded interrupt (may raise). Idempotent."""
         global _active
         if not self._outer:
             return
         _active = None
         self._outer = False
-        signal.signal(signal.SIGINT, self._original)
+        _signal.signal(signal.SIGINT, self._original)
         if self._pending is not None:
             (signum, frame), self._pending = self._pending, None
             self._original(signum, frame)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.finish()
 
 
 class allow_interrupts:  # noqa: N801 - a context manager
@@ -96,9 +106,9 @@ class allow_interrupts:  # noqa: N801 - a context manager
         self._guard = _active if threading.current_thread() is threading.main_thread() else None
         if self._guard is not None:
             self._guard.check()
-            signal.signal(signal.SIGINT, self._guard._original)
+            _signal.signal(signal.SIGINT, self._guard._original)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self._guard is not None and _active is self._guard:
-            signal.signal(signal.SIGINT, self._guard._record)
+            _signal.signal(signal.SIGINT, self._guard._record)

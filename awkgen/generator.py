@@ -210,35 +210,55 @@ class BatchGenerator:
         return self._next_batch()
 
     def _next_batch(self) -> tuple[Any, ...]:
-        with self._lock, deferred_sigint() as interrupts:
-            self._check_open()
-            if self._started is None:
-                self._started = time.perf_counter()
-            self._fill()
-            seq, batch = next(iter(self._inflight.items()))
-            outcome = self._wait_for(seq, interrupts)
-            if outcome.interrupted:  # the loader raised KeyboardInterrupt: load the batch again
-                self._executor.submit(Task(seq, batch.ids, batch.entropy))
-                raise KeyboardInterrupt(*getattr(outcome.cause, "args", ())) from outcome.cause
-            del self._inflight[seq]
-            self._fill()  # keep workers busy while the caller trains on this batch
-            self._batches += 1
-            self._loader_s += outcome.load_s
-            if interrupts.pending:  # Ctrl-C while the batch was being taken: put it back first
-                self._inflight[seq] = batch
-                self._inflight.move_to_end(seq, last=False)
-                self._ready[seq] = outcome
-                self._batches -= 1
-                self._loader_s -= outcome.load_s
-                interrupts.check()
-        if outcome.error_type is not None:
-            message = (f"{outcome.detail} (batch {batch.step} of epoch {batch.epoch}, "
-                       f"ids {short_ids(batch.ids)})")
-            raise outcome.error_type(message, ids=batch.ids, epoch=batch.epoch, step=batch.step, pid=outcome.pid,
-                                     exitcode=outcome.exitcode) from outcome.cause
-        if self._labels is None:
-            return (outcome.value,)
-        return (outcome.value, self._labels[batch.positions])
+        interrupts = deferred_sigint().__enter__()
+        try:
+            with self._lock:
+                seq, batch, outcome = self._take(interrupts)
+        except BaseException:
+            interrupts.finish()
+            raise
+        # The batch is taken and the lock released. Ctrl-C recorded meanwhile, or landing at
+        # any bytecode from here to the return, puts it back: it is the next one returned.
+        try:
+            interrupts.finish()
+            if outcome.error_type is None:
+                if self._labels is None:
+                    return (outcome.value,)
+                return (outcome.value, self._labels[batch.positions])
+        except KeyboardInterrupt:
+            self._put_back(seq, batch, outcome)
+            raise
+        message = f"{outcome.detail} (batch {batch.step} of epoch {batch.epoch}, ids {short_ids(batch.ids)})"
+        raise outcome.error_type(message, ids=batch.ids, epoch=batch.epoch, step=batch.step, pid=outcome.pid,
+                                 exitcode=outcome.exitcode) from outcome.cause
+
+    def _take(self, interrupts: deferred_sigint) -> tuple[int, _Batch, Outcome]:
+        """Wait for the next batch in plan order and take it off the queues. Under ``_lock``."""
+        self._check_open()
+        if self._started is None:
+            self._started = time.perf_counter()
+        self._fill()
+        seq, batch = next(iter(self._inflight.items()))
+        outcome = self._wait_for(seq, interrupts)
+        if outcome.interrupted:  # the loader raised KeyboardInterrupt: load the batch again
+            self._executor.submit(Task(seq, batch.ids, batch.entropy))
+            raise KeyboardInterrupt(*getattr(outcome.cause, "args", ())) from outcome.cause
+        del self._inflight[seq]
+        self._fill()  # keep workers busy while the caller trains on this batch
+        self._batches += 1
+        self._loader_s += outcome.load_s
+        return seq, batch, outcome
+
+    def _put_back(self, seq: int, batch: _Batch, outcome: Outcome) -> None:
+        """Undo :meth:`_take`: the batch is again the next one to deliver."""
+        with self._lock:
+            if self._closed:
+                return
+            self._inflight[seq] = batch
+            self._inflight.move_to_end(seq, last=False)
+            self._ready[seq] = outcome
+            self._batches -= 1
+            self._loader_s -= outcome.load_s
 
     def _wait_for(self, seq: int, interrupts: deferred_sigint) -> Outcome:
         """Wait for batch *seq*'s outcome; a recorded Ctrl-C is delivered between waits,

@@ -103,6 +103,7 @@ class Channel:
         if not blocking:
             os.set_blocking(fd, False)
         self._out = bytearray()  # bytes a non-blocking send could not write yet
+        self.broken = ""  # set once bytes that are not a frame arrived: what they were
         self._buf = bytearray()  # bytes read that do not yet complete a frame
         self._big: bytearray | None = None  # a large frame being read straight into place
         self._big_filled = 0
@@ -165,6 +166,10 @@ class Channel:
         return True
 
     def receive(self) -> list[tuple[memoryview, memoryview]]:
+        """The frames one read completes. Frames intact before bad bytes are still returned
+        (their batches are fine), with ``broken`` set; the next call raises."""
+        if self.broken:
+            raise MalformedFrame(self.broken)
         try:
             if self._big is not None:
                 return self._fill_big()
@@ -175,14 +180,16 @@ class Channel:
             raise EOFError("the other end closed the channel")
         buf = self._buf
         buf += chunk
-        frames = []
+        frames: list[tuple[memoryview, memoryview]] = []
         start = 0
         while len(buf) - start >= _HEADER.size:
             magic, size, head_size = _HEADER.unpack_from(buf, start)
             if magic != _MAGIC or head_size > size or size > _MAX_FRAME:
-                bad = bytes(buf[start:start + 16])
+                self.broken = f"bytes that are not a message: {bytes(buf[start:start + 16])!r}"
                 del buf[:]
-                raise MalformedFrame(f"bytes that are not a message: {bad!r}")
+                if frames:
+                    return frames
+                raise MalformedFrame(self.broken)
             end = start + _HEADER.size + size
             if end > len(buf):
                 if size > _READ_BYTES:  # read the rest of this frame straight into its own buffer

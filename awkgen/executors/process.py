@@ -210,14 +210,19 @@ def _forget_pools_in_child() -> None:
     """After ``os.fork()``, in the child: own nothing of the parent's pools.
 
     The child's copy of a pool's lifeline would keep the parent's workers alive after
-    the parent dies; it is closed here. The pools stay in the child's memory, marked
-    as another process's (``close()`` there touches nothing).
+    the parent dies; it is closed here. The workers leave multiprocess's list of the
+    child's children, whose exit hook would terminate them (and read their exit codes
+    off the parent's sentinels). The pools stay in the child's memory, marked as
+    another process's (``close()`` there touches nothing).
     """
+    children: set[Any] = getattr(multiprocess.process, "_children", set())
     for pool in list(_live_pools):
         try:
             pool._life_w.close()
         except OSError:
             pass
+        for worker in pool._workers:  # else multiprocess's exit hook in the child SIGTERMs them
+            children.discard(worker.proc)
     _live_pools.clear()
 
 
@@ -616,6 +621,8 @@ class ProcessExecutor(ManagedExecutor):
             while worker in self._workers:
                 for head, blob in worker.channel.receive():
                     self._on_reply(worker, head, blob)
+                if worker.channel.broken:  # the frames before the bad bytes were delivered above
+                    raise MalformedFrame(worker.channel.broken)
                 if not (drain and _readable(fd)):
                     return
         except (EOFError, OSError):
