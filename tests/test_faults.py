@@ -103,6 +103,9 @@ def test_failure_raises_at_its_batch_within_seconds_and_the_stream_goes_on(case,
         assert time.monotonic() - start < 10
         assert isinstance(info.value, AwkgenError) and isinstance(info.value, RuntimeError)
         assert "ids [2, 3]" in str(info.value) and "batch 1 of epoch 0" in str(info.value)
+        assert (info.value.ids, info.value.epoch, info.value.step) == ([2, 3], 0, 1)
+        if backend != "thread":  # the worker process that ran (or died running) the batch
+            assert isinstance(info.value.pid, int) and info.value.pid != os.getpid()
         # the generator goes on: the next batches, then the next epoch
         assert [gen()[0].tolist() for _ in range(2)] == [[4, 5], [6, 7]]
         assert gen()[0].tolist() == [0, 1]
@@ -239,8 +242,12 @@ def test_worker_killed_from_outside_mid_batch_never_hangs(tmp_path):
         time.sleep(0.05)
         pid = int(pid_file.read_text())
         os.kill(pid, signal.SIGKILL)
-        with pytest.raises(WorkerDiedError, match=rf"worker process {pid} died from signal SIGKILL.*ids \[0\]"):
+        with pytest.raises(WorkerDiedError, match=rf"worker process {pid} died from signal SIGKILL.*ids \[0\]") \
+                as info:
             gen()
+        err = info.value  # what a training loop logs or skips on, without parsing the message
+        assert (err.ids, err.epoch, err.step) == ([0], 0, 0)
+        assert (err.pid, err.exitcode, err.signal) == (pid, -signal.SIGKILL, "SIGKILL")
         assert [gen()[0].tolist() for _ in range(5)] == [[1], [2], [3], [4], [5]]
 
 

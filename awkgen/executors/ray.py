@@ -356,7 +356,7 @@ class RayExecutor(ManagedExecutor):
 
     def _fail_running(self, worker: _Worker, error_type: type[AwkgenError], detail: str) -> None:
         assert worker.task is not None
-        self._outcomes.put(Outcome(worker.task.seq, error_type=error_type, detail=detail,
+        self._outcomes.put(Outcome(worker.task.seq, error_type=error_type, detail=detail, pid=worker.pid,
                                    load_s=time.monotonic() - worker.started))
         self._graveyard.append(worker.ref)
         worker.task, worker.ref = None, None
