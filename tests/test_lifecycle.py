@@ -174,6 +174,37 @@ def test_sigkilled_parent_leaves_no_workers_and_no_shared_memory(tmp_path):
         proc.communicate(timeout=10)
 
 
+@pytest.mark.parametrize("death", ["SIGKILL", "SIGTERM", "os._exit"])
+def test_a_parent_dying_while_its_workers_idle_leaves_no_shared_memory(tmp_path, death):
+    """Idle workers see their socket close before the lifeline fires: whichever comes
+    first cleans up. Three parents in a row, each with its prefetch window full."""
+    for trial in range(3):
+        trial_dir = tmp_path / str(trial)
+        trial_dir.mkdir()
+        proc, pid_dir = run_child(trial_dir, f"""
+            if __name__ == "__main__":
+                gen = awkgen.DataGeneratorMultiProc(loader, list(range(100)), batch_size=10, n_workers=2)
+                for _ in range(3):
+                    gen()
+                time.sleep(0.5)  # the prefetch window fills; workers go idle
+                print("ready", flush=True)
+                if {death!r} == "os._exit":
+                    os._exit(0)
+                time.sleep(60)
+        """)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            pids = worker_pids(pid_dir, 2)
+            if death != "os._exit":
+                proc.send_signal(getattr(signal, death))
+            proc.wait(timeout=10)
+            assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0), f"orphaned workers: {pids}"
+            assert wait_until(lambda: not awkgen_segments(proc.pid), 5.0), awkgen_segments(proc.pid)
+        finally:
+            proc.kill()
+            proc.communicate(timeout=10)
+
+
 def test_ctrl_c_in_a_terminal_stops_the_program_and_its_workers(tmp_path):
     proc, pid_dir = run_child(tmp_path, """
         if __name__ == "__main__":

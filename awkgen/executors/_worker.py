@@ -7,7 +7,9 @@ tblib already imported. Each worker:
    under ``SCHED_BATCH`` (its wake-ups never preempt the training loop);
 2. starts a watchdog thread that waits on the *lifeline* pipe: the parent never
    writes to it, so it turns readable (EOF) exactly when the parent is gone, even
-   after SIGKILL; the watchdog then unlinks the dead parent's shared memory and exits;
+   after SIGKILL; the watchdog then unlinks the dead parent's shared memory and exits.
+   The main loop may see the parent's socket close first (an idle worker): it does
+   the same cleanup before it returns, so no segment outlives a parent's death;
 3. caps BLAS/OpenMP threads so N workers do not oversubscribe the cores;
 4. unpickles the loader and says ``READY`` (or ``INIT_FAILED``);
 5. loops: receive a task, run the loader, write its arrays into the assigned slot
@@ -76,7 +78,8 @@ def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, 
             # Each reply goes before the next call starts: if that call kills this process,
             # the parent still has every earlier result and blames the right batch.
             channel.send(*_run(loader, head, attached))
-    except (EOFError, OSError):  # the parent closed its end: it is stopping or gone
+    except (EOFError, OSError):  # the parent closed its end without a stop message: it is gone
+        _after_parent(parent_pid, shm_dir)
         return
 
 
@@ -117,6 +120,12 @@ def _watch_parent(lifeline: Any, parent_pid: int, shm_dir: str) -> None:
     from multiprocess.connection import wait
 
     wait([lifeline])  # returns on EOF: the parent closed the pool or died
+    _after_parent(parent_pid, shm_dir)
+    os._exit(0)
+
+
+def _after_parent(parent_pid: int, shm_dir: str) -> None:
+    """The parent's end closed: if it died, unlink the shared memory it left."""
     # A killed parent's pipes close before it is reaped or even a zombie: give it a moment.
     deadline = time.monotonic() + _PARENT_EXIT_WAIT_S
     while transport._pid_alive(parent_pid) and time.monotonic() < deadline:
@@ -124,7 +133,6 @@ def _watch_parent(lifeline: Any, parent_pid: int, shm_dir: str) -> None:
     if not transport._pid_alive(parent_pid):
         for path in transport.owned_segments(parent_pid, shm_dir):
             transport.unlink_segment(path)
-    os._exit(0)
 
 
 def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) -> tuple[bytes, Any]:
