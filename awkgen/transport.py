@@ -48,6 +48,7 @@ PREFIX = "awkgen-"
 MIN_SHM_BYTES = 64 * 1024
 _ALIGN = 64
 _GROWTH = 1.25  # a slot that proved too small is replaced by one this much larger
+_RECENT = 32  # results the slot size follows: an outlier stops pinning memory this many batches later
 #: /dev/shm must have this much free space at pool start, or the pool pickles everything.
 MIN_FREE_SHM_BYTES = 64 * 1024 * 1024
 _NAME_TRIES = 16  # segment names tried before giving up on a directory full of planted names
@@ -243,6 +244,10 @@ def write_arrays(buffer: mmap.mmap | bytearray, tree: Any, arrays: list[np.ndarr
     del whole, dst  # release the buffer exports so the mapping can be closed
 
 
+def _pages(nbytes: int) -> int:
+    return -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
+
+
 def _view(base: np.ndarray | None, ref: ArrayRef) -> np.ndarray:
     """The array *ref* describes, as a view of *base* (a slot's or a message's bytes)."""
     assert base is not None
@@ -325,6 +330,7 @@ class SlotRing:
         self._slots: dict[str, _Slot] = {}  # path -> slot, for every segment not yet unlinked
         self._counter = 0
         self._target = 0
+        self._recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
         self._closed = False
         self.enabled = enabled
         if enabled and not shm_available(directory):
@@ -340,10 +346,23 @@ class SlotRing:
                       RuntimeWarning, stacklevel=2)
 
     def need(self, nbytes: int) -> None:
-        """A result needed *nbytes*: make future slots at least that large."""
-        if nbytes >= MIN_SHM_BYTES and nbytes > self._target:
-            self._target = int(nbytes * _GROWTH) if self._target else nbytes
-            self._target = -(-self._target // mmap.PAGESIZE) * mmap.PAGESIZE
+        """A result needed *nbytes*: make future slots at least that large.
+
+        Slots follow the working set: once the last ``_RECENT`` results all needed less
+        than half the current size (one outlier batch long gone), the size comes back
+        down, and slots more than twice that size are unlinked as they come back, so one
+        huge batch does not pin its size in every slot until the pool closes.
+        """
+        if nbytes < MIN_SHM_BYTES:
+            return
+        self._recent.append(nbytes)
+        if nbytes > self._target:
+            self._target = _pages(int(nbytes * _GROWTH) if self._target else nbytes)
+        elif len(self._recent) == _RECENT and 2 * max(self._recent) < self._target:
+            self._target = _pages(int(max(self._recent) * _GROWTH))
+
+    def _fits(self, slot: _Slot) -> bool:
+        return self._target <= slot.capacity <= 2 * self._target
 
     def acquire(self) -> SlotRef | None:
         """A free slot of the current size, or ``None``: no size known yet, or shared
@@ -356,7 +375,7 @@ class SlotRing:
             self._sort_returned()
             while self._free:
                 slot = self._free.pop()
-                if slot.capacity >= self._target:
+                if self._fits(slot):
                     return slot.ref()
                 self._drop(slot)
             mm = None
@@ -401,10 +420,10 @@ class SlotRing:
             slot = self._returned.popleft()
             if slot.path not in self._slots:
                 continue
-            if slot.capacity < self._target:
-                self._drop(slot)
-            else:
+            if self._fits(slot):
                 self._free.append(slot)
+            else:
+                self._drop(slot)
 
     def _drop(self, slot: _Slot) -> None:
         unlink_segment(slot.path)

@@ -98,3 +98,27 @@ def test_segments_live_in_awkgen_shm_dir_while_in_use(tiny_tmpfs):
             gen()
         assert any(name.startswith(f"awkgen-{os.getpid()}-") for name in os.listdir(directory))
     assert os.listdir(directory) == []
+
+
+def one_outlier(ids):
+    """1 MiB batches, but 48 MiB for the batch holding id 5."""
+    n = 48 * 2**20 if 5 in ids else 2**20
+    return np.full(n // 8, ids[0], dtype=np.float64)
+
+
+def test_one_huge_batch_does_not_pin_its_size_in_every_slot(tiny_tmpfs):
+    directory = tiny_tmpfs(512)
+
+    def pinned() -> int:
+        return sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory))
+
+    with DataGeneratorMultiProc(one_outlier, list(range(200)), batch_size=1, n_workers=2, prefetch=4,
+                                shuffle=False) as gen:
+        peak = 0
+        for step in range(120):
+            (x,) = gen()
+            assert x[0] == step
+            del x
+            peak = max(peak, pinned())
+        assert peak > 48 * 2**20  # the outlier did go through shared memory
+        assert pinned() < 16 * 2**20, f"{pinned() / 2**20:.0f} MiB of slots still pinned after the outlier"
