@@ -7,7 +7,7 @@ MXPY   := $(MXVENV)/bin/python
 # Ray refuses to start a local cluster without this on these machines.
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: test lint demo bench bench-quick soak clean
+.PHONY: test lint demo bench bench-quick soak stress clean
 
 # The main venv. torch goes in first and pinned: an unpinned torch pulls GBs of CUDA packages.
 $(VENV)/.installed: setup.py setup.cfg Makefile
@@ -48,6 +48,11 @@ bench-quick: $(VENV)/.installed
 
 soak: $(VENV)/.installed
 	$(PY) benchmarks/soak.py
+
+# Random configurations (tests/stress.py) for STRESS_MINUTES; each failure prints a seed to replay.
+STRESS_MINUTES ?= 60
+stress: $(VENV)/.installed
+	$(PY) -m tests.stress --minutes $(STRESS_MINUTES)
 
 clean:
 	rm -rf $(VENV) $(MXVENV) build *.egg-info .awkgen-cache

@@ -198,8 +198,8 @@ def test_a_parent_dying_while_its_workers_idle_leaves_no_shared_memory(tmp_path,
             if death != "os._exit":
                 proc.send_signal(getattr(signal, death))
             proc.wait(timeout=10)
-            assert wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0), f"orphaned workers: {pids}"
-            assert wait_until(lambda: not awkgen_segments(proc.pid), 5.0), awkgen_segments(proc.pid)
+            assert wait_until(lambda pids=pids: not any(pid_alive(p) for p in pids), 5.0), f"orphaned: {pids}"
+            assert wait_until(lambda pid=proc.pid: not awkgen_segments(pid), 5.0), awkgen_segments(proc.pid)
         finally:
             proc.kill()
             proc.communicate(timeout=10)
