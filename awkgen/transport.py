@@ -16,8 +16,22 @@ generator is stopped and the segment unlinked (a mapping outlives its name).
 
 Segments are files named ``awkgen-<parent pid>-<pool>-<n>`` in :func:`shm_dir`
 (``/dev/shm``, or ``$AWKGEN_SHM_DIR`` to use another tmpfs); tasks carry their full
-path. A pool starting up removes those of parents that no longer run
-(:func:`reclaim_orphans`), and workers remove their parent's when they see it die.
+path.
+
+Who may remove a segment (the directory is shared by every user and container on the
+host, so a pid number alone proves nothing: another PID namespace reuses it):
+
+- every pool holds an exclusive ``flock`` on its *lock file* ``awkgen-<pid>-<pool>.lock``
+  for as long as it lives; the kernel releases it when the last descriptor of the
+  owner goes, however it died, and it is visible across PID namespaces;
+- a pool starting up (:func:`reclaim_orphans`) removes a pool's segments and lock file
+  only if it can take that lock itself: the owner is gone. No lock file, a lock it
+  cannot open (another user's), a name that is not awkgen's or not a regular file:
+  left alone;
+- a worker that sees its parent die removes that parent's pools the same way;
+- the lock file is created under a hidden name, locked, then renamed into place, so no
+  one ever sees it unlocked while its owner lives. ``os.fork()`` children drop their
+  copy of the lock (an inherited descriptor would keep the lock held).
 
 >>> tree, arrays, nbytes = flatten_arrays({"x": np.zeros((2, 3)), "n": 5})
 >>> tree["n"], len(arrays), nbytes  # 48 bytes, aligned to 64
@@ -28,9 +42,12 @@ from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import mmap
 import os
+import stat
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable
@@ -137,34 +154,72 @@ def shm_free_bytes(directory: str) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def owned_segments(pid: int, directory: str) -> list[str]:
-    """Paths of the segments in *directory* created by process *pid*."""
-    prefix = f"{PREFIX}{pid}-"
+_LOCK_SUFFIX = ".lock"
+
+
+def _lock_within(fd: int, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
+def lock_pool(directory: str, key: str) -> int:
+    """Create and lock pool *key*'s lock file in *directory*; return its descriptor (keep it open)."""
+    hidden = os.path.join(directory, f".{key}{_LOCK_SUFFIX}")
+    fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        return [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(prefix)]
-    except OSError:
-        return []
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(hidden, os.path.join(directory, key + _LOCK_SUFFIX))
+    except BaseException:
+        os.close(fd)
+        unlink_segment(hidden)
+        raise
+    return fd
 
 
-def reclaim_orphans(directory: str) -> list[str]:
-    """Unlink segments in *directory* whose creating process no longer runs; return their names."""
+def reclaim_orphans(directory: str, pid: int | None = None, wait_s: float = 0.0) -> list[str]:
+    """Unlink the segments and lock files of pools whose owner is gone (their lock can be
+    taken); only pools of process *pid* when given, trying each lock for up to *wait_s*
+    (a killed process shows as a zombie while its last threads still close its files).
+    Returns the names removed."""
     try:
         names = [n for n in os.listdir(directory) if n.startswith(PREFIX)]
     except OSError:
         return []
-    removed = []
+    pools: dict[str, list[str]] = collections.defaultdict(list)
     for name in names:
-        head = name[len(PREFIX):].split("-", 1)[0]
-        if not head.isdecimal() or len(head) > 10:  # not a pid awkgen wrote: not ours
+        key = name[:-len(_LOCK_SUFFIX)] if name.endswith(_LOCK_SUFFIX) else name.rpartition("-")[0]
+        pools[key].append(name)
+    mine = None if pid is None else f"{PREFIX}{pid}-"
+    removed = []
+    for key, members in pools.items():
+        lock_name = key + _LOCK_SUFFIX
+        if lock_name not in members or (mine is not None and not key.startswith(mine)):
             continue
-        path = os.path.join(directory, name)
         try:
-            if _pid_alive(int(head)) or not os.path.isfile(path) or os.path.islink(path):
-                continue
-            os.unlink(path)
-        except (OSError, OverflowError):  # someone else's file, or gone meanwhile: leave it
+            fd = os.open(os.path.join(directory, lock_name), os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:  # someone else's, or gone meanwhile
             continue
-        removed.append(name)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():  # not ours to judge
+                continue
+            _lock_within(fd, wait_s)  # raises while the owner lives
+            for name in sorted(members, key=lambda n: n == lock_name):  # the lock file last
+                path = os.path.join(directory, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    os.unlink(path)
+                    removed.append(name)
+        except OSError:  # held (its owner lives), or not ours to remove
+            continue
+        finally:
+            os.close(fd)
     return removed
 
 
@@ -328,6 +383,8 @@ class SlotRing:
         self._returned: collections.deque[_Slot] = collections.deque()  # given back, not yet sorted
         self._free: list[_Slot] = []
         self._slots: dict[str, _Slot] = {}  # path -> slot, for every segment not yet unlinked
+        self._key = f"{PREFIX}{os.getpid()}-{pool_name}"
+        self._lock_fd: int | None = None
         self._counter = 0
         self._target = 0
         self._recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
@@ -337,6 +394,8 @@ class SlotRing:
             self._disable(f"{directory} is not a writable directory")
         elif enabled and shm_free_bytes(directory) < MIN_FREE_SHM_BYTES:
             self._disable(f"{directory} has only {shm_free_bytes(directory) // 2**20} MiB free")
+        if self.enabled:
+            self._take_lock()
 
     def _disable(self, why: str) -> None:
         self.enabled = False
@@ -380,7 +439,7 @@ class SlotRing:
                 self._drop(slot)
             mm = None
             for _ in range(_NAME_TRIES):
-                path = os.path.join(self.directory, f"{PREFIX}{os.getpid()}-{self._pool_name}-{self._counter}")
+                path = os.path.join(self.directory, f"{self._key}-{self._counter}")
                 self._counter += 1
                 try:
                     mm = create_segment(path, self._target)
@@ -429,8 +488,23 @@ class SlotRing:
         unlink_segment(slot.path)
         self._slots.pop(slot.path, None)
 
+    def _take_lock(self) -> None:
+        """Hold this pool's lock file: what proves to other pools that its segments are alive."""
+        try:
+            self._lock_fd = lock_pool(self.directory, self._key)
+        except OSError as exc:
+            self._disable(f"{self.directory} does not take awkgen's lock file ({exc})")
+
+    def forget_in_child(self) -> None:
+        """After ``os.fork()``, in the child: drop the inherited lock descriptor (the parent's
+        stays), so the lock is released when the parent dies even if the child lives on."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._closed = True
+
     def close(self) -> None:
-        """Unlink every segment. Arrays already delivered stay valid."""
+        """Unlink every segment, then the lock file. Arrays already delivered stay valid."""
         with self._lock:
             self._closed = True
             self._returned.clear()
@@ -438,3 +512,7 @@ class SlotRing:
                 unlink_segment(path)
             self._free.clear()
             self._slots.clear()
+            if self._lock_fd is not None:
+                unlink_segment(os.path.join(self.directory, self._key + _LOCK_SUFFIX))
+                os.close(self._lock_fd)
+                self._lock_fd = None

@@ -262,12 +262,74 @@ def test_pool_is_safe_after_a_framework_ran_in_the_parent(tmp_path, framework):
     assert "ok {(4, 50000)}" in out
 
 
-def test_a_new_pool_reclaims_segments_a_dead_parent_left(tmp_path):
+def test_a_new_pool_reclaims_segments_a_dead_parent_left(tmp_path, monkeypatch):
+    """A pool killed outright leaves its segments and its lock file, unlocked: the next
+    pool to start takes the lock, which proves the owner is gone, and removes them."""
+    monkeypatch.setenv("AWKGEN_SHM_DIR", str(tmp_path))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
-    orphan = f"/dev/shm/awkgen-{dead_pid}-feedbeef-0"
-    with open(orphan, "wb") as f:
-        f.write(b"\0" * 4096)
+    key = f"awkgen-{int(dead.stdout)}-feedbeef"
+    for name in (f"{key}-0", f"{key}-1", f"{key}.lock"):
+        (tmp_path / name).write_bytes(b"\0" * 4096)
     with DataGeneratorMultiProc(identity, [1, 2], batch_size=1, n_workers=1) as gen:
         gen()
-    assert not os.path.exists(orphan)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_pool_starts_whatever_else_lies_in_the_directory_and_removes_none_of_it(tmp_path, monkeypatch):
+    """Names anyone on the host can plant in a sticky 1777 directory never stop a pool from
+    starting, and nothing a pool cannot prove is a dead pool's is removed."""
+    monkeypatch.setenv("AWKGEN_SHM_DIR", str(tmp_path))
+    (tmp_path / "awkgen-99999999999999999999-x-0").write_bytes(b"")  # a pid past any integer
+    (tmp_path / "awkgen-4000000-x-0").mkdir()  # a directory
+    (tmp_path / "awkgen-4000000-x.lock").mkdir()
+    (tmp_path / "awkgen-4000001-y-0").write_bytes(b"")  # a dead pid, but no lock to prove it a pool
+    (tmp_path / "awkgen-4000002-z-0").write_bytes(b"")  # another user's pool, dead
+    (tmp_path / "awkgen-4000002-z.lock").write_bytes(b"")
+    os.chown(tmp_path / "awkgen-4000002-z.lock", 65534, 65534)
+    (tmp_path / "awkgen-").write_bytes(b"")
+    planted = sorted(os.listdir(tmp_path))
+    with DataGeneratorMultiProc(big_array, list(range(20)), batch_size=10, n_workers=1) as gen:
+        assert gen()[0].shape == (10, 10_000)
+        assert gen()[0].shape == (10, 10_000)
+    assert sorted(os.listdir(tmp_path)) == planted
+
+
+UNSHARED_POOL = """
+import sys, time
+sys.path.insert(0, {root!r})
+import awkgen
+from tests.conftest import big_array
+gen = awkgen.DataGeneratorMultiProc(big_array, list(range(40)), batch_size=10, n_workers=1, shuffle=False)
+first = gen()[0]
+print("ready", flush=True)
+sys.stdin.readline()  # the host starts its own pool meanwhile
+batches = [gen()[0] for _ in range(6)]
+assert float(first[0, 0]) == 0.0 and [float(b[0, 0]) for b in batches] == [10, 20, 30, 0, 10, 20], batches
+gen.close()
+print("done", flush=True)
+"""
+
+
+def test_a_pool_in_another_pid_namespace_keeps_its_segments(tmp_path, monkeypatch):
+    """Two containers share one segment directory: a pid number seen from the other PID
+    namespace proves nothing; the lock held by the owner does."""
+    monkeypatch.setenv("AWKGEN_SHM_DIR", str(tmp_path))
+    # In a new PID namespace the pool's process gets pid 4000000, which no process has here.
+    launch = 'echo 3999999 > /proc/sys/kernel/ns_last_pid; "$0" -c "$1"; exit $?'
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", launch, sys.executable,
+                             UNSHARED_POOL.format(root=ROOT)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        theirs = {name for name in os.listdir(tmp_path) if name.startswith("awkgen-")}
+        assert any(name.startswith("awkgen-4000000-") for name in theirs), theirs  # a dead pid, seen from here
+        assert not pid_alive(4000000)
+        with DataGeneratorMultiProc(big_array, list(range(20)), batch_size=10, n_workers=1) as gen:
+            gen()
+        assert theirs <= set(os.listdir(tmp_path))
+        out, err = proc.communicate("go\n", timeout=60)
+        assert proc.returncode == 0 and "done" in out, err
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert os.listdir(tmp_path) == []

@@ -124,15 +124,22 @@ def _watch_parent(lifeline: Any, parent_pid: int, shm_dir: str) -> None:
     os._exit(0)
 
 
+_after_parent_lock = threading.Lock()  # the watchdog and the main loop may both get here
+
+
 def _after_parent(parent_pid: int, shm_dir: str) -> None:
-    """The parent's end closed: if it died, unlink the shared memory it left."""
-    # A killed parent's pipes close before it is reaped or even a zombie: give it a moment.
-    deadline = time.monotonic() + _PARENT_EXIT_WAIT_S
-    while transport._pid_alive(parent_pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not transport._pid_alive(parent_pid):
-        for path in transport.owned_segments(parent_pid, shm_dir):
-            transport.unlink_segment(path)
+    """The parent's end closed: if it died, unlink the shared memory it left.
+
+    Once per process: the second caller waits for the first (a watchdog that found the
+    lock taken by the main thread's cleanup must not ``os._exit`` in the middle of it).
+    """
+    with _after_parent_lock:
+        # A killed parent's pipes close before it is reaped or even a zombie: give it a moment.
+        deadline = time.monotonic() + _PARENT_EXIT_WAIT_S
+        while transport._pid_alive(parent_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not transport._pid_alive(parent_pid):
+            transport.reclaim_orphans(shm_dir, pid=parent_pid, wait_s=_PARENT_EXIT_WAIT_S)
 
 
 def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) -> tuple[bytes, Any]:

@@ -223,6 +223,7 @@ def _forget_pools_in_child() -> None:
             pass
         for worker in pool._workers:  # else multiprocess's exit hook in the child SIGTERMs them
             children.discard(worker.proc)
+        pool._ring.forget_in_child()
     _live_pools.clear()
 
 
