@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import subprocess
 import warnings
 
@@ -122,3 +123,22 @@ def test_one_huge_batch_does_not_pin_its_size_in_every_slot(tiny_tmpfs):
             peak = max(peak, pinned())
         assert peak > 48 * 2**20  # the outlier did go through shared memory
         assert pinned() < 16 * 2**20, f"{pinned() / 2**20:.0f} MiB of slots still pinned after the outlier"
+
+
+@pytest.mark.parametrize("make", ["missing", "a file", "read-only"])
+def test_an_unusable_awkgen_shm_dir_warns_naming_it_and_batches_still_arrive(tmp_path, monkeypatch, make):
+    target = tmp_path / "shm"
+    if make == "a file":
+        target.write_bytes(b"")
+    elif make == "read-only":
+        target.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,ro", "tmpfs", str(target)], check=True)
+    monkeypatch.setenv("AWKGEN_SHM_DIR", str(target))
+    try:
+        with pytest.warns(RuntimeWarning, match=re.escape(str(target))):
+            gen = DataGeneratorMultiProc(big_array, list(range(20)), batch_size=10, n_workers=1, shuffle=False)
+        with gen:
+            assert [float(gen()[0][0, 0]) for _ in range(3)] == [0.0, 10.0, 0.0]
+    finally:
+        if make == "read-only":
+            subprocess.run(["umount", "-l", str(target)], check=True)
