@@ -333,3 +333,40 @@ def test_a_pool_in_another_pid_namespace_keeps_its_segments(tmp_path, monkeypatc
         proc.kill()
         proc.communicate()
     assert os.listdir(tmp_path) == []
+
+
+GRANDCHILD_POOL = """
+import os, subprocess, sys, time
+sys.path.insert(0, {root!r})
+import awkgen
+from multiprocess import forkserver, resource_tracker
+
+def spawns_a_sleeper(ids):
+    if ids[0] == 0:  # a long-lived helper process, inheriting whatever it is given
+        proc = subprocess.Popen(["sleep", "60"], close_fds=False, stdout=subprocess.DEVNULL)
+        print("sleeper", proc.pid, flush=True)
+    return ids
+
+if __name__ == "__main__":
+    with awkgen.DataGeneratorMultiProc(spawns_a_sleeper, [0, 1, 2, 3], batch_size=1, n_workers=1,
+                                       shuffle=False) as gen:
+        [gen() for _ in range(4)]
+    print("servers", forkserver._forkserver._forkserver_pid, resource_tracker._resource_tracker._pid, flush=True)
+"""
+
+
+def test_processes_a_loader_starts_do_not_keep_the_forkserver_alive(tmp_path):
+    log, err = tmp_path / "out", tmp_path / "err"  # files, not pipes: a surviving server would hold a pipe open
+    with open(log, "w") as stdout, open(err, "w") as stderr:
+        done = subprocess.run([sys.executable, "-c", GRANDCHILD_POOL.format(root=ROOT)], stdout=stdout,
+                              stderr=stderr, timeout=60)
+    assert done.returncode == 0, err.read_text()
+    words = {line.split()[0]: line.split()[1:] for line in log.read_text().splitlines()}
+    sleeper = int(words["sleeper"][0])
+    servers = [int(pid) for pid in words["servers"]]
+    try:
+        assert pid_alive(sleeper)
+        assert wait_until(lambda: not any(pid_alive(p) for p in servers), 5.0), \
+            f"the forkserver or resource tracker {servers} outlived their program while its loader's helper lives"
+    finally:
+        os.kill(sleeper, signal.SIGKILL)

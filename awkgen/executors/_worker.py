@@ -10,7 +10,9 @@ tblib already imported. Each worker:
    after SIGKILL; the watchdog then unlinks the dead parent's shared memory and exits.
    The main loop may see the parent's socket close first (an idle worker): it does
    the same cleanup before it returns, so no segment outlives a parent's death;
-3. caps BLAS/OpenMP threads so N workers do not oversubscribe the cores;
+3. closes its copies of the forkserver's and resource tracker's descriptors (processes
+   a loader starts would otherwise keep those servers alive after the parent stops),
+   and caps BLAS/OpenMP threads so N workers do not oversubscribe the cores;
 4. unpickles the loader and says ``READY`` (or ``INIT_FAILED``);
 5. loops: receive a task, run the loader, write its arrays into the assigned slot
    (or the reply's blob), send the reply. A stop message or EOF ends the loop.
@@ -52,6 +54,7 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, blas_threads: int,
                 shm_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _hold_no_servers()
     _run_as_batch()
     threading.Thread(target=_watch_parent, args=(lifeline, parent_pid, shm_dir), name="awkgen-watchdog",
                      daemon=True).start()
@@ -81,6 +84,27 @@ def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, 
     except (EOFError, OSError):  # the parent closed its end without a stop message: it is gone
         _after_parent(parent_pid, shm_dir)
         return
+
+
+def _hold_no_servers() -> None:
+    """Close this worker's descriptors of the parent's forkserver and resource tracker.
+
+    Each of those servers exits when the last holder of its descriptor is gone; a
+    worker needs neither (its parent makes every segment), but processes the loader
+    starts would inherit them and keep both servers alive long after the parent stops.
+    A loader that uses multiprocess itself gets servers of its own, started on demand.
+    """
+    from multiprocess import forkserver, resource_tracker
+
+    server, tracker = forkserver._forkserver, resource_tracker._resource_tracker
+    for owner, name in ((server, "_forkserver_alive_fd"), (tracker, "_fd")):
+        fd = getattr(owner, name, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            setattr(owner, name, None)
 
 
 def _run_as_batch() -> None:
