@@ -230,7 +230,7 @@ class BatchGenerator:
             raise
         message = f"{outcome.detail} (batch {batch.step} of epoch {batch.epoch}, ids {short_ids(batch.ids)})"
         raise outcome.error_type(message, ids=batch.ids, epoch=batch.epoch, step=batch.step, pid=outcome.pid,
-                                 exitcode=outcome.exitcode) from outcome.cause
+                                 exitcode=outcome.exitcode) from outcome.exception()
 
     def _take(self, interrupts: deferred_sigint) -> tuple[int, _Batch, Outcome]:
         """Wait for the next batch in plan order and take it off the queues. Under ``_lock``."""
@@ -242,7 +242,8 @@ class BatchGenerator:
         outcome = self._wait_for(seq, interrupts)
         if outcome.interrupted:  # the loader raised KeyboardInterrupt: load the batch again
             self._executor.submit(Task(seq, batch.ids, batch.entropy))
-            raise KeyboardInterrupt(*getattr(outcome.cause, "args", ())) from outcome.cause
+            cause = outcome.exception()
+            raise KeyboardInterrupt(*getattr(cause, "args", ())) from cause
         del self._inflight[seq]
         self._fill()  # keep workers busy while the caller trains on this batch
         self._batches += 1

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import abc
 import os
+import pickle
+import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ import numpy as np
 
 from ..errors import AwkgenError
 
-__all__ = ["Task", "Outcome", "Executor", "call_loader", "loader_failure", "usable_cpus"]
+__all__ = ["Task", "Outcome", "Executor", "call_loader", "loader_failure", "usable_cpus", "drain"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,12 @@ class Outcome:
     the worker process and how it ended, for deaths. ``interrupted`` marks a loader
     call that raised ``KeyboardInterrupt``: the generator raises it in the caller and
     loads the same batch again on the next call.
+
+    ``cause_pickle``, when set, holds the cause still pickled: it is unpickled by
+    :meth:`exception` in the thread that raises it. A worker's exception rebuilt with
+    its traceback (tblib) gets frames whose ``f_back`` chain is the stack that unpickled
+    it; unpickled while an executor reads a pipe, that chain would reach the generator
+    from the executor's queue, a cycle kept alive by the executor's thread.
     """
 
     seq: int
@@ -65,6 +73,26 @@ class Outcome:
     pid: int | None = None
     exitcode: int | None = None
     interrupted: bool = False
+    cause_pickle: bytes | None = None
+
+    def exception(self) -> BaseException | None:
+        """The cause, unpickled now if it travelled pickled."""
+        if self.cause_pickle is None:
+            return self.cause
+        try:
+            loaded = pickle.loads(self.cause_pickle)
+        except Exception:  # it unpickled once already; never let a second try lose the batch's error
+            return self.cause
+        return loaded if isinstance(loaded, BaseException) else self.cause
+
+
+def drain(outcomes: queue.SimpleQueue[Any]) -> None:
+    """Empty *outcomes* without waiting."""
+    try:
+        while True:
+            outcomes.get_nowait()
+    except queue.Empty:
+        return
 
 
 def usable_cpus() -> int:

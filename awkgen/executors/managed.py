@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from ..errors import AwkgenError
-from .base import Executor, Outcome, Task
+from .base import Executor, Outcome, Task, drain
 
 __all__ = ["ManagedExecutor"]
 
@@ -90,6 +90,11 @@ class ManagedExecutor(Executor):
 
     def cancel(self) -> None:
         self._todo.clear()
+
+    def _drop_outcomes(self) -> None:
+        """Forget results nobody will collect: their arrays may view shared memory, which
+        must go with the close even while the caller still holds the generator."""
+        drain(self._outcomes)
 
     def _begin_close(self) -> bool:
         """Mark the executor closed; True for the one call that should do the closing."""

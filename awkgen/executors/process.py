@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import dataclasses
 import errno
 import io
 import logging
@@ -417,6 +418,7 @@ class ProcessExecutor(ManagedExecutor):
         for fd in (self._wake_r, self._wake_w, self._signal_r, self._signal_w):
             os.close(fd)
         self._ring.close()
+        self._drop_outcomes()
         _live_pools.discard(self)
 
     # -- workers ----------------------------------------------------------------------------
@@ -781,14 +783,15 @@ def _failure(seq: int, error: bytes | None, error_text: str, by_loader: bool, lo
         except Exception:
             loaded = None
         exc = loaded if isinstance(loaded, BaseException) else None
-    if exc is not None and by_loader:
-        return loader_failure(seq, exc, load_s, pid)
     if exc is not None:
-        detail = str(exc)
-    else:
-        detail = f"loader raised {_last_line(error_text)}" if by_loader else _last_line(error_text)
-    return Outcome(seq, error_type=LoaderError, detail=detail,
-                   cause=exc if exc is not None else RemoteLoaderError(error_text), load_s=load_s, pid=pid)
+        # Keep the cause pickled: the generator unpickles it again where it raises it (see
+        # Outcome.cause_pickle); this copy, rebuilt here, only tells what kind of failure it is.
+        outcome = (loader_failure(seq, exc, load_s, pid) if by_loader else
+                   Outcome(seq, error_type=LoaderError, detail=str(exc), load_s=load_s, pid=pid))
+        return dataclasses.replace(outcome, cause=RemoteLoaderError(error_text), cause_pickle=error)
+    detail = f"loader raised {_last_line(error_text)}" if by_loader else _last_line(error_text)
+    return Outcome(seq, error_type=LoaderError, detail=detail, cause=RemoteLoaderError(error_text), load_s=load_s,
+                   pid=pid)
 
 
 def _last_line(traceback_text: str) -> str:

@@ -221,6 +221,7 @@ class RayExecutor(ManagedExecutor):
         with self._spawn_lock:
             workers, self._workers = self._workers, []
         self._todo.clear()
+        self._drop_outcomes()
         self._graveyard.clear()
         try:
             if not self._ray.is_initialized():  # ray.shutdown() came first: the actors went with it

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import LoaderTimeoutError
-from .base import Executor, Outcome, Task, call_loader, loader_failure
+from .base import Executor, Outcome, Task, call_loader, drain, loader_failure
 
 __all__ = ["ThreadExecutor"]
 
@@ -138,3 +138,4 @@ class ThreadExecutor(Executor):
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
+        drain(self._outcomes)  # results nobody will collect
