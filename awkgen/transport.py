@@ -43,6 +43,7 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
+import logging
 import mmap
 import os
 import stat
@@ -59,6 +60,7 @@ import numpy as np
 __all__ = ["shm_dir", "MIN_SHM_BYTES", "SlotRef", "ArrayRef", "SlotRing", "flatten_arrays", "write_arrays",
            "rebuild", "attach_segment", "reclaim_orphans", "shm_available"]
 
+logger = logging.getLogger("awkgen")
 DEFAULT_SHM_DIR = "/dev/shm"
 PREFIX = "awkgen-"
 #: Below this many array bytes a result is pickled: a pipe is cheaper than a slot.
@@ -399,6 +401,7 @@ class SlotRing:
 
     def _disable(self, why: str) -> None:
         self.enabled = False
+        logger.warning("awkgen: %s; batches will be pickled through pipes instead of shared memory", why)
         warnings.warn(f"awkgen: {why}; batches will be pickled through pipes instead of shared memory "
                       f"(slower). Give the machine or container more {self.directory} (docker run --shm-size=2g), "
                       "or point AWKGEN_SHM_DIR at a larger tmpfs.",

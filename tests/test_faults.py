@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -288,3 +289,26 @@ def test_workers_that_cannot_load_the_loader_fail_every_batch_instead_of_hanging
                 gen()
             assert "in _explode_on_load" in str(info.value.__cause__)
             assert time.monotonic() - start < 10
+
+
+def test_the_awkgen_logger_tells_the_story_of_a_pool(tmp_path, caplog):
+    import functools
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="awkgen")
+    loader = functools.partial(slow_pid_loader, pid_dir=str(tmp_path))
+    with DataGeneratorMultiProc(loader, list(range(6)), batch_size=1, n_workers=1, shuffle=False) as gen:
+        pid_file = tmp_path / "0.pid"
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerDiedError):
+            gen()
+        gen()
+    text = "\n".join(record.getMessage() for record in caplog.records if record.name == "awkgen")
+    for event in (f"started worker process {pid}", f"worker process {pid} is ready",
+                  f"worker process {pid} died from signal SIGKILL", "process pool stopped"):
+        assert event in text, text
+    assert len(re.findall(r"started worker process \d+", text)) == 2  # the replacement

@@ -102,7 +102,7 @@ def _hold_no_servers() -> None:
         if fd is not None:
             try:
                 os.close(fd)
-            except OSError:
+            except OSError:  # not open in this process: nothing held
                 pass
             setattr(owner, name, None)
 

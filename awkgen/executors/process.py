@@ -220,7 +220,7 @@ def _forget_pools_in_child() -> None:
     for pool in list(_live_pools):
         try:
             pool._life_w.close()
-        except OSError:
+        except OSError:  # already closed: nothing of the parent's is held
             pass
         for worker in pool._workers:  # else multiprocess's exit hook in the child SIGTERMs them
             children.discard(worker.proc)
@@ -403,7 +403,7 @@ class ProcessExecutor(ManagedExecutor):
                 try:  # never blocks: a hung worker with a full socket is killed after the grace period
                     worker.channel.send(b"")  # the stop message
                     worker.channel.flush()
-                except (OSError, ValueError):
+                except (OSError, ValueError):  # already dead: the join and SIGKILL below cover it
                     pass
         deadline = time.monotonic() + _STOP_GRACE_S
         for worker in workers:
@@ -609,7 +609,7 @@ class ProcessExecutor(ManagedExecutor):
     def _drain_wake(self) -> None:
         try:
             os.read(self._wake_r, 4096)
-        except BlockingIOError:
+        except BlockingIOError:  # another wake-up took the bytes: nothing to do
             pass
 
     def _receive(self, worker: _Worker, readable: bool = False, drain: bool = False) -> None:
@@ -706,7 +706,7 @@ class ProcessExecutor(ManagedExecutor):
         self._unwatch_pipe(worker)
         try:
             self._selector.unregister(worker.proc.sentinel)
-        except (KeyError, ValueError, OSError):
+        except (KeyError, ValueError, OSError):  # not watched (never started, or already unwatched)
             pass
         worker.proc.join(_JOIN_S)
         pid, code = worker.proc.pid, worker.proc.exitcode
