@@ -25,6 +25,7 @@ from awkgen import (
     LoaderTimeoutError,
     WorkerDiedError,
 )
+from tests.leaks import wait_until
 
 BAD_ID = 3  # the batch holding this id fails; with batch_size=2, unshuffled, that is batch 1: ids [2, 3]
 
@@ -231,18 +232,22 @@ def slow_pid_loader(ids, pid_dir):
     return np.asarray(ids)
 
 
+def kill_the_worker_loading_batch_0(pid_dir) -> int:
+    """SIGKILL the worker running ``slow_pid_loader`` on ids [0] (it sleeps 2 s); return its pid."""
+    pid_file = pid_dir / "0.pid"
+    assert wait_until(pid_file.exists, 10.0), "no worker started batch 0"
+    time.sleep(0.05)  # the pid is written
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 def test_worker_killed_from_outside_mid_batch_never_hangs(tmp_path):
     import functools
 
     loader = functools.partial(slow_pid_loader, pid_dir=str(tmp_path))
     with DataGeneratorMultiProc(loader, list(range(6)), batch_size=1, n_workers=2, shuffle=False) as gen:
-        pid_file = tmp_path / "0.pid"
-        deadline = time.monotonic() + 10
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.05)
-        pid = int(pid_file.read_text())
-        os.kill(pid, signal.SIGKILL)
+        pid = kill_the_worker_loading_batch_0(tmp_path)
         with pytest.raises(WorkerDiedError, match=rf"worker process {pid} died from signal SIGKILL.*ids \[0\]") \
                 as info:
             gen()
@@ -298,12 +303,7 @@ def test_the_awkgen_logger_tells_the_story_of_a_pool(tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="awkgen")
     loader = functools.partial(slow_pid_loader, pid_dir=str(tmp_path))
     with DataGeneratorMultiProc(loader, list(range(6)), batch_size=1, n_workers=1, shuffle=False) as gen:
-        pid_file = tmp_path / "0.pid"
-        deadline = time.monotonic() + 10
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        pid = int(pid_file.read_text())
-        os.kill(pid, signal.SIGKILL)
+        pid = kill_the_worker_loading_batch_0(tmp_path)
         with pytest.raises(WorkerDiedError):
             gen()
         gen()
