@@ -219,6 +219,17 @@ def test_workers_that_die_before_ready_raise_worker_start_error(tmp_path, reduce
     assert ast.literal_eval(errors[1])[0] in ("WorkerStartError", "GeneratorStoppedError"), child.log
 
 
+def test_a_worker_stuck_before_ready_breaks_the_pool_instead_of_leaving_calls_waiting(tmp_path):
+    body = ("import awkgen.executors.process\nawkgen.executors.process.START_TIMEOUT_S = 2\n"
+            + textwrap.dedent(DIES_BEFORE_READY).replace("return REDUCE", "return (time.sleep, (600,))"))
+    child = run_child(tmp_path, body, timeout=45)
+    errors = child.lines("ERROR")
+    assert len(errors) == 2 and "BATCH" not in child.out, child.log
+    name, _, message = ast.literal_eval(errors[0])
+    assert name == "WorkerStartError" and "not ready within 2 s" in message, child.log
+    assert all(float(s) < 10 for s in child.lines("SECONDS")), child.log
+
+
 def test_spawned_workers_of_a_stdin_program_fail_clearly_instead_of_respawning(tmp_path):
     # With spawn, a worker re-runs the parent's __main__; a program read from stdin has none to
     # re-run, so workers die at start. That must be one clear error, not an endless respawn loop.

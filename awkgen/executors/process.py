@@ -107,6 +107,9 @@ logger = logging.getLogger("awkgen")
 _MANAGER_TICK_S = 0.5  # longest the manager sleeps without re-checking its flags
 _FLUSH_TICK_S = 0.01  # ...or this, while tasks wait in a channel for a full socket to drain
 _START_FAILURES = 3  # workers dying before Ready, in a row, before the pool gives up
+#: A worker gets this long to say Ready (start, import, unpickle the loader): one stuck there
+#: (a loader whose unpickling waits forever) breaks the pool instead of leaving calls waiting.
+START_TIMEOUT_S = 120.0
 _PER_WORKER = 2  # least tasks queued at a worker: one running, one waiting in its pipe
 _STOP_GRACE_S = 2.0  # time workers get to exit after a stop message, before SIGKILL
 _JOIN_S = 2.0
@@ -159,6 +162,7 @@ class _Worker:
     started: float = 0.0  # when the oldest task began: its dispatch, or the previous reply
     timed_out: bool = False
     condemned: str = ""  # why the parent killed it (a malformed message), for its batch's error
+    spawned: float = field(default_factory=time.monotonic)
 
 
 class _MainlessPopen(popen_forkserver.Popen):
@@ -743,6 +747,13 @@ class ProcessExecutor(ManagedExecutor):
                 self._todo.appendleft(queued)
 
     def _expire(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            if not worker.ready and now - worker.spawned > START_TIMEOUT_S and self._broken is None:
+                self._break(WorkerStartError, f"worker process {worker.proc.pid} was not ready within "
+                            f"{START_TIMEOUT_S:g} s of its start: unpickling the loader (or importing what "
+                            "it needs) does not finish", None)
+                worker.proc.kill()  # its sentinel fires next; _on_death cleans up
         if self._timeout is None:
             return
         for worker in list(self._workers):
