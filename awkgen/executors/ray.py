@@ -63,6 +63,7 @@ _JOIN_S = 2.0
 #: An actor gets this long to start (be scheduled, import, unpickle the loader) before its
 #: task fails with WorkerDiedError; ``timeout`` counts only from when it is up.
 _ACTOR_START_S = 120.0
+_PID_WAIT_S = 1.0  # how long a failed call's report waits for its actor's pid (already computed)
 _REASON_CHARS = 300  # how much of Ray's explanation a WorkerDiedError quotes
 _DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
 
@@ -299,6 +300,7 @@ class RayExecutor(ManagedExecutor):
         try:
             result = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # the loader raised (or its result would not pickle)
+            self._resolve_pid(worker, wait_s=_PID_WAIT_S)  # the actor answered its pid call before this one
             self._outcomes.put(_loader_failure(task.seq, exc, worker))
             return
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
@@ -328,10 +330,10 @@ class RayExecutor(ManagedExecutor):
             return
         self._outcomes.put(Outcome(task.seq, value=_writable(result.value), load_s=result.load_s, pid=result.pid))
 
-    def _resolve_pid(self, worker: _Worker) -> None:
+    def _resolve_pid(self, worker: _Worker, wait_s: float = 0.0) -> None:
         if worker.pid is None:
             try:
-                worker.pid = self._ray.get(worker.pid_ref, timeout=0)
+                worker.pid = self._ray.get(worker.pid_ref, timeout=wait_s)
             except Exception:  # died before it could say
                 pass
 
