@@ -50,9 +50,11 @@ soak: $(VENV)/.installed
 	$(PY) benchmarks/soak.py
 
 # Random configurations (tests/stress.py) for STRESS_MINUTES; each failure prints a seed to replay.
+# Configurations mostly wait (loaders sleep, leak checks poll): STRESS_JOBS children run at once.
 STRESS_MINUTES ?= 60
+STRESS_JOBS ?= 4
 stress: $(VENV)/.installed
-	$(PY) -m tests.stress --minutes $(STRESS_MINUTES)
+	$(PY) -m tests.stress --minutes $(STRESS_MINUTES) --jobs $(STRESS_JOBS)
 
 clean:
 	rm -rf $(VENV) $(MXVENV) build *.egg-info .awkgen-cache
