@@ -244,7 +244,9 @@ def _pid_alive(pid: int) -> bool:
 # cycle, and one holding a slot's bytes would keep the slot leased until the next gc run.
 
 def _shippable(value: Any) -> bool:
-    return isinstance(value, np.ndarray) and not value.dtype.hasobject and value.nbytes > 0
+    """A plain array whose bytes say it all; subclasses (masked arrays, ``np.matrix``, record
+    arrays) are pickled instead, so they arrive with their class, mask and fields."""
+    return type(value) is np.ndarray and not value.dtype.hasobject and value.nbytes > 0
 
 
 def _map_tree(value: Any, leaf: Callable[[Any], Any]) -> Any:

@@ -194,7 +194,7 @@ def test_a_loader_that_cannot_be_pickled_is_refused_at_construction():
     import threading
 
     lock = threading.Lock()
-    with pytest.raises(TypeError, match=r"loader must be picklable \(by cloudpickle\).*backend='thread'"):
+    with pytest.raises(TypeError, match=r"loader must be picklable to run in Ray actors.*backend='thread'"):
         DataGeneratorMultiProc(lambda ids: (lock, ids), [1, 2], batch_size=1, n_workers=1, backend="ray")
 
 

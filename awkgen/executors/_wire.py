@@ -119,6 +119,11 @@ class Channel:
         os.close(self.fd)
 
     @property
+    def receiving(self) -> bool:
+        """Whether part of a frame has arrived and the rest has not: the sender is mid-message."""
+        return bool(self._buf) or self._big is not None
+
+    @property
     def pending(self) -> bool:
         """Whether bytes wait in ``_out`` for the socket to take them (non-blocking channels)."""
         return bool(self._out)

@@ -13,7 +13,8 @@ tblib already imported. Each worker:
 3. closes its copies of the forkserver's and resource tracker's descriptors (processes
    a loader starts would otherwise keep those servers alive after the parent stops),
    and caps BLAS/OpenMP threads so N workers do not oversubscribe the cores;
-4. unpickles the loader and says ``READY`` (or ``INIT_FAILED``);
+4. puts the parent's own code directories on ``sys.path``, unpickles the loader, adopts
+   the classes that came with it (:mod:`._travel`) and says ``READY`` (or ``INIT_FAILED``);
 5. loops: receive a task, run the loader, write its arrays into the assigned slot
    (or the reply's blob), send the reply. A stop message or EOF ends the loop.
 
@@ -39,6 +40,7 @@ from tblib import pickling_support
 from threadpoolctl import threadpool_limits
 
 from .. import transport
+from . import _travel
 from ._wire import FAILED, INIT_FAILED, READY, Channel, UnreadableIds, decode_task, dumps, encode_value
 from .base import call_loader
 
@@ -52,7 +54,7 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 
 
 def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, blas_threads: int,
-                shm_dir: str) -> None:
+                shm_dir: str, paths: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _hold_no_servers()
     _run_as_batch()
@@ -64,7 +66,9 @@ def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, 
     channel = Channel(conn.fileno())
     try:
         threadpool_limits(limits=blas_threads)
+        _travel.add_paths(paths)  # the parent's own modules, also those the loader imports lazily
         loader = dill.loads(loader_bytes)
+        _travel.adopt_classes(loader)  # results of its __main__ classes go back as the parent's classes
     except BaseException:
         channel.send(dumps((INIT_FAILED, traceback.format_exc())))
         sys.exit(1)

@@ -87,7 +87,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import dill
 import multiprocess
 import numpy as np
 from multiprocess import forkserver, popen_forkserver, spawn, util
@@ -95,6 +94,7 @@ from multiprocess.context import ForkServerProcess, reduction, set_spawning_pope
 
 from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
+from . import _travel
 from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, MalformedFrame, encode_task
 from ._worker import worker_main
 from .base import Outcome, Task, loader_failure, usable_cpus
@@ -242,11 +242,10 @@ class ProcessExecutor(ManagedExecutor):
         super().__init__(n_workers, timeout)
         self._pid = os.getpid()
         try:
-            self._loader_bytes = dill.dumps(loader, protocol=pickle.HIGHEST_PROTOCOL, recurse=True)
+            self._loader_bytes = _travel.dill_dumps(loader)
         except Exception as exc:
-            raise TypeError(f"loader must be picklable (by dill) to run in worker processes; pickling "
-                            f"{loader!r:.80} failed with {type(exc).__name__}: {exc}. Use backend='thread', "
-                            "or build what the loader needs inside it.") from exc
+            raise _travel.unpicklable(loader, exc, "worker processes") from exc
+        self._paths = _travel.user_paths()  # where the parent finds its own modules, for the workers
         self._ctx = multiprocess.get_context(START_METHOD)
         if START_METHOD == "forkserver":
             self._ctx.set_forkserver_preload(["awkgen.executors._worker"])
@@ -432,7 +431,7 @@ class ProcessExecutor(ManagedExecutor):
         proc = process_class(
             target=worker_main, name="awkgen-worker", daemon=True,
             args=(child_conn, self._life_r, self._loader_bytes, os.getpid(), self._blas_threads,
-                  self._ring.directory))
+                  self._ring.directory, self._paths))
         try:
             proc.start()
         except BaseException:
@@ -758,7 +757,12 @@ class ProcessExecutor(ManagedExecutor):
             return
         for worker in list(self._workers):
             if worker.tasks and not worker.timed_out:
-                self._receive(worker)  # replies the caller has not collected yet restart the clock
+                # Replies the caller has not collected yet restart the clock: read them all. A reply
+                # half read means the call is over and the worker is writing (perhaps blocked on a
+                # socket the caller, busy training, left full): the loader is not late.
+                self._receive(worker, drain=True)
+                if worker.channel.receiving:
+                    worker.started = time.monotonic()
         now = time.monotonic()
         for worker in self._workers:
             if worker.tasks and not worker.timed_out and now - worker.started > self._timeout:

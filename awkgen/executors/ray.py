@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
+from . import _travel
 from .base import Outcome, Task, call_loader, loader_failure
 from .managed import ManagedExecutor
 
@@ -111,13 +112,16 @@ class _LoaderActor:
     installed on it first, so its ``__traceback__`` survives the trip to the driver.
     """
 
-    def __init__(self, loader_bytes: bytes) -> None:
+    def __init__(self, payload: tuple[bytes, list[str]]) -> None:
         self._loader: Callable[..., Any] | None = None
         self._broken = ""
         try:
             from ray import cloudpickle
 
+            loader_bytes, paths = payload
+            _travel.add_paths(paths)  # the driver's own code, where this node has it (a local cluster)
             self._loader = cloudpickle.loads(loader_bytes)
+            _travel.adopt_classes(self._loader)
         except BaseException:
             self._broken = traceback.format_exc()
 
@@ -176,11 +180,10 @@ class RayExecutor(ManagedExecutor):
         from ray import cloudpickle
 
         try:
-            loader_bytes = cloudpickle.dumps(loader)
+            with _travel.pickle_by_value(cloudpickle):  # the user's modules go by value, installed ones by name
+                loader_bytes = cloudpickle.dumps(loader)
         except Exception as exc:
-            raise TypeError(f"loader must be picklable (by cloudpickle) to run on Ray actors; pickling "
-                            f"{loader!r:.80} failed with {type(exc).__name__}: {exc}. Use backend='thread', "
-                            "or build what the loader needs inside it.") from exc
+            raise _travel.unpicklable(loader, exc, "Ray actors") from exc
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be None or a Ray address string; received: {address!r}")
         if actor_options is not None and not isinstance(actor_options, Mapping):
@@ -191,7 +194,7 @@ class RayExecutor(ManagedExecutor):
         self._ray = ray
         self._prefetch = prefetch
         self._actor_class = ray.remote(_LoaderActor).options(**{**_DEFAULT_ACTOR_OPTIONS, **(actor_options or {})})
-        self._loader_ref = ray.put(loader_bytes)
+        self._loader_ref = ray.put((loader_bytes, _travel.user_paths()))
         self._wake = threading.Event()
         self._spawn_lock = threading.Lock()  # no actor is spawned once close() has begun
         self._workers: list[_Worker] = []
