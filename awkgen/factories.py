@@ -7,6 +7,7 @@ message names the argument and the value received.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 import secrets
@@ -214,6 +215,17 @@ def _check_bool(name: str, value: Any) -> None:
 
 
 def _takes_rng(loader: Callable[..., Any]) -> bool:
+    """Whether awkgen passes ``rng=``: the loader has a parameter of that name.
+
+    One bound by the caller (``functools.partial(loader, rng=...)``) is refused: awkgen
+    would pass its own, silently replacing it, and one generator shared by every worker
+    process would not be reproducible anyway (each worker gets a copy of its state).
+    """
+    if isinstance(loader, functools.partial) and "rng" in loader.keywords:
+        raise ValueError(f"loader binds rng={loader.keywords['rng']!r:.60} with functools.partial; awkgen passes "
+                         "each call its own rng, seeded from (seed, epoch, step), the same whatever the workers "
+                         "or backend. Leave rng unbound to use it, or give the loader's parameter another name "
+                         "to keep your own generator")
     try:
         params = inspect.signature(loader).parameters
     except (TypeError, ValueError):  # builtins without a signature

@@ -16,7 +16,9 @@ What travels how:
 - **Classes of your own** come back as *the same class*: a worker re-registers the
   classes that travelled by value with the loader under their module and name
   (:func:`adopt_classes`), so results and ids pickle them by reference again and the
-  parent's ``isinstance`` holds.
+  parent's ``isinstance`` holds. Ray's serializer sends ``__main__`` classes by value
+  whatever is registered, so the driver puts such results back in its own class
+  (:func:`rehome`; results and the containers awkgen walks, not objects inside them).
 - **Results**: plain numpy arrays go through shared memory; array subclasses (masked
   arrays, ``np.matrix``, record arrays) and everything else are pickled, so they keep
   their class, mask and fields.
@@ -27,6 +29,7 @@ wording for every backend).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import io
@@ -39,7 +42,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["user_paths", "user_modules", "pickle_by_value", "adopt_classes", "unpicklable", "dill_dumps",
-           "add_paths"]
+           "add_paths", "rehome", "cloudpickle_dumps"]
 
 
 def _installed_roots() -> tuple[str, ...]:
@@ -73,6 +76,29 @@ def user_modules() -> list[types.ModuleType]:
         if _is_users(path, installed):
             found.append(module)
     return found
+
+
+def cloudpickle_dumps(cloudpickle: Any, loader: Any) -> bytes:
+    """The Ray backend's pickle of *loader*: cloudpickle with the user's modules by value
+    (:func:`pickle_by_value`), except module *objects* the loader holds, which go by
+    reference like dill's (by value they would carry every global of the module)."""
+
+    class ModulesByReference(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
+        dispatch_table = collections.ChainMap({types.ModuleType: _module_by_reference},
+                                              cloudpickle.Pickler.dispatch_table)
+
+    buffer = io.BytesIO()
+    with pickle_by_value(cloudpickle):
+        ModulesByReference(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(loader)
+    return buffer.getvalue()
+
+
+def _module_by_reference(module: types.ModuleType) -> Any:
+    if module.__name__ == "__main__":
+        from ray import cloudpickle
+
+        return cloudpickle.Pickler.dispatch_table[types.ModuleType](module)
+    return (_import, (module.__name__,))
 
 
 @contextlib.contextmanager
@@ -129,7 +155,8 @@ def _classes_reachable(value: Any, depth: int, seen: set[int]) -> Iterator[type]
         return
     children: list[Any] = []
     if isinstance(value, types.FunctionType):
-        children += [v for k, v in value.__globals__.items() if k in value.__code__.co_names]
+        names = _names(value.__code__)
+        children += [v for k, v in value.__globals__.items() if k in names]
         children += [cell.cell_contents for cell in value.__closure__ or () if _filled(cell)]
     elif isinstance(value, types.MethodType):
         children += [value.__func__, value.__self__]
@@ -142,6 +169,15 @@ def _classes_reachable(value: Any, depth: int, seen: set[int]) -> Iterator[type]
         yield from _classes_reachable(child, depth - 1, seen)
 
 
+def _names(code: types.CodeType) -> set[str]:
+    """Global names *code* uses, with those of the code nested in it (comprehensions, lambdas)."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
 _EMPTY = object()
 
 
@@ -150,6 +186,20 @@ def _filled(cell: Any) -> bool:
         return cell.cell_contents is not _EMPTY
     except ValueError:  # a cell not yet filled (a closure over a name assigned later)
         return False
+
+
+def rehome(value: Any) -> Any:
+    """*value*, made an instance of this process's own ``__main__`` class of the same name
+    when it arrived as a by-value copy of it (cloudpickle always sends ``__main__`` classes
+    by value, so Ray results would otherwise fail ``isinstance`` in the driver)."""
+    cls = type(value)
+    if cls.__module__ != "__main__":
+        return value
+    home = getattr(sys.modules.get("__main__"), cls.__qualname__, None)
+    if isinstance(home, type) and home is not cls and home.__name__ == cls.__name__:
+        with contextlib.suppress(TypeError):  # a layout that differs (slots, C base): keep the copy
+            value.__class__ = home
+    return value
 
 
 def dill_dumps(loader: Any) -> bytes:

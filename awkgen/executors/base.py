@@ -105,12 +105,20 @@ def usable_cpus() -> int:
 
 
 def call_loader(loader: Callable[..., Any], task: Task) -> tuple[Any, float]:
-    """Run *loader* on *task*'s ids; return ``(value, seconds)``. Exceptions propagate."""
+    """Run *loader* on *task*'s ids; return ``(value, seconds)``. Exceptions propagate.
+
+    The loader gets its own copy of the batch's array or list, on every backend (a worker
+    process gets one anyway): a loader that sorts or edits it in place changes nothing
+    outside its call, not the ids an error reports nor those a retried batch is loaded with.
+    """
+    ids = task.ids
+    if isinstance(ids, (np.ndarray, list)):
+        ids = ids.copy()
     start = time.perf_counter()
     if task.rng_entropy is None:
-        value = loader(task.ids)
+        value = loader(ids)
     else:
-        value = loader(task.ids, rng=np.random.default_rng(list(task.rng_entropy)))
+        value = loader(ids, rng=np.random.default_rng(list(task.rng_entropy)))
     return value, time.perf_counter() - start
 
 

@@ -180,8 +180,7 @@ class RayExecutor(ManagedExecutor):
         from ray import cloudpickle
 
         try:
-            with _travel.pickle_by_value(cloudpickle):  # the user's modules go by value, installed ones by name
-                loader_bytes = cloudpickle.dumps(loader)
+            loader_bytes = _travel.cloudpickle_dumps(cloudpickle, loader)  # the user's code by value
         except Exception as exc:
             raise _travel.unpicklable(loader, exc, "Ray actors") from exc
         if address is not None and not isinstance(address, str):
@@ -446,4 +445,4 @@ def _writable(value: Any) -> Any:
     if isinstance(value, tuple):
         items = [_writable(v) for v in value]
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-    return value
+    return _travel.rehome(value)
