@@ -255,7 +255,10 @@ def draw_config(seed: int) -> Config:
     exit_mode = r.choice(["exit", "sigkill"])
     timeout, p_slow, slow_s = None, 0.0, 0.0
     if multi and r.random() < 0.25:
-        timeout = round(max(0.3, 20 * sleep_ms / 1000 + 0.3), 2)
+        # Far above a normal call: its sleep, and making and copying its largest result (an
+        # outlier of tens of MB takes a while when several stress children share two cores).
+        largest = min((size + growth * n_ids) * outlier_factor, 2e8)
+        timeout = round(max(0.3, 20 * sleep_ms / 1000 + 0.3 + 20 * largest / 5e8), 2)
         p_slow = r.choice([0.0, 0.05, 0.1])
         slow_s = round(timeout + r.uniform(0.3, 1.0), 2) if p_slow else 0.0
     # Bound the configuration's time: a few seconds of loading at most.
@@ -517,7 +520,8 @@ class ConfigRun:
         self.verbose = verbose
         self.shared = _Shared()
         self.rng = random.Random(cfg.seed * 7919 + 1)
-        self.notes: dict[str, int] = {"values": 0, "errors": 0, "interrupts": 0, "kill_deaths": 0}
+        self.notes: dict[str, int] = {"values": 0, "errors": 0, "interrupts": 0, "kill_deaths": 0,
+                                      "start_breaks": 0}
         self.kept: deque[tuple[Any, np.ndarray, Any, str]] = deque()
         self.kill_budget_used = 0
         self.backend = cfg.backend
@@ -789,6 +793,11 @@ class ConfigRun:
                                                   and "fails on purpose" in str(exc.__cause__)):
                 raise Failure(f"{what}: LoaderError's __cause__ is {exc.__cause__!r:.200}")
             self.notes["errors"] += 1
+            return
+        if isinstance(exc, awkgen.WorkerStartError) and self.shared.kills >= 3:
+            # Three SIGKILLs that landed on starting workers look exactly like a loader that kills
+            # its worker while it is unpickled: the pool is right to give up with this error.
+            self.notes["start_breaks"] += 1
             return
         if isinstance(exc, awkgen.WorkerDiedError) and self.kill_budget_used < self.shared.kills:
             self.kill_budget_used += 1  # a worker killed from outside ran this batch
