@@ -146,7 +146,7 @@ def array_subclasses(ids):
 
 
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
-@pytest.mark.parametrize("backend", ["thread", "process"])
+@pytest.mark.parametrize("backend", ["thread", "process", pytest.param("ray", marks=pytest.mark.ray)])
 def test_array_subclasses_keep_their_class_mask_and_fields(backend):
     expected = DataGenerator(array_subclasses, list(range(8)), batch_size=4, shuffle=False)
     with DataGeneratorMultiProc(array_subclasses, list(range(8)), batch_size=4, n_workers=1, backend=backend,
@@ -166,7 +166,7 @@ def sorts_its_ids_in_place(ids):
     raise ValueError("stop here")
 
 
-@pytest.mark.parametrize("backend", ["serial", "thread", "process"])
+@pytest.mark.parametrize("backend", ["serial", "thread", "process", pytest.param("ray", marks=pytest.mark.ray)])
 def test_a_loader_mutating_its_ids_changes_nothing_outside_its_call(backend):
     ids = np.arange(10)[::-1].copy()
     kwargs = {} if backend == "serial" else {"n_workers": 1, "backend": backend}
