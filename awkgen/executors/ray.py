@@ -34,8 +34,9 @@ any ``ray.init``: Ray's own exit hook stops it; call ``ray.shutdown()`` to stop 
 earlier. awkgen never shuts down a cluster, only its own actors.
 
 The actors belong to this process (Ray "fate-shares" them with their owner): if it
-dies, even by ``SIGKILL``, Ray kills them. Every node needs awkgen, numpy and what
-the loader imports installed (or shipped through ``ray.init(runtime_env=...)``).
+dies, even by ``SIGKILL``, Ray kills them. Every node needs awkgen, numpy and the
+installed packages the loader imports (or ``ray.init(runtime_env=...)`` to ship them);
+the user's own modules travel by value with the loader (:mod:`._travel`).
 """
 
 from __future__ import annotations
