@@ -42,6 +42,13 @@ PROJECT = {
         def lazy_sibling(ids):
             from mylib import sibling  # imported only when the worker first calls it
             return sibling.double(np.asarray(ids))
+
+        class Item:  # ids that are instances of a class of the user's
+            def __init__(self, value):
+                self.value = value
+
+        def item_values(items):
+            return np.asarray([item.value for item in items])
     """,
     "mylib/sibling.py": """
         def double(values):
@@ -56,7 +63,7 @@ sys.path.insert(0, {project!r})  # after start-up, as a notebook or script would
 import numpy as np
 import awkgen
 from mylib import loaders as mylib_loaders
-from mylib.loaders import LocalClass, lazy_sibling, local_function
+from mylib.loaders import Item, LocalClass, item_values, lazy_sibling, local_function
 
 
 class Point:
@@ -86,6 +93,7 @@ LOADERS = {{
     "__main__ function and class": main_function,
     "__main__ function using a user module": uses_the_module,
     "lazy sibling import": lazy_sibling,
+    "ids that are instances of a user class": item_values,
 }}
 
 
@@ -99,9 +107,9 @@ def same(a, b):
     return a == b
 
 
-ids = list(range(20))
 for backend in {backends!r}:
     for name, loader in LOADERS.items():
+        ids = [Item(i) for i in range(20)] if loader is item_values else list(range(20))
         expected = awkgen.DataGenerator(loader, ids, batch_size=4, seed=1)
         with awkgen.DataGeneratorMultiProc(loader, ids, batch_size=4, seed=1, n_workers=2, backend=backend) as gen:
             for step in range(7):
@@ -130,13 +138,13 @@ def run_matrix(tmp_path, backends, env=None):
 
 def test_every_kind_of_loader_gives_the_blocking_stream_on_threads_and_processes(tmp_path):
     out = run_matrix(tmp_path, ["thread", "process"])
-    assert out.count("same stream:") == 14
+    assert out.count("same stream:") == 16
 
 
 @pytest.mark.ray
 def test_every_kind_of_loader_gives_the_blocking_stream_on_ray(tmp_path, ray_cluster):
     out = run_matrix(tmp_path, ["ray"], env={"RAY_ADDRESS": ray_cluster})
-    assert out.count("same stream:") == 7
+    assert out.count("same stream:") == 8
 
 
 def array_subclasses(ids):
