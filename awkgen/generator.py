@@ -47,7 +47,7 @@ import numpy as np
 
 from ._interrupts import deferred_sigint
 from .errors import AwkgenError, GeneratorStoppedError, short_ids
-from .executors.base import Executor, Outcome, Task
+from .executors.base import Executor, Outcome, Task, held_here
 from .sampling import Plan
 
 __all__ = ["BatchGenerator", "GeneratorStats"]
@@ -397,7 +397,7 @@ class BatchGenerator:
         # Never waits for _lock: close() may come from a signal handler that interrupted a call
         # holding it, or from another thread while a call waits; that call sees _closed and raises.
         self._executor.close()
-        if not _held_here(self._lock) and self._lock.acquire(blocking=False):
+        if not held_here(self._lock) and self._lock.acquire(blocking=False):
             try:
                 self._inflight.clear()  # drop prefetched batches (and their shared memory) now
                 self._ready.clear()
@@ -439,8 +439,3 @@ class BatchGenerator:
         from .frameworks.tensorflow import as_tf
 
         return as_tf(self)
-
-
-def _held_here(lock: Any) -> bool:
-    """Whether this thread holds the ``RLock`` *lock* (a signal handler that interrupted a call)."""
-    return bool(lock._is_owned())

@@ -380,7 +380,6 @@ class SlotRing:
     """
 
     def __init__(self, pool_name: str, directory: str, enabled: bool = True) -> None:
-        self._pool_name = pool_name
         self.directory = os.path.abspath(directory)  # resolved once: a later chdir changes nothing
         directory = self.directory
         self._lock = threading.Lock()

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import AwkgenError
 
-__all__ = ["Task", "Outcome", "Executor", "call_loader", "loader_failure", "usable_cpus", "drain"]
+__all__ = ["Task", "Outcome", "Executor", "call_loader", "loader_failure", "usable_cpus", "drain", "held_here"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,12 @@ class Outcome:
         except Exception:  # it unpickled once already; never let a second try lose the batch's error
             return self.cause
         return loaded if isinstance(loaded, BaseException) else self.cause
+
+
+def held_here(lock: Any) -> bool:
+    """Whether this thread holds the ``RLock`` *lock*: a signal handler that interrupted a call
+    holding it must not wait for it (it would wait for itself)."""
+    return bool(lock._is_owned())
 
 
 def drain(outcomes: queue.SimpleQueue[Any]) -> None:

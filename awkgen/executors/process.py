@@ -97,7 +97,7 @@ from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedErr
 from . import _travel
 from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, MalformedFrame, encode_task
 from ._worker import worker_main
-from .base import Outcome, Task, loader_failure, usable_cpus
+from .base import Outcome, Task, held_here, loader_failure, usable_cpus
 from .managed import ManagedExecutor
 
 __all__ = ["ProcessExecutor", "describe_exit"]
@@ -381,7 +381,7 @@ class ProcessExecutor(ManagedExecutor):
         """
         if os.getpid() != self._pid:  # a forked child: the workers and segments are the parent's
             return
-        if self._state_lock._is_owned():  # type: ignore[attr-defined]
+        if held_here(self._state_lock):
             self.request_close()
             return
         if not self._begin_close():
