@@ -432,9 +432,11 @@ class SlotRing:
         memory is off. Raises what creating a segment raised, beyond a full or
         refused tmpfs (which turns shared memory off); the caller then sends the
         task without a slot, so no error here loses a batch."""
-        if not self.enabled or not self._target:
+        if not self.enabled or not self._target or self._closed:
             return None
         with self._lock:
+            if self._closed:  # closed meanwhile: make nothing nobody would unlink
+                return None
             self._sort_returned()
             while self._free:
                 slot = self._free.pop()

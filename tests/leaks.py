@@ -49,6 +49,11 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def descendants(pid: int) -> set[int]:
+    """Every living descendant of process *pid*."""
+    return _children(pid)
+
+
 def awkgen_segments(pid: int | None = None) -> set[str]:
     prefix = "awkgen-" if pid is None else f"awkgen-{pid}-"
     return {name for name in os.listdir(SHM_DIR) if name.startswith(prefix)}

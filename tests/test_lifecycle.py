@@ -22,7 +22,7 @@ import pytest
 
 from awkgen import DataGeneratorMultiProc, GeneratorStoppedError
 from tests.conftest import big_array, identity
-from tests.leaks import awkgen_segments, pid_alive, wait_until
+from tests.leaks import awkgen_segments, descendants, pid_alive, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -370,3 +370,97 @@ def test_processes_a_loader_starts_do_not_keep_the_forkserver_alive(tmp_path):
             f"the forkserver or resource tracker {servers} outlived their program while its loader's helper lives"
     finally:
         os.kill(sleeper, signal.SIGKILL)
+
+
+FORKED_HELPER = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+import awkgen
+from tests.conftest import big_array
+
+gen = awkgen.DataGeneratorMultiProc(big_array, list(range(40)), batch_size=10, n_workers=2)
+gen()
+helper = os.fork()
+if helper == 0:  # a helper process that outlives its parent (a logger, a prefetcher of another library)
+    time.sleep(30)
+    os._exit(0)
+print("ready", helper, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_forked_helper_that_outlives_a_killed_parent_does_not_keep_its_workers(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", FORKED_HELPER.format(root=ROOT)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    helper = None
+    try:
+        _, helper_pid = proc.stdout.readline().split()
+        helper = int(helper_pid)
+        workers = sorted(descendants(proc.pid) - {helper})  # the forkserver, resource tracker and workers
+        assert len(workers) >= 4, workers
+        proc.kill()
+        proc.wait(timeout=10)
+        assert pid_alive(helper)
+        assert wait_until(lambda: not any(pid_alive(p) for p in workers), 5.0), f"workers kept alive: {workers}"
+        assert wait_until(lambda: not awkgen_segments(proc.pid), 5.0), awkgen_segments(proc.pid)
+    finally:
+        proc.kill()
+        if helper is not None and pid_alive(helper):
+            os.kill(helper, signal.SIGKILL)  # it holds the parent's stdout: communicate waits for it
+        proc.communicate(timeout=10)
+
+
+@pytest.mark.allow_leaks  # jupyter_client's zmq context in this process; the kernel's leaks are checked below
+def test_a_jupyter_kernel_shut_down_by_its_client_leaves_nothing(tmp_path):
+    """A notebook's kernel is stopped by its client (a restart, closing the notebook) with the
+    pool still open: its workers exit and its shared memory is removed."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3", cwd=ROOT)
+    outputs: list = []
+    try:
+        reply = client.execute_interactive(textwrap.dedent("""
+            import awkgen, os
+            from tests.conftest import big_array
+            gen = awkgen.DataGeneratorMultiProc(big_array, list(range(40)), batch_size=10, n_workers=2)
+            [gen() for _ in range(3)]
+            print(os.getpid())
+        """), timeout=60, output_hook=lambda msg: outputs.append(msg))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        kernel_pid = int(next(m["content"]["text"] for m in outputs if m["msg_type"] == "stream").split()[0])
+        workers = sorted(descendants(kernel_pid))
+        assert workers and awkgen_segments(kernel_pid)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+    assert wait_until(lambda: not any(pid_alive(p) for p in workers), 10.0), f"workers outlived the kernel: {workers}"
+    assert wait_until(lambda: not awkgen_segments(kernel_pid), 5.0), awkgen_segments(kernel_pid)
+
+
+
+FORKSERVER_KILLED = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+import awkgen
+from multiprocess import forkserver
+from tests.conftest import big_array
+
+with awkgen.DataGeneratorMultiProc(big_array, list(range(40)), batch_size=10, n_workers=2, shuffle=False) as gen:
+    gen()
+    os.kill(forkserver._forkserver._forkserver_pid, signal.SIGTERM)  # as a kernel stopping its children does
+    time.sleep(1.0)
+    firsts = [float(gen()[0][0, 0]) for _ in range(8)]
+assert firsts == [10.0, 20.0, 30.0, 0.0, 10.0, 20.0, 30.0, 0.0], firsts
+print("OK", flush=True)
+"""
+
+
+def test_workers_go_on_when_their_forkserver_is_killed(tmp_path):
+    """The forkserver reports its children's exits; killed, it makes every worker look dead.
+    They are not: the pool keeps them and the stream goes on, nothing lost, nothing left."""
+    log = tmp_path / "err"
+    with open(log, "w") as stderr:
+        done = subprocess.run([sys.executable, "-c", FORKSERVER_KILLED.format(root=ROOT)], stdout=subprocess.PIPE,
+                              stderr=stderr, text=True, timeout=60)
+    assert done.returncode == 0 and "OK" in done.stdout, log.read_text()[-3000:]
+    assert "died" not in log.read_text()

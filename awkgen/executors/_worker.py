@@ -3,8 +3,9 @@
 The forkserver preloads this module, so a new worker forks with numpy, dill and
 tblib already imported. Each worker:
 
-1. ignores SIGINT (Ctrl-C belongs to the parent, which stops the pool) and runs
-   under ``SCHED_BATCH`` (its wake-ups never preempt the training loop);
+1. ignores SIGINT (Ctrl-C belongs to the parent, which stops the pool), leaves the
+   parent's process group (a kill of that whole group must leave it time to clean up)
+   and runs under ``SCHED_BATCH`` (its wake-ups never preempt the training loop);
 2. starts a watchdog thread that waits on the *lifeline* pipe: the parent never
    writes to it, so it turns readable (EOF) exactly when the parent is gone, even
    after SIGKILL; the watchdog then unlinks the dead parent's shared memory and exits.
@@ -56,6 +57,7 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, blas_threads: int,
                 shm_dir: str, paths: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _leave_process_group()
     _hold_no_servers()
     _run_as_batch()
     threading.Thread(target=_watch_parent, args=(lifeline, parent_pid, shm_dir), name="awkgen-watchdog",
@@ -88,6 +90,21 @@ def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, 
     except (EOFError, OSError):  # the parent closed its end without a stop message: it is gone
         _after_parent(parent_pid, shm_dir)
         return
+
+
+def _leave_process_group() -> None:
+    """Run in a process group of one's own.
+
+    Whoever kills the parent's whole group at once (a notebook server stopping its kernel,
+    a job runner) would otherwise kill the workers in the same instant, and nobody would be
+    left to remove the parent's shared memory. Out of that group, a worker sees the parent
+    die through the lifeline, cleans up, and exits within seconds; Ctrl-C in a terminal
+    (sent to the foreground group) was never theirs anyway.
+    """
+    try:
+        os.setpgid(0, 0)
+    except OSError:  # not allowed here (already a group leader): keep the group
+        pass
 
 
 def _hold_no_servers() -> None:

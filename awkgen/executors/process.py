@@ -96,7 +96,7 @@ from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
 from . import _travel
 from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, MalformedFrame, encode_task
-from ._worker import worker_main
+from ._worker import _hold_no_servers, worker_main
 from .base import Outcome, Task, held_here, loader_failure, usable_cpus
 from .managed import ManagedExecutor
 
@@ -163,6 +163,7 @@ class _Worker:
     timed_out: bool = False
     condemned: str = ""  # why the parent killed it (a malformed message), for its batch's error
     spawned: float = field(default_factory=time.monotonic)
+    orphaned: bool = False  # its forkserver died: its sentinel and exit code say nothing any more
 
 
 class _MainlessPopen(popen_forkserver.Popen):
@@ -215,12 +216,16 @@ def _forget_pools_in_child() -> None:
     """After ``os.fork()``, in the child: own nothing of the parent's pools.
 
     The child's copy of a pool's lifeline would keep the parent's workers alive after
-    the parent dies; it is closed here. The workers leave multiprocess's list of the
+    the parent dies, its copies of the forkserver's and resource tracker's descriptors
+    would keep those servers alive: they are closed here (a child that starts pools of its
+    own gets servers of its own). The workers leave multiprocess's list of the
     child's children, whose exit hook would terminate them (and read their exit codes
     off the parent's sentinels). The pools stay in the child's memory, marked as
     another process's (``close()`` there touches nothing).
     """
     children: set[Any] = getattr(multiprocess.process, "_children", set())
+    if _live_pools:  # nor the forkserver and resource tracker awkgen started: they serve the parent
+        _hold_no_servers()
     for pool in list(_live_pools):
         try:
             pool._life_w.close()
@@ -397,6 +402,9 @@ class ProcessExecutor(ManagedExecutor):
 
     def _shut_down(self) -> None:
         self._stopping = True
+        # Names first: whoever kills this process's whole group in the next instant (a notebook
+        # server stopping its kernel) kills the workers too, and nobody would be left to do it.
+        self._ring.close()
         self._notify()
         self._join_manager(_JOIN_S)
         with self._state_lock:
@@ -412,7 +420,7 @@ class ProcessExecutor(ManagedExecutor):
         for worker in workers:
             worker.proc.join(max(0.0, deadline - time.monotonic()))
         for worker in workers:
-            self._end_process(worker)
+            self._end_process(worker, grace_s=max(0.0, deadline - time.monotonic()))
         with self._state_lock:  # a caller between poll and read checks conn.closed under this lock
             for worker in workers:
                 self._close_handles(worker)
@@ -420,7 +428,6 @@ class ProcessExecutor(ManagedExecutor):
         self._life_r.close()
         for fd in (self._wake_r, self._wake_w, self._signal_r, self._signal_w):
             os.close(fd)
-        self._ring.close()
         self._drop_outcomes()
         _live_pools.discard(self)
 
@@ -468,9 +475,15 @@ class ProcessExecutor(ManagedExecutor):
         self._selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
         self._selector.register(worker.proc.sentinel, selectors.EVENT_READ, worker)
 
-    def _end_process(self, worker: _Worker) -> None:
-        """Make sure *worker*'s process is gone (SIGKILL if it has not exited)."""
-        if worker.proc.exitcode is None:
+    def _end_process(self, worker: _Worker, grace_s: float = 0.0) -> None:
+        """Make sure *worker*'s process is gone (SIGKILL if it has not exited within *grace_s*)."""
+        if worker.orphaned:  # no sentinel to wait on: watch the pid itself
+            deadline = time.monotonic() + grace_s
+            while transport._pid_alive(worker.proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if transport._pid_alive(worker.proc.pid):
+                os.kill(worker.proc.pid, signal.SIGKILL)
+        elif worker.proc.exitcode is None:
             worker.proc.kill()
             worker.proc.join(_JOIN_S)
 
@@ -518,6 +531,9 @@ class ProcessExecutor(ManagedExecutor):
                         elif key.data in self._workers:
                             worker = key.data
                             exited = key.fd == worker.proc.sentinel
+                            if exited and transport._pid_alive(worker.proc.pid):
+                                self._lost_sentinel(worker)
+                                continue
                             # READY, or all a dying worker sent last
                             self._receive(worker, readable=not exited, drain=exited)
                             if exited:
@@ -527,6 +543,17 @@ class ProcessExecutor(ManagedExecutor):
                     self._expire()
         finally:
             selector.close()
+
+    def _lost_sentinel(self, worker: _Worker) -> None:
+        """*worker*'s sentinel ended while it lives: the forkserver that reports its exit died
+        (a kernel or job runner stopping its own children). The worker is fine; its death, if
+        it comes, shows as end-of-file on its socket instead."""
+        logger.debug("awkgen: the forkserver of worker process %d is gone; the worker goes on", worker.proc.pid)
+        worker.orphaned = True
+        try:
+            self._selector.unregister(worker.proc.sentinel)
+        except (KeyError, ValueError, OSError):  # not watched
+            pass
 
     def _unwatch_pipe(self, worker: _Worker) -> None:
         try:
@@ -647,6 +674,8 @@ class ProcessExecutor(ManagedExecutor):
         self._on_death(worker)
 
     def _on_reply(self, worker: _Worker, head: Any, blob: memoryview) -> None:
+        if self._stopping:  # the ring is closed: nobody will collect it
+            return
         message = pickle.loads(head)
         kind = message[0]
         if kind == READY:
@@ -712,7 +741,7 @@ class ProcessExecutor(ManagedExecutor):
         except (KeyError, ValueError, OSError):  # not watched (never started, or already unwatched)
             pass
         worker.proc.join(_JOIN_S)
-        pid, code = worker.proc.pid, worker.proc.exitcode
+        pid, code = worker.proc.pid, None if worker.orphaned else worker.proc.exitcode
         self._end_process(worker)
         self._close_handles(worker)
         self._notify()  # wake the manager to start the replacement
