@@ -90,6 +90,17 @@ class GeneratorStats:
                 f"{self.ready} ready, {self.in_flight} in flight. {self.verdict}")
 
 
+def _failure(batch: _Batch, outcome: Outcome) -> BaseException:
+    """The error to raise for a failed batch, its cause attached."""
+    assert outcome.error_type is not None
+    message = f"{outcome.detail} (batch {batch.step} of epoch {batch.epoch}, ids {short_ids(batch.ids)})"
+    error = outcome.error_type(message, ids=batch.ids, epoch=batch.epoch, step=batch.step, pid=outcome.pid,
+                               exitcode=outcome.exitcode)
+    error.__cause__ = outcome.exception()  # as ``raise error from cause`` would
+    error.__suppress_context__ = True
+    return error
+
+
 class BatchGenerator:
     """An endless, stateful stream of batches; build one with a factory such as
     :func:`awkgen.DataGenerator`.
@@ -225,12 +236,11 @@ class BatchGenerator:
                 if self._labels is None:
                     return (outcome.value,)
                 return (outcome.value, self._labels[batch.positions])
+            error = _failure(batch, outcome)  # unpickling a worker's traceback takes a while, interruptibly
         except KeyboardInterrupt:
             self._put_back(seq, batch, outcome)
             raise
-        message = f"{outcome.detail} (batch {batch.step} of epoch {batch.epoch}, ids {short_ids(batch.ids)})"
-        raise outcome.error_type(message, ids=batch.ids, epoch=batch.epoch, step=batch.step, pid=outcome.pid,
-                                 exitcode=outcome.exitcode) from outcome.exception()
+        raise error
 
     def _take(self, interrupts: deferred_sigint) -> tuple[int, _Batch, Outcome]:
         """Wait for the next batch in plan order and take it off the queues. Under ``_lock``."""
