@@ -106,7 +106,9 @@ def test_failure_raises_at_its_batch_within_seconds_and_the_stream_goes_on(case,
         assert isinstance(info.value, AwkgenError) and isinstance(info.value, RuntimeError)
         assert "ids [2, 3]" in str(info.value) and "batch 1 of epoch 0" in str(info.value)
         assert (info.value.ids, info.value.epoch, info.value.step) == ([2, 3], 0, 1)
-        if backend != "thread":  # the worker process that ran (or died running) the batch
+        # The worker process that ran (or died running) the batch; an actor Ray saw die before it
+        # could tell its pid stays unnamed (Ray's error names the actor).
+        if backend == "process" or (backend == "ray" and error is not WorkerDiedError):
             assert isinstance(info.value.pid, int) and info.value.pid != os.getpid()
         # the generator goes on: the next batches, then the next epoch
         assert [gen()[0].tolist() for _ in range(2)] == [[4, 5], [6, 7]]

@@ -308,7 +308,7 @@ class RayExecutor(ManagedExecutor):
             return
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError) as exc:
-            self._resolve_pid(worker)
+            self._resolve_pid(worker, wait_s=_PID_WAIT_S)
             if getattr(exc, "actor_init_failed", False):  # a replacement would fail the same way
                 self._broken = (f"Ray actors could not start ({worker.describe()}): is awkgen installed on "
                                 f"every node, or shipped with ray.init(runtime_env=...)?\n{exc}")
