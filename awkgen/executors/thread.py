@@ -60,6 +60,9 @@ class ThreadExecutor(Executor):
             try:
                 value, seconds = call_loader(self._loader, task)
                 outcome = Outcome(task.seq, value=value, load_s=seconds)
+                if self._timeout is not None and seconds > self._timeout:
+                    # Over time, though nobody was waiting to notice: the same failure as on processes.
+                    outcome = self._late(task, me, seconds)
             except BaseException as exc:  # the loader's failure belongs to its batch
                 outcome = loader_failure(task.seq, exc)
             with self._lock:
@@ -103,6 +106,11 @@ class ThreadExecutor(Executor):
         return Outcome(task.seq, error_type=LoaderTimeoutError,
                        detail=f"loader call exceeded timeout={self._timeout:g} s in thread {thread.name} "
                               "(abandoned; a new thread replaces it)", load_s=now - start)
+
+    def _late(self, task: Task, thread: threading.Thread, seconds: float) -> Outcome:
+        return Outcome(task.seq, error_type=LoaderTimeoutError, load_s=seconds,
+                       detail=f"loader call exceeded timeout={self._timeout:g} s in thread {thread.name} "
+                              f"(it took {seconds:.2f} s; its result is dropped)")
 
     def ready(self) -> int:
         return self._outcomes.qsize()
