@@ -409,10 +409,18 @@ class BatchGenerator:
         self._executor.close()
         if not held_here(self._lock) and self._lock.acquire(blocking=False):
             try:
-                self._inflight.clear()  # drop prefetched batches (and their shared memory) now
-                self._ready.clear()
+                self._drop_prefetched()  # their shared memory goes now
             finally:
                 self._lock.release()
+
+    def _drop_prefetched(self) -> None:
+        """Forget batches loaded ahead, keeping the cursor: ``state_dict()`` after a stop still
+        names the next batch the caller has not had. Under ``_lock``."""
+        for head in self._inflight.values():
+            self._submit_at = (head.epoch, head.step)
+            break
+        self._inflight.clear()
+        self._ready.clear()
 
     def __enter__(self) -> BatchGenerator:
         return self
@@ -426,8 +434,7 @@ class BatchGenerator:
                               f"{os.getpid()}, a child made by os.fork(). A generator's workers serve one "
                               "process: build a new generator in the child")
         if self._closed:
-            self._inflight.clear()
-            self._ready.clear()
+            self._drop_prefetched()
             raise GeneratorStoppedError("this generator was stopped (gen(stop=True), close() or CleanupGenerator); "
                                         "build a new one to load more batches")
 

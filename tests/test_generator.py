@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import awkgen
-from awkgen import CleanupGenerator, DataGenerator, GeneratorStoppedError, LoaderError
+from awkgen import CleanupGenerator, DataGenerator, DataGeneratorMultiProc, GeneratorStoppedError, LoaderError
 from tests.conftest import identity
 
 
@@ -255,3 +255,15 @@ def test_stats_count_batches_and_give_a_verdict():
     assert stats.batches == 7 and stats.n_workers == 1
     assert stats.verdict.startswith(("input-bound", "compute-bound"))
     assert "7 batches" in str(stats)
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_state_dict_after_a_stop_names_the_next_batch_not_the_prefetched_ones(backend):
+    with DataGeneratorMultiProc(identity, list(range(40)), batch_size=2, n_workers=2, prefetch=8, backend=backend,
+                                shuffle=False) as gen:
+        gen(), gen()
+    state = gen.state_dict()  # a checkpoint saved after the loop stopped the generator
+    assert (state["epoch"], state["step"]) == (0, 2)
+    resumed = DataGenerator(identity, list(range(40)), batch_size=2, shuffle=False)
+    resumed.load_state_dict(state)
+    assert resumed()[0] == [4, 5]
