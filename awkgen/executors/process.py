@@ -334,11 +334,13 @@ class ProcessExecutor(ManagedExecutor):
 
     def ready(self) -> int:
         """Outcomes ready for the caller, counting replies still waiting in worker pipes."""
-        if self._stopping:
+        if self._stopping or not self._state_lock.acquire(blocking=False):  # stats() never waits
             return self._outcomes.qsize()
-        with self._state_lock:
+        try:
             for worker in [w for w in self._workers if w.tasks]:
                 self._receive(worker)
+        finally:
+            self._state_lock.release()
         return self._outcomes.qsize()
 
     def _put(self, outcome: Outcome) -> None:
@@ -451,29 +453,42 @@ class ProcessExecutor(ManagedExecutor):
 
     def _start_worker(self) -> None:
         """The manager's turn to start one worker; a start that fails breaks the pool
-        with a clear error instead of leaving it short of workers without a word."""
+        with a clear error instead of leaving it short of workers without a word.
+
+        Called without ``_state_lock``: a start can take a second (the forkserver's own start,
+        a loaded machine), and callers and ``stats()`` must not wait for it meanwhile."""
         try:
             worker = self._spawn()
         except Exception as exc:
-            if START_METHOD == "forkserver" and not self._forkserver_restarted and isinstance(
-                    exc, (FileNotFoundError, ConnectionRefusedError)):
-                self._forkserver_restarted = True  # its socket was removed (a /tmp cleaner): start a new one
-                logger.warning("awkgen: the forkserver could not be reached (%s); starting a new one", exc)
-                _forget_forkserver()
-                return
-            hint = ""
-            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
-                hint = (" This process has reached its limit of open files (ulimit -n): each worker needs "
-                        "a few descriptors. Raise the limit or use fewer workers.")
-            elif isinstance(exc, OSError) and exc.errno in (errno.EAGAIN, errno.ENOMEM):
-                hint = " The system refused a new process (process limit or memory). Use fewer workers."
-            self._break(WorkerStartError, f"could not start worker process {len(self._workers) + 1} of "
-                        f"{self.n_workers} ({type(exc).__name__}: {exc}).{hint}", exc)
+            with self._state_lock:
+                self._start_failed(exc)
             return
-        self._workers.append(worker)
+        with self._state_lock:
+            if self._stopping:  # close() began meanwhile and took the worker list without this one
+                self._end_process(worker)
+                self._close_handles(worker)
+                return
+            self._workers.append(worker)
         # Until it is ready the manager reads its pipe; then the caller does.
         self._selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
         self._selector.register(worker.proc.sentinel, selectors.EVENT_READ, worker)
+
+    def _start_failed(self, exc: Exception) -> None:
+        """Under ``_state_lock``: a worker could not be started."""
+        if START_METHOD == "forkserver" and not self._forkserver_restarted and isinstance(
+                exc, (FileNotFoundError, ConnectionRefusedError)):
+            self._forkserver_restarted = True  # its socket was removed (a /tmp cleaner): start a new one
+            logger.warning("awkgen: the forkserver could not be reached (%s); starting a new one", exc)
+            _forget_forkserver()
+            return
+        hint = ""
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            hint = (" This process has reached its limit of open files (ulimit -n): each worker needs "
+                    "a few descriptors. Raise the limit or use fewer workers.")
+        elif isinstance(exc, OSError) and exc.errno in (errno.EAGAIN, errno.ENOMEM):
+            hint = " The system refused a new process (process limit or memory). Use fewer workers."
+        self._break(WorkerStartError, f"could not start worker process {len(self._workers) + 1} of "
+                    f"{self.n_workers} ({type(exc).__name__}: {exc}).{hint}", exc)
 
     def _end_process(self, worker: _Worker, grace_s: float = 0.0) -> None:
         """Make sure *worker*'s process is gone (SIGKILL if it has not exited within *grace_s*)."""
@@ -510,10 +525,10 @@ class ProcessExecutor(ManagedExecutor):
         selector.register(self._wake_r, selectors.EVENT_READ, None)
         try:
             while not self._stopping:
+                starting = self._broken is None and len(self._workers) < self.n_workers
+                if starting:  # one start per turn, outside the lock: replies and dispatch go on meanwhile
+                    self._start_worker()
                 with self._state_lock:
-                    starting = self._broken is None and len(self._workers) < self.n_workers
-                    if starting:  # one start per turn: replies and dispatch go on meanwhile
-                        self._start_worker()
                     if self._broken is not None:
                         self._fail_todo()
                     self._dispatch()
