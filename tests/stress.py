@@ -677,10 +677,11 @@ class ConfigRun:
                     gen = self._resume(gen, state)
                     p = state_p
                 except awkgen.GeneratorStoppedError:
-                    if not self._stop_started(gen):
+                    stopped = gen if self._stop_started(gen) else self.shared.gen  # a handoff's new one, perhaps
+                    if not self._stop_started(stopped):
                         raise Failure(f"load_state_dict raised GeneratorStoppedError at call {i} before any stop"
                                       ) from None
-                    self._after_stop(gen, i)
+                    self._after_stop(stopped, i)
                     return
             must_stop = self.shared.stop_done and self.shared.stop_target is gen
             if not self._stop_started(gen):
