@@ -114,7 +114,12 @@ def run_bench(latency_ms: float = 1.0, batch_size: int = 32, workers: Sequence[i
     Prints the table through *out* and returns its rows; the first row is the
     blocking baseline (``speedup`` 1.0).
     """
-    from tqdm.auto import tqdm
+    if progress:
+        try:  # not a core dependency: the bar is the only thing bench needs it for
+            from tqdm.auto import tqdm
+        except ImportError as exc:
+            raise ImportError('the progress bar of awkgen bench needs tqdm, which is not installed: '
+                              'pip install "awkgen[demo]" (or pip install tqdm), or pass --no-progress') from exc
 
     loader = SleepyLoader(latency_ms)
     ids = list(range(_N_IDS))

@@ -196,7 +196,11 @@ def _build_model(keras: Any, seed: int) -> Any:
 
 def _progress_callback(keras: Any, label: str, steps: int, enabled: bool) -> Any:
     """A Keras callback drawing one tqdm bar per epoch, with the running loss and accuracy."""
-    from tqdm.auto import tqdm
+    try:  # not a core dependency
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ImportError('the demo\'s progress bars need tqdm, which is not installed: pip install "awkgen[demo]"'
+                          ) from exc
 
     class TqdmProgress(keras.callbacks.Callback):  # type: ignore[misc]
         bar: Any = None

@@ -397,11 +397,37 @@ def _loader_failure(seq: int, exc: Any, worker: _Worker) -> Outcome:
         cause = exc
     worker_tb = str(exc)
     if cause.__traceback__ is None and worker_tb:  # tblib could not carry it: attach the text
-        cause.add_note(f"worker-side traceback (Ray actor, pid {getattr(exc, 'pid', None)}):\n{worker_tb}")
+        _add_note(cause, f"worker-side traceback (Ray actor, pid {getattr(exc, 'pid', None)}):\n{worker_tb}")
     pid = getattr(exc, "pid", None) or worker.pid
     return Outcome(seq, error_type=LoaderError, cause=cause, pid=pid,
                    detail=f"loader raised {type(cause).__name__}: {cause} (in Ray actor "
                           f"{_actor_id(worker.actor)}, pid {pid})")
+
+
+class _RemoteTraceback(Exception):
+    """A traceback that exists only as text; printed as the cause of the exception it explains."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, also on Python 3.10, which has no exception notes.
+
+    There the note is kept in ``__notes__`` (where 3.11 keeps it) and, when *exc* has no
+    cause yet, also made its ``__cause__``, so that a printed traceback shows it, as
+    ``concurrent.futures`` shows a worker's traceback. Never raises.
+    """
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:  # Python 3.11+
+        add_note(note)
+        return
+    try:
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
+    except (AttributeError, TypeError):  # an exception type that refuses new attributes
+        pass
+    if exc.__cause__ is None:
+        exc.__cause__ = _RemoteTraceback(note)
 
 
 def _reason(exc: BaseException) -> str:
