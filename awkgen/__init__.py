@@ -7,6 +7,9 @@ no machine-learning framework.
 """
 
 import logging as _logging
+from types import ModuleType as _ModuleType
+
+from ._import_hooks import when_imported as _when_imported
 
 from .distributed import shard_from_env
 from .errors import (
@@ -25,6 +28,16 @@ __version__ = "0.1.0"
 # Debug events (worker starts, deaths, replacements, stops) and warnings go to this logger;
 # like any library, awkgen prints nothing unless the application configures logging.
 _logging.getLogger("awkgen").addHandler(_logging.NullHandler())
+
+
+def _accepted_by_art(module: _ModuleType) -> None:
+    """Once ART is imported (before or after awkgen), its ``isinstance`` checks accept awkgen's classes."""
+    from .frameworks.base import register_twins
+
+    register_twins(module)
+
+
+_when_imported("art.data_generators", _accepted_by_art)
 
 __all__ = [
     "DataGenerator",

@@ -41,7 +41,7 @@ import types
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -49,6 +49,11 @@ from ._interrupts import deferred_sigint
 from .errors import AwkgenError, GeneratorStoppedError, short_ids
 from .executors.base import Executor, Outcome, Task, held_here
 from .sampling import Plan
+
+if TYPE_CHECKING:  # for the bridges' return types; none is imported at run time until used
+    import keras
+    import tensorflow as tf
+    import torch.utils.data
 
 __all__ = ["BatchGenerator", "GeneratorStats"]
 
@@ -203,8 +208,21 @@ class BatchGenerator:
                         "pickle its loader and ids and build a new one instead")
 
     # -- producing batches ----------------------------------------------------------
+    @overload
+    def __call__(self, stop: Literal[False] = False) -> tuple[Any, ...]: ...
+
+    @overload
+    def __call__(self, stop: Literal[True]) -> None: ...
+
+    @overload
+    def __call__(self, stop: bool) -> tuple[Any, ...] | None: ...
+
     def __call__(self, stop: bool = False) -> tuple[Any, ...] | None:
-        """Return the next batch; with ``stop=True`` stop the generator and return ``None``."""
+        """Return the next batch; with ``stop=True`` stop the generator and return ``None``.
+
+        Type checkers see ``gen()`` return the batch (so ``x, y = gen()`` checks) and
+        ``gen(stop=True)`` return ``None``.
+        """
         if stop:
             self.close()
             return None
@@ -439,19 +457,19 @@ class BatchGenerator:
                                         "build a new one to load more batches")
 
     # -- bridges to frameworks (imported only when asked for) ----------------------------
-    def as_keras(self) -> Any:
+    def as_keras(self) -> keras.utils.PyDataset:
         """A ``keras.utils.PyDataset`` of one epoch's steps: ``model.fit(gen.as_keras(), epochs=E)``."""
         from .frameworks.keras import as_keras
 
         return as_keras(self)
 
-    def as_torch(self) -> Any:
+    def as_torch(self) -> torch.utils.data.IterableDataset[tuple[Any, ...]]:
         """An iterable of torch tensors, one epoch per pass, usable where a ``DataLoader`` is."""
         from .frameworks.torch import as_torch
 
         return as_torch(self)
 
-    def as_tf(self) -> Any:
+    def as_tf(self) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` of this generator's batches."""
         from .frameworks.tensorflow import as_tf
 

@@ -57,6 +57,8 @@ from typing import Any
 
 import numpy as np
 
+from ._tree import map_tree
+
 __all__ = ["shm_dir", "MIN_SHM_BYTES", "SlotRef", "ArrayRef", "SlotRing", "flatten_arrays", "write_arrays",
            "rebuild", "attach_segment", "reclaim_orphans", "shm_available"]
 
@@ -240,25 +242,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 # -- flattening results ---------------------------------------------------------------------
-# Plain recursive functions, not nested closures: a closure that calls itself is a reference
-# cycle, and one holding a slot's bytes would keep the slot leased until the next gc run.
+# The leaf functions are small classes, not closures over the walk: see awkgen/_tree.py.
 
 def _shippable(value: Any) -> bool:
     """A plain array whose bytes say it all; subclasses (masked arrays, ``np.matrix``, record
     arrays) are pickled instead, so they arrive with their class, mask and fields."""
     return type(value) is np.ndarray and not value.dtype.hasobject and value.nbytes > 0
-
-
-def _map_tree(value: Any, leaf: Callable[[Any], Any]) -> Any:
-    """Rebuild *value* through lists, dicts and tuples (namedtuples too), applying *leaf* to the rest."""
-    if type(value) is list:
-        return [_map_tree(v, leaf) for v in value]
-    if type(value) is dict:
-        return {k: _map_tree(v, leaf) for k, v in value.items()}
-    if isinstance(value, tuple):
-        items = [_map_tree(v, leaf) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-    return leaf(value)
 
 
 class _Flattener:
@@ -286,7 +275,7 @@ def flatten_arrays(value: Any) -> tuple[Any, list[np.ndarray], int]:
     order, and the aligned bytes they need.
     """
     flattener = _Flattener()
-    tree = _map_tree(value, flattener)
+    tree = map_tree(value, flattener)
     return tree, flattener.arrays, flattener.offset
 
 
@@ -295,7 +284,7 @@ def write_arrays(buffer: mmap.mmap | bytearray, tree: Any, arrays: list[np.ndarr
     whole = np.frombuffer(buffer, dtype=np.uint8)
     dst = None
     refs: list[ArrayRef] = []
-    _map_tree(tree, lambda v: refs.append(v) if isinstance(v, ArrayRef) else None)
+    map_tree(tree, lambda v: refs.append(v) if isinstance(v, ArrayRef) else None)
     for ref in refs:
         src = arrays[ref.index]
         dst = whole[ref.offset:ref.offset + src.nbytes].view(src.dtype).reshape(src.shape)
@@ -327,7 +316,7 @@ def rebuild(tree: Any, base: np.ndarray | None) -> Any:
     """Put arrays back into *tree*: views of *base* (the slot's bytes) for each ref."""
     if type(tree) is ArrayRef:  # a loader returning one array: the common case, kept quick
         return _view(base, tree)
-    return _map_tree(tree, _Rebuilder(base))
+    return map_tree(tree, _Rebuilder(base))
 
 
 # -- the parent's ring ---------------------------------------------------------------------

@@ -83,7 +83,7 @@ def cloudpickle_dumps(cloudpickle: Any, loader: Any) -> bytes:
     (:func:`pickle_by_value`), except module *objects* the loader holds, which go by
     reference like dill's (by value they would carry every global of the module)."""
 
-    class ModulesByReference(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
+    class ModulesByReference(cloudpickle.Pickler):  # type: ignore[misc]
         dispatch_table = collections.ChainMap({types.ModuleType: _module_by_reference},
                                               cloudpickle.Pickler.dispatch_table)
 

@@ -74,7 +74,8 @@ def dumps(obj: Any) -> bytes:
     try:
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
-        return dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        data: bytes = dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return data
 
 
 class MalformedFrame(ValueError):

@@ -166,7 +166,7 @@ class _Worker:
     orphaned: bool = False  # its forkserver died: its sentinel and exit code say nothing any more
 
 
-class _MainlessPopen(popen_forkserver.Popen):
+class _MainlessPopen(popen_forkserver.Popen):  # type: ignore[misc]  # multiprocess has no type hints
     """multiprocess's forkserver launcher, minus re-running the parent's ``__main__``.
 
     Mirrors ``popen_forkserver.Popen._launch`` (multiprocess 0.70) with one change:
@@ -191,7 +191,7 @@ class _MainlessPopen(popen_forkserver.Popen):
         self.pid = forkserver.read_signed(self.sentinel)
 
 
-class _WorkerProcess(ForkServerProcess):
+class _WorkerProcess(ForkServerProcess):  # type: ignore[misc]  # multiprocess has no type hints
     @staticmethod
     def _Popen(process_obj: Any) -> Any:  # noqa: N802 - multiprocess's name
         return _MainlessPopen(process_obj)

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from .._tree import map_tree
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
 from . import _travel
 from .base import Outcome, Task, call_loader, loader_failure
@@ -463,13 +464,10 @@ def _writable(value: Any) -> Any:
     >>> out["x"][0].flags.writeable, out["n"]
     (True, 1)
     """
+    return map_tree(value, _writable_leaf)
+
+
+def _writable_leaf(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value if value.flags.writeable else value.copy()
-    if type(value) is list:
-        return [_writable(v) for v in value]
-    if type(value) is dict:
-        return {k: _writable(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        items = [_writable(v) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
     return _travel.rehome(value)

@@ -15,7 +15,11 @@ Names and the modules they live in:
   ``TensorFlowV2DataGenerator`` (a ``tf.data.Dataset``) and ``as_tf`` (an awkgen
   generator as a ``tf.data.Dataset``).
 - ``mxnet``: ``MXDataGenerator`` (a Gluon ``DataLoader``).
-- ``art``: ``to_art``, an awkgen generator as an ``art.data_generators.DataGenerator``.
+- ``arrays``: ``NumpyDataGenerator``, ART's generator over in-memory arrays, shuffled per
+  epoch by awkgen's plan.
+- ``art``: ``to_art``, an awkgen generator as an instance of a real subclass of
+  ``art.data_generators.DataGenerator`` (rarely needed: with ART installed, every class
+  here and every awkgen generator already passes ART's ``isinstance`` checks).
 
 >>> import awkgen, awkgen.frameworks as fw
 >>> isinstance(awkgen.DataGenerator(lambda ids: ids, [1, 2, 3], batch_size=2), fw.DataGenerator)
@@ -28,6 +32,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .arrays import NumpyDataGenerator
     from .art import to_art
     from .base import DataGenerator
     from .keras import KerasDataGenerator, as_keras
@@ -42,6 +47,7 @@ _WHERE = {
     "TensorFlowDataGenerator": "tensorflow",
     "TensorFlowV2DataGenerator": "tensorflow",
     "MXDataGenerator": "mxnet",
+    "NumpyDataGenerator": "arrays",
     "to_art": "art",
     "as_keras": "keras",
     "as_torch": "torch",
@@ -55,6 +61,7 @@ __all__ = [
     "TensorFlowDataGenerator",
     "TensorFlowV2DataGenerator",
     "MXDataGenerator",
+    "NumpyDataGenerator",
     "to_art",
     "as_keras",
     "as_torch",

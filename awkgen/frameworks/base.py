@@ -25,15 +25,17 @@ from __future__ import annotations
 import abc
 import importlib
 import numbers
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from .._tree import map_tree
 from ..generator import BatchGenerator
 
-__all__ = ["DataGenerator", "import_framework", "steps_per_epoch", "to_numpy"]
+__all__ = ["DataGenerator", "art_twin", "import_framework", "steps_per_epoch", "to_numpy"]
 
 
 def import_framework(module: str, extra: str, needed_by: str) -> ModuleType:
@@ -74,24 +76,34 @@ def steps_per_epoch(gen: Any) -> int:
 
 
 def _check_count(name: str, value: Any, allow_none: bool) -> int | None:
+    """ART's check of ``size``/``batch_size``: an ``int`` >= 1 (or ``None`` where allowed), else ``ValueError``.
+
+    As ART, a numpy integer is not an ``int``; stricter than ART, neither is a bool
+    (ART takes ``batch_size=True`` as 1).
+    """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        expected = "a positive int or None" if allow_none else "a positive int"
-        raise TypeError(f"Expected {name} to be {expected}. Received: {name}={value!r:.100} "
-                        f"({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"Expected {name} >= 1. Received: {name}={value!r}")
-    return int(value)
+    expected = "an int >= 1 or None" if allow_none else "an int >= 1"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        numpy_int = isinstance(value, numbers.Integral) and not isinstance(value, (bool, int))
+        hint = " (convert it with int())" if numpy_int else ""
+        raise ValueError(f"Expected {name} to be {expected}, as ART requires{hint}. "
+                         f"Received: {name}={value!r:.100} ({type(value).__name__})")
+    return value
 
 
 class DataGenerator(abc.ABC):
     """ART's abstract data generator: *size* samples (or ``None``), batches of *batch_size*.
 
     Subclasses set ``self._iterator`` and implement :meth:`get_batch`. Arguments
-    are checked as ART checks them (``size`` and ``batch_size`` positive ints,
-    ``batch_size <= size``), with ``TypeError`` for a wrong kind (a bool is not an
-    int) and ``ValueError`` for a value out of range.
+    are checked as ART checks them: ``size`` (or ``None``) and ``batch_size`` must be
+    ``int`` >= 1 with ``batch_size <= size``, else ``ValueError`` (a numpy integer is
+    not an ``int``, as in ART). Deliberately stricter than ART: a bool is refused
+    (ART reads ``batch_size=True`` as 1).
+
+    With ART installed, every subclass is also an ``art.data_generators.DataGenerator``
+    (a virtual subclass, registered when ART is imported), so ART's own
+    ``isinstance`` checks accept it.
 
     >>> class Ones(DataGenerator):
     ...     def get_batch(self):
@@ -102,7 +114,7 @@ class DataGenerator(abc.ABC):
     >>> Ones(size=10, batch_size=True)
     Traceback (most recent call last):
     ...
-    TypeError: Expected batch_size to be a positive int. Received: batch_size=True (bool)
+    ValueError: Expected batch_size to be an int >= 1, as ART requires. Received: batch_size=True (bool)
     >>> Ones(size=3, batch_size=4)
     Traceback (most recent call last):
     ...
@@ -144,6 +156,38 @@ class DataGenerator(abc.ABC):
 
 # An awkgen generator has size, batch_size, iterator and get_batch(): it *is* one.
 DataGenerator.register(BatchGenerator)
+
+# ART's own code checks isinstance(generator, art.data_generators.DataGenerator) (generic
+# fit_generator, ActivationDefence) and isinstance(generator, <Framework>DataGenerator) to
+# take a framework's fast path. Each awkgen class below is registered as a virtual
+# subclass of its ART twin the moment ART is imported (awkgen never imports ART itself).
+ART_MODULE = "art.data_generators"
+_ART_TWINS: list[tuple[type, str]] = []
+_T = TypeVar("_T", bound=type)
+
+
+def art_twin(art_name: str) -> Callable[[_T], _T]:
+    """Class decorator: the class passes ``isinstance(x, art.data_generators.<art_name>)`` when ART is there."""
+
+    def register(cls: _T) -> _T:
+        _ART_TWINS.append((cls, art_name))
+        module = sys.modules.get(ART_MODULE)
+        if module is not None:
+            register_twins(module)
+        return cls
+
+    return register
+
+
+def register_twins(module: ModuleType) -> None:
+    """Register every awkgen class with its ART twin in *module* (``art.data_generators``)."""
+    for cls, name in list(_ART_TWINS):
+        art_class = getattr(module, name, None)
+        if isinstance(art_class, abc.ABCMeta) and not issubclass(cls, art_class):
+            art_class.register(cls)
+
+
+art_twin("DataGenerator")(DataGenerator)  # awkgen/__init__.py calls register_twins when ART is imported
 
 
 class _RestartingGenerator(DataGenerator):
@@ -189,17 +233,17 @@ class _RestartingGenerator(DataGenerator):
 
 
 def to_numpy(value: Any) -> Any:
-    """A framework tensor (or a dict/tuple/list of them) as numpy arrays.
+    """A framework tensor (or a dict/tuple of them) as numpy arrays; a list is data, made one array.
 
     >>> to_numpy({"a": [1, 2], "b": (np.int64(3),)})
     {'a': array([1, 2]), 'b': (array(3),)}
     """
+    return map_tree(value, _leaf_to_numpy, lists=False, exact=False)
+
+
+def _leaf_to_numpy(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value
-    if isinstance(value, dict):
-        return {key: to_numpy(item) for key, item in value.items()}
-    if isinstance(value, tuple):
-        return tuple(to_numpy(item) for item in value)
     if hasattr(value, "asnumpy"):  # mxnet NDArray
         return value.asnumpy()
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor

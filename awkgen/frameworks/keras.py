@@ -18,10 +18,13 @@ import itertools
 import numbers
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..generator import BatchGenerator
 from .base import DataGenerator, _RestartingGenerator, import_framework, steps_per_epoch
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["KerasDataGenerator", "as_keras"]
 
@@ -40,9 +43,11 @@ def _num_batches(sequence: Any) -> int | None:
     """Batches in one pass of a Sequence/PyDataset; ``None`` for an endless PyDataset."""
     if hasattr(type(sequence), "num_batches"):  # PyDataset: None means infinite
         try:
-            return sequence.num_batches
+            steps = sequence.num_batches
         except NotImplementedError:
             pass
+        else:
+            return None if steps is None else int(steps)
     return len(sequence)
 
 
@@ -118,7 +123,7 @@ class KerasDataGenerator(_RestartingGenerator):
             sequence.on_epoch_end()
 
 
-def as_keras(gen: BatchGenerator | DataGenerator) -> Any:
+def as_keras(gen: BatchGenerator | DataGenerator) -> keras.utils.PyDataset:
     """A ``keras.utils.PyDataset`` whose ``len`` is one epoch of *gen*: ``model.fit(gen.as_keras(), epochs=E)``.
 
     The promise: each epoch of ``fit`` (``evaluate``, ``predict``) trains on
@@ -170,10 +175,10 @@ def as_keras(gen: BatchGenerator | DataGenerator) -> Any:
 def _stream_class(py_dataset: type) -> type:
     """Define the PyDataset subclass once Keras is imported (its base class lives there)."""
 
-    class KerasStream(py_dataset):  # type: ignore[misc, valid-type]
+    class KerasStream(py_dataset):  # type: ignore[misc]  # a base class known at run time
         """One epoch of an awkgen generator as a ``keras.utils.PyDataset``; see :func:`as_keras`."""
 
-        def __init__(self, gen: Any, steps: int) -> None:
+        def __init__(self, gen: BatchGenerator | DataGenerator, steps: int) -> None:
             super().__init__(workers=1, use_multiprocessing=False)
             self._gen = gen
             self._steps = steps
@@ -183,13 +188,13 @@ def _stream_class(py_dataset: type) -> type:
             self._covered: set[int] = set()  # indices read within epochs since the last retirement
 
         @property
-        def generator(self) -> Any:
+        def generator(self) -> BatchGenerator | DataGenerator:
             return self._gen
 
         def __len__(self) -> int:
             return self._steps
 
-        def __getitem__(self, index: int) -> Any:
+        def __getitem__(self, index: int) -> tuple[Any, ...]:
             if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < self._steps:
                 raise IndexError(f"Expected an index in [0, {self._steps}). Received: {index!r}")
             index = int(index)

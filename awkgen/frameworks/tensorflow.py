@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._tree import map_tree
 from ..generator import BatchGenerator
 from .base import DataGenerator, _RestartingGenerator, import_framework, steps_per_epoch, to_numpy
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = ["TensorFlowDataGenerator", "TensorFlowV2DataGenerator", "as_tf"]
 
@@ -66,11 +70,12 @@ class TensorFlowDataGenerator(DataGenerator):
         self._errors = (tf1.errors.FailedPreconditionError, tf1.errors.OutOfRangeError)
         with sess.graph.as_default():
             self._next_op = iterator.get_next()  # once: a graph op per call would grow the graph forever
-            self._restart_op, self._restart_feed = {
-                "initializable": lambda: (iterator.initializer, iterator_arg),
-                "reinitializable": lambda: (iterator_arg, None),
-                "feedable": lambda: (iterator_arg[0].initializer, None),
-            }[iterator_type]()
+            if iterator_type == "initializable":
+                self._restart_op, self._restart_feed = iterator.initializer, iterator_arg
+            elif iterator_type == "reinitializable":
+                self._restart_op, self._restart_feed = iterator_arg, None
+            else:  # feedable
+                self._restart_op, self._restart_feed = iterator_arg[0].initializer, None
         self._feed = iterator_arg[1] if iterator_type == "feedable" else None
 
     def get_batch(self) -> tuple[Any, ...]:
@@ -97,30 +102,18 @@ class TensorFlowV2DataGenerator(_RestartingGenerator):
         super().__init__(iterator, size=size, batch_size=batch_size)
 
 
-def _as_arrays(batch: Any) -> Any:
-    """Tuples and dicts are structure; every other leaf becomes a numpy array."""
-    if isinstance(batch, tuple):
-        return tuple(_as_arrays(item) for item in batch)
-    if isinstance(batch, dict):
-        return {key: _as_arrays(item) for key, item in batch.items()}
-    return to_numpy(batch)
-
-
 def _spec_of(tf: Any, batch: Any) -> Any:
-    """A ``tf.TensorSpec`` structure for batches like *batch*, batch dimension left open."""
+    """A ``tf.TensorSpec`` structure for batches like *batch* (as :func:`to_numpy` makes them),
+    batch dimension left open."""
     def spec(array: np.ndarray) -> Any:
         shape = (None,) + array.shape[1:] if array.ndim else ()
         dtype = tf.string if array.dtype.kind in "OSU" else tf.as_dtype(array.dtype)
         return tf.TensorSpec(shape=shape, dtype=dtype)
 
-    if isinstance(batch, tuple):
-        return tuple(_spec_of(tf, item) for item in batch)
-    if isinstance(batch, dict):
-        return {key: _spec_of(tf, item) for key, item in batch.items()}
-    return spec(batch)
+    return map_tree(batch, spec, lists=False, exact=False)
 
 
-def as_tf(gen: BatchGenerator | DataGenerator, output_signature: Any = None) -> Any:
+def as_tf(gen: BatchGenerator | DataGenerator, output_signature: Any = None) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` whose every pass is *gen*'s next epoch (cardinality ``steps_per_epoch``).
 
     Elements are *gen*'s batches, ``(x,)`` or ``(x, y)``, tuples and dicts kept as
@@ -140,13 +133,13 @@ def as_tf(gen: BatchGenerator | DataGenerator, output_signature: Any = None) -> 
     tf = import_framework("tensorflow", "tensorflow", "as_tf()")
     kept: collections.deque[Any] = collections.deque()
     if output_signature is None:
-        first = _as_arrays(tuple(gen.get_batch()))
+        first = to_numpy(tuple(gen.get_batch()))  # tuples and dicts are structure, the rest arrays
         kept.append(first)
         output_signature = _spec_of(tf, first)
 
     def one_epoch() -> Iterator[Any]:
         for _ in range(steps):
-            yield kept.popleft() if kept else _as_arrays(tuple(gen.get_batch()))
+            yield kept.popleft() if kept else to_numpy(tuple(gen.get_batch()))
 
     dataset = tf.data.Dataset.from_generator(one_epoch, output_signature=output_signature)
     return dataset.apply(tf.data.experimental.assert_cardinality(steps))

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._tree import map_tree
 from ..generator import BatchGenerator
 from .base import DataGenerator, _RestartingGenerator, import_framework, steps_per_epoch
+
+if TYPE_CHECKING:
+    import torch.utils.data
 
 __all__ = ["PyTorchDataGenerator", "as_torch"]
 
@@ -35,7 +39,7 @@ class PyTorchDataGenerator(_RestartingGenerator):
         super().__init__(iterator, size=size, batch_size=batch_size)
 
 
-def as_torch(gen: BatchGenerator | DataGenerator) -> Any:
+def as_torch(gen: BatchGenerator | DataGenerator) -> torch.utils.data.IterableDataset[tuple[Any, ...]]:
     """An ``IterableDataset`` of torch tensors: each pass is *gen*'s next epoch (``len`` batches).
 
     Use it where a ``DataLoader`` goes (``for x, y in gen.as_torch(): ...``), or
@@ -56,8 +60,9 @@ def as_torch(gen: BatchGenerator | DataGenerator) -> Any:
     (3, [[0, 1], [2, 3], [4]], [0, 1])
     """
     steps = steps_per_epoch(gen)
-    torch = import_framework("torch", "torch", "as_torch()")
-    return _stream_class(torch.utils.data.IterableDataset)(gen, steps)
+    data = import_framework("torch.utils.data", "torch", "as_torch()")
+    stream: torch.utils.data.IterableDataset[tuple[Any, ...]] = _stream_class(data.IterableDataset)(gen, steps)
+    return stream
 
 
 @functools.cache
@@ -65,40 +70,34 @@ def _stream_class(iterable_dataset: type) -> type:
     """Define the IterableDataset subclass once torch is imported (its base class lives there)."""
     import torch
 
-    def to_torch(value: Any) -> Any:
+    def tensor(value: Any) -> Any:
         if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
             # from_numpy shares memory (and keeps the array, hence its shared-memory slot, alive)
             return torch.from_numpy(value) if value.flags.writeable else torch.tensor(value)
-        if isinstance(value, tuple):
-            return tuple(to_torch(item) for item in value)
-        if isinstance(value, list):
-            return [to_torch(item) for item in value]
-        if isinstance(value, dict):
-            return {key: to_torch(item) for key, item in value.items()}
         return value
 
-    class TorchStream(iterable_dataset):  # type: ignore[misc, valid-type]
+    class TorchStream(iterable_dataset):  # type: ignore[misc]  # a base class known at run time
         """One epoch of an awkgen generator per pass, as torch tensors; see :func:`as_torch`."""
 
-        def __init__(self, gen: Any, steps: int) -> None:
+        def __init__(self, gen: BatchGenerator | DataGenerator, steps: int) -> None:
             super().__init__()
             self._gen = gen
             self._steps = steps
 
         @property
-        def generator(self) -> Any:
+        def generator(self) -> BatchGenerator | DataGenerator:
             return self._gen
 
         def __len__(self) -> int:
             return self._steps
 
-        def __iter__(self) -> Iterator[Any]:
+        def __iter__(self) -> Iterator[tuple[Any, ...]]:
             if torch.utils.data.get_worker_info() is not None:
                 raise RuntimeError("Expected to be iterated in the main process (DataLoader num_workers=0). "
                                    "Received: a call from a DataLoader worker; awkgen already loads in its own "
                                    "workers, so use DataGeneratorMultiProc instead of DataLoader workers")
             for _ in range(self._steps):
-                yield to_torch(self._gen.get_batch())
+                yield map_tree(self._gen.get_batch(), tensor, exact=False)  # tuples, lists, dicts: item by item
 
         def __repr__(self) -> str:
             return f"<awkgen TorchStream: {self._steps} steps per epoch of {self._gen!r}>"

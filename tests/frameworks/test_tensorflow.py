@@ -87,7 +87,7 @@ def test_tf1_feedable_iterator_loops(graph):
 
 
 @pytest.mark.parametrize("iterator_type, iterator_arg, error, message", [
-    ("one-shot", {}, ValueError, r"Expected iterator_type in \('initializable', 'reinitializable', 'feedable'\)"),
+    ("one-shot", {}, TypeError, r"Expected iterator_type in \('initializable', 'reinitializable', 'feedable'\)"),
     ("initializable", None, TypeError, "Expected iterator_arg to be the initializer's feed_dict"),
     ("reinitializable", {}, TypeError, r"Expected iterator_arg to be the init op"),
     ("feedable", ({}, {}), TypeError, r"Expected iterator_arg to be a tuple \(dataset_iterator, feed_dict\)"),
