@@ -9,27 +9,39 @@
 
 Every contender loads the same batches: ``ids`` cut into consecutive slices of
 *batch_size*, in order, each loaded by ``loader(slice)``; contenders that index
-batches by number wrap the loader in :class:`~benchmarks.loaders.BatchAt`. Each is
-configured the way its own documentation recommends for a batch-level source, with
-the same in-flight window (two batches per worker) wherever the knob exists:
+batches by number wrap the loader in :class:`~benchmarks.loaders.BatchAt`.
 
-============================  ===============================================================
-``awkgen-blocking``           ``DataGenerator``: the loader runs in the caller (the baseline)
-``awkgen-thread``             ``DataGeneratorMultiProc(backend="thread", n_workers=N)``
-``awkgen-process``            ``DataGeneratorMultiProc(backend="process", n_workers=N)``
-``keras-pydataset``           ``keras.utils.PyDataset(workers=N, use_multiprocessing=True,
-                              max_queue_size=2N)``, iterated through Keras' own
-                              ``PyDatasetAdapter`` (an ``OrderedEnqueuer`` over a
-                              ``multiprocessing.Pool``), exactly as ``model.fit`` does
-``torch-dataloader``          ``DataLoader(batch_dataset, batch_size=None, num_workers=N,
-                              persistent_workers=True, pin_memory=False, prefetch_factor=2)``
-``tf.data``                   ``range(n).map(tf.numpy_function(loader), num_parallel_calls=N,
-                              deterministic=True).prefetch(AUTOTUNE)``, private thread pool of
-                              ``max(N, cores)`` threads (else at most ``cores`` calls run at once)
-``grain``                     ``MapDataset.range(n).map(loader).to_iter_dataset(ReadOptions(
-                              num_threads=1, prefetch_buffer_size=2)).mp_prefetch(
-                              MultiprocessingOptions(num_workers=N, per_worker_buffer_size=2))``
-============================  ===============================================================
+Each peer library (a *family*) runs in each of the configurations its own documentation
+recommends, and the report compares awkgen with the family's **best** configuration in
+each scenario (see :data:`FAMILIES`):
+
+======================  ===================================================================
+``awkgen-blocking``     ``DataGenerator``: the loader runs in the caller (the baseline)
+``awkgen-thread``       ``DataGeneratorMultiProc(backend="thread", n_workers=N)``
+``awkgen-process``      ``DataGeneratorMultiProc(backend="process", n_workers=N)``, default
+                        ``prefetch`` (2 per worker) and transport (shared-memory slots)
+``keras[threads]``      ``PyDataset(workers=N, use_multiprocessing=False,
+                        max_queue_size=max(10, 2N))`` (its advice for I/O-bound work)
+``keras[processes]``    the same with ``use_multiprocessing=True`` (its advice for
+                        compute-bound work); both iterated through Keras' own
+                        ``PyDatasetAdapter``, exactly as ``model.fit`` does
+``torch[manual]``       ``DataLoader(batch_dataset, batch_size=None, sampler=BatchSampler(
+                        SequentialSampler, B), num_workers=N, persistent_workers=True,
+                        pin_memory=False, prefetch_factor=2)``: manual batching, the dataset
+                        gets a list of indices
+``torch[auto]``         ``DataLoader(dataset, batch_size=B, ...)``: automatic batching; the
+                        dataset's ``__getitems__`` (torch's batched-fetch hook) loads the batch
+                        with one loader call, ``collate_fn=default_convert``
+``tf.data[autotune]``   ``range(n).map(tf.numpy_function(loader), num_parallel_calls=AUTOTUNE,
+                        deterministic=True).prefetch(AUTOTUNE)`` (its guide's advice)
+``tf.data[fixed]``      ``num_parallel_calls=N``, private thread pool of ``max(N, cores)``
+``grain[threads]``      ``MapDataset.range(n).map(loader).to_iter_dataset(ReadOptions(
+                        num_threads=N, prefetch_buffer_size=2N))``: N reader threads in-process
+``grain[processes]``    ``...to_iter_dataset(ReadOptions(num_threads=0)).mp_prefetch(
+                        MultiprocessingOptions(num_workers=N, per_worker_buffer_size=2))``
+                        (``num_threads=0``: ReadOptions' own advice for data already in memory;
+                        the default 16 threads x 500 elements would buffer 16 GB of 32 MiB batches)
+======================  ===================================================================
 
 Frameworks are imported inside the adapters, never at module level: spawned Grain
 workers import this package to unpickle a loader.
@@ -47,7 +59,7 @@ import numpy as np
 
 from .loaders import BatchAt
 
-__all__ = ["Contender", "CONTENDERS", "make_contenders", "AWKGEN_PROCESS", "PEERS"]
+__all__ = ["Contender", "CONTENDERS", "make_contenders", "AWKGEN_PROCESS", "PEERS", "FAMILIES", "family_of"]
 
 #: Batches one endless stream can index; ``BatchAt`` wraps around the ids.
 _ENDLESS = 10**8
@@ -70,6 +82,9 @@ class Contender(abc.ABC):
     """A data-loading stack under test. See the module docstring for the interface."""
 
     name: str = ""
+    #: The library it belongs to ("keras", "torch", ...) and the configuration, in words.
+    family: str = ""
+    config: str = ""
     #: Whether ``workers`` means anything to it (the blocking baseline ignores it).
     parallel: bool = True
 
@@ -94,6 +109,9 @@ class Awkgen(Contender):
     def __init__(self, backend: str) -> None:
         self.backend = backend  # "blocking", "thread" or "process"
         self.name = f"awkgen-{backend}"
+        self.family = "awkgen"
+        self.config = {"blocking": "DataGenerator", "thread": "backend='thread'",
+                       "process": "backend='process', default prefetch (2/worker), shared-memory slots"}[backend]
         self.parallel = backend != "blocking"
         self._gen: Any = None
 
@@ -147,15 +165,19 @@ def _pydataset_class() -> Any:
 
 
 class KerasPyDataset(Contender):
-    name = "keras-pydataset"
+    family = "keras"
 
-    def __init__(self) -> None:
+    def __init__(self, processes: bool) -> None:
+        self.processes = processes
+        self.name = f"keras[{'processes' if processes else 'threads'}]"
+        self.config = f"PyDataset(workers=N, use_multiprocessing={processes}, max_queue_size=max(10, 2N))"
         self._adapter: Any = None
         self._dataset: Any = None
 
     def _build(self, batch_at: BatchAt, n_batches: int, workers: int) -> Any:
-        self._dataset = _pydataset_class()(batch_at, n_batches, workers=workers, use_multiprocessing=True,
-                                           max_queue_size=_window(workers))
+        self._dataset = _pydataset_class()(batch_at, n_batches, workers=workers,
+                                           use_multiprocessing=self.processes,
+                                           max_queue_size=max(10, _window(workers)))
         return self._dataset
 
     def start(self, loader, ids, workers, *, batch_size):
@@ -191,14 +213,24 @@ def _torch_dataset_class() -> Any:
         import torch.utils.data
 
         class BatchDataset(torch.utils.data.Dataset):
+            """Index ``j`` is sample ``j`` of the endless stream ``BatchAt`` cuts into batches.
+
+            Manual batching (``batch_size=None`` and a ``BatchSampler``) calls
+            ``__getitem__`` with a batch's list of indices; automatic batching calls
+            ``__getitems__`` (torch's batched-fetch hook) with the same list. Either way the
+            loader runs once per batch, on the batch's ids, like every other contender.
+            """
+
             def __init__(self, batch_at: BatchAt, n_batches: int) -> None:
                 self.batch_at, self.n_batches = batch_at, n_batches
 
             def __len__(self) -> int:
-                return self.n_batches
+                return self.n_batches * self.batch_at.batch_size
 
-            def __getitem__(self, index: int) -> Any:
-                return self.batch_at(index)
+            def __getitem__(self, indices: Any) -> Any:
+                return self.batch_at(indices[0] // self.batch_at.batch_size)
+
+            __getitems__ = __getitem__
 
         _TORCH_DATASET_CLASS = BatchDataset
     return _TORCH_DATASET_CLASS
@@ -211,18 +243,29 @@ def _numpy(batch: Any) -> Any:
 
 
 class TorchDataLoader(Contender):
-    name = "torch-dataloader"
+    family = "torch"
 
-    def __init__(self) -> None:
+    def __init__(self, automatic: bool) -> None:
+        self.automatic = automatic
+        self.name = f"torch[{'auto' if automatic else 'manual'}]"
+        self.config = ("DataLoader(batch_size=B, collate_fn=default_convert), dataset.__getitems__"
+                       if automatic else "DataLoader(batch_size=None, sampler=BatchSampler(B))")
+        self.config += ", num_workers=N, persistent_workers, prefetch_factor=2, pin_memory=False"
         self._loader: Any = None
         self._iterator: Any = None
 
     def _build(self, batch_at: BatchAt, n_batches: int, workers: int) -> Any:
-        from torch.utils.data import DataLoader
+        from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, default_convert
 
-        self._loader = DataLoader(_torch_dataset_class()(batch_at, n_batches), batch_size=None, shuffle=False,
-                                  num_workers=workers, persistent_workers=True, pin_memory=False,
-                                  prefetch_factor=2)
+        dataset = _torch_dataset_class()(batch_at, n_batches)
+        common = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=False,
+                      prefetch_factor=2 if workers > 0 else None)
+        if self.automatic:
+            self._loader = DataLoader(dataset, batch_size=batch_at.batch_size, shuffle=False,
+                                      collate_fn=default_convert, **common)
+        else:
+            sampler = BatchSampler(SequentialSampler(range(len(dataset))), batch_at.batch_size, drop_last=False)
+            self._loader = DataLoader(dataset, batch_size=None, sampler=sampler, **common)
         return self._loader
 
     def start(self, loader, ids, workers, *, batch_size):
@@ -243,9 +286,13 @@ class TorchDataLoader(Contender):
 # -- tf.data -----------------------------------------------------------------------------------
 
 class TfData(Contender):
-    name = "tf.data"
+    family = "tf.data"
 
-    def __init__(self) -> None:
+    def __init__(self, autotune: bool) -> None:
+        self.autotune = autotune
+        self.name = f"tf.data[{'autotune' if autotune else 'fixed'}]"
+        self.config = ("map(num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)" if autotune else
+                       "map(num_parallel_calls=N).prefetch(AUTOTUNE), private pool max(N, cores)")
         self._iterator: Any = None
         self._dataset: Any = None
 
@@ -263,12 +310,17 @@ class TfData(Contender):
                 tensor.set_shape(shape)
             return tuple(value)
 
-        options = tf.data.Options()
-        options.threading.private_threadpool_size = max(workers, os.cpu_count() or 1)
-        dataset = (tf.data.Dataset.range(n_batches)
-                   .map(load, num_parallel_calls=workers, deterministic=True)
-                   .prefetch(tf.data.AUTOTUNE)
-                   .with_options(options))
+        if self.autotune:
+            dataset = (tf.data.Dataset.range(n_batches)
+                       .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                       .prefetch(tf.data.AUTOTUNE))
+        else:
+            options = tf.data.Options()
+            options.threading.private_threadpool_size = max(workers, os.cpu_count() or 1)
+            dataset = (tf.data.Dataset.range(n_batches)
+                       .map(load, num_parallel_calls=workers, deterministic=True)
+                       .prefetch(tf.data.AUTOTUNE)
+                       .with_options(options))
         self._dataset = dataset
         return dataset
 
@@ -290,9 +342,13 @@ class TfData(Contender):
 # -- Grain -------------------------------------------------------------------------------------
 
 class Grain(Contender):
-    name = "grain"
+    family = "grain"
 
-    def __init__(self) -> None:
+    def __init__(self, processes: bool) -> None:
+        self.processes = processes
+        self.name = f"grain[{'processes' if processes else 'threads'}]"
+        self.config = ("ReadOptions(num_threads=0) + mp_prefetch(num_workers=N, per_worker_buffer_size=2)"
+                       if processes else "ReadOptions(num_threads=N, prefetch_buffer_size=2N)")
         self._iterator: Any = None
         self._dataset: Any = None
 
@@ -302,12 +358,16 @@ class Grain(Contender):
 
         if not flags.FLAGS.is_parsed():  # Grain reads absl flags; outside absl.app.run nobody parses them
             flags.FLAGS.mark_as_parsed()
-        # One loader call at a time per worker, like every other contender: Grain's default
-        # ReadOptions (16 threads, 500 elements ahead) would run 16 calls per worker and
-        # buffer 500 batches (16 GB of 32 MiB batches).
-        read = grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)
-        self._dataset = (grain.MapDataset.range(n_batches).map(batch_at).to_iter_dataset(read)
-                         .mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2)))
+        # Grain's default ReadOptions (16 threads, 500 elements ahead) would buffer 500
+        # batches (16 GB of 32 MiB batches); see the module docstring for both configurations.
+        source = grain.MapDataset.range(n_batches).map(batch_at)
+        if self.processes:
+            read = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+            self._dataset = source.to_iter_dataset(read).mp_prefetch(
+                grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2))
+        else:
+            read = grain.ReadOptions(num_threads=workers, prefetch_buffer_size=_window(workers))
+            self._dataset = source.to_iter_dataset(read)
         return self._dataset
 
     def start(self, loader, ids, workers, *, batch_size):
@@ -331,13 +391,31 @@ CONTENDERS: dict[str, Callable[[], Contender]] = {
     "awkgen-blocking": lambda: Awkgen("blocking"),
     "awkgen-thread": lambda: Awkgen("thread"),
     AWKGEN_PROCESS: lambda: Awkgen("process"),
-    "keras-pydataset": KerasPyDataset,
-    "torch-dataloader": TorchDataLoader,
-    "tf.data": TfData,
-    "grain": Grain,
+    "keras[threads]": lambda: KerasPyDataset(processes=False),
+    "keras[processes]": lambda: KerasPyDataset(processes=True),
+    "torch[manual]": lambda: TorchDataLoader(automatic=False),
+    "torch[auto]": lambda: TorchDataLoader(automatic=True),
+    "tf.data[autotune]": lambda: TfData(autotune=True),
+    "tf.data[fixed]": lambda: TfData(autotune=False),
+    "grain[threads]": lambda: Grain(processes=False),
+    "grain[processes]": lambda: Grain(processes=True),
 }
-#: The other libraries, against which awkgen's relative targets are set.
-PEERS = ("keras-pydataset", "torch-dataloader", "tf.data", "grain")
+#: The other libraries' configurations, against whose best awkgen's relative targets are set.
+PEERS = tuple(name for name in CONTENDERS if not name.startswith("awkgen"))
+#: Each peer library and its configurations; a family's best configuration in a scenario is what counts.
+FAMILIES: dict[str, tuple[str, ...]] = {}
+for _name in PEERS:
+    FAMILIES.setdefault(_name.split("[")[0], ())
+    FAMILIES[_name.split("[")[0]] += (_name,)
+
+
+def family_of(name: str) -> str:
+    """``"keras[threads]"`` -> ``"keras"``; awkgen's contenders are each their own family.
+
+    >>> family_of("tf.data[autotune]"), family_of("awkgen-process")
+    ('tf.data', 'awkgen-process')
+    """
+    return name.split("[")[0]
 
 
 def make_contenders(names: list[str] | None = None) -> list[Contender]:

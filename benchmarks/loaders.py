@@ -19,6 +19,7 @@ Grain) wrap the same loader in :class:`BatchAt`.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BatchAt", "SleepLoader", "FullLoader", "CpuLoader", "tiny_loader", "as_float", "touch",
-           "MIB", "PAGE_BYTES"]
+__all__ = ["BatchAt", "SleepLoader", "FullLoader", "CpuLoader", "JpegLoader", "tiny_loader", "path_loader",
+           "as_float", "touch", "make_jpegs", "make_paths", "MIB", "PAGE_BYTES"]
 
 MIB = 2**20
 PAGE_BYTES = 4096
@@ -92,6 +93,83 @@ class CpuLoader:
             times.append(time.perf_counter() - start)
         per_rep = sorted(times)[len(times) // 2] / probe.reps
         return cls(max(1, round(target_s / per_rep)))
+
+
+def path_loader(paths: Any) -> np.ndarray:
+    """One float per path string (its length): the "path ids at scale" loader, all overhead.
+
+    >>> path_loader(["a/b.jpg", "c.jpg"]).tolist()
+    [7.0, 5.0]
+    """
+    return np.fromiter((len(p) for p in paths), dtype=np.float32, count=len(paths))
+
+
+def make_paths(n: int) -> list[str]:
+    """*n* distinct, realistic image paths (about 40 characters each), as a Python list of str.
+
+    >>> make_paths(2)
+    ['/datasets/train/shard-0000/img-0000000.jpg', '/datasets/train/shard-0001/img-0000001.jpg']
+    """
+    return [f"/datasets/train/shard-{i % 1000:04d}/img-{i:07d}.jpg" for i in range(n)]
+
+
+#: Bump when :func:`make_jpegs` draws different images: the cache is rebuilt.
+_JPEG_VERSION = 1
+
+
+def make_jpegs(folder: str, n: int = 256, size: tuple[int, int] = (512, 384), quality: int = 90) -> str:
+    """Write *n* deterministic JPEG files (``00000.jpg`` ...) into *folder* once; return *folder*.
+
+    Each image is a smooth colour gradient plus seeded noise (so it does not compress to
+    nothing), *size* = (width, height). A ``MANIFEST`` file records what was written; a
+    folder whose manifest matches is reused as is.
+    """
+    from PIL import Image
+
+    manifest = os.path.join(folder, "MANIFEST")
+    want = f"v{_JPEG_VERSION} n={n} size={size[0]}x{size[1]} quality={quality}\n"
+    try:
+        with open(manifest) as f:
+            if f.read() == want:
+                return folder
+    except OSError:
+        pass
+    os.makedirs(folder, exist_ok=True)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        phase = rng.integers(0, 256, 3)
+        base = np.stack([(x * 255 // w + phase[0]), (y * 255 // h + phase[1]),
+                         ((x + y) * 255 // (w + h) + phase[2])], axis=-1) % 256
+        noisy = np.clip(base + rng.integers(-24, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+        tmp = os.path.join(folder, f"{i:05d}.jpg.tmp")
+        Image.fromarray(noisy).save(tmp, "JPEG", quality=quality)
+        os.replace(tmp, os.path.join(folder, f"{i:05d}.jpg"))
+    with open(manifest, "w") as f:
+        f.write(want)
+    return folder
+
+
+@dataclass(frozen=True)
+class JpegLoader:
+    """Reads, decodes and resizes JPEG file ``ids % n`` of *folder* with Pillow; float32 ``(B, H, W, 3)``.
+
+    Pillow releases the GIL while it decodes and resizes, so threads can run it side by side.
+    """
+
+    folder: str
+    n: int
+    size: tuple[int, int] = (224, 224)
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        out = np.empty((len(ids), self.size[1], self.size[0], 3), dtype=np.float32)
+        for k, i in enumerate(ids):
+            with Image.open(os.path.join(self.folder, f"{int(i) % self.n:05d}.jpg")) as im:
+                out[k] = np.asarray(im.convert("RGB").resize(self.size, Image.BILINEAR))
+        return out
 
 
 @dataclass(frozen=True)

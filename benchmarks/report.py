@@ -14,17 +14,21 @@ from typing import Any
 
 __all__ = ["write", "markdown", "plot"]
 
-#: (scenario, workers or None, header, cell formatter) for the summary table.
+#: (scenario, workers or None, header) for the summary tables and the plot's panels.
 _SUMMARY_COLUMNS: list[tuple[str, int | None, str]] = [
     ("latency", 8, "latency x8<br>batches/s (of ideal)"),
     ("latency", 32, "latency x32<br>batches/s (of ideal)"),
     ("bandwidth", None, "bandwidth x2<br>batches/s (GiB/s)"),
     ("cpu", None, "CPU-bound<br>batches/s (of ideal)"),
     ("tiny", None, "tiny<br>batches/s"),
-    ("ttfb", None, "first batch x8<br>s (first trial)"),
+    ("decode", None, "JPEG decode<br>batches/s (of cores x serial)"),
+    ("coldstart", None, "cold start x8<br>s to 200 batches (first)"),
     ("overlap", None, "fit overlap<br>epoch / max(load, train)"),
     ("memory", None, "memory x2<br>MiB beyond own (batches)"),
+    ("pathids", None, "1 M path ids x8<br>batches/s, tree PSS"),
 ]
+_HIGHER = {"latency": True, "bandwidth": True, "cpu": True, "tiny": True, "decode": True, "coldstart": False,
+           "overlap": False, "memory": False, "pathids": True}
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -35,22 +39,33 @@ def _num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def _cell(r: dict[str, Any]) -> str:
+def _spread(r: dict[str, Any]) -> str:
+    """`` ±12%``: half the range of the rounds, relative to the median; empty for one round."""
+    sp = r.get("spread")
+    if not sp or not r.get("value") or len([v for v in r.get("rounds") or [] if v is not None]) < 2:
+        return ""
+    return f" ±{50 * (sp[1] - sp[0]) / abs(r['value']):.0f}%"
+
+
+def _cell(r: dict[str, Any], spread: bool = True) -> str:
     if r.get("error"):
         return "error"
     s = r["scenario"]
     v = r["value"]
-    if s in ("latency", "cpu") and r.get("of_ideal") is not None:
-        return f"{_num(v)} ({r['of_ideal']:.0%})"
+    tail = _spread(r) if spread else ""
+    if s in ("latency", "cpu", "decode") and r.get("of_ideal") is not None:
+        return f"{_num(v)}{tail} ({r['of_ideal']:.0%})"
     if s == "bandwidth":
-        return f"{_num(v)} ({r['gib_per_s']:.2f})"
-    if s == "ttfb":
-        return f"{v:.3f} ({r['first_trial_s']:.2f})"
+        return f"{_num(v)}{tail} ({r['gib_per_s']:.2f})"
+    if s == "coldstart":
+        return f"{v:.2f}{tail} ({r['first_batch_s']:.2f})"
     if s == "overlap":
-        return f"{v:.2f}"
+        return f"{v:.2f}{tail}"
     if s == "memory":
-        return f"{v:,.0f} ({r['extra_batches']:.1f})"
-    return _num(v)
+        return f"{v:,.0f}{tail} ({r['extra_batches']:.1f})"
+    if s == "pathids":
+        return f"{_num(v)}{tail}, {r['peak_pss_mib']:,.0f} MiB"
+    return _num(v) + tail
 
 
 def _find(records: list[dict[str, Any]], scenario: str, contender: str, workers: int | None) -> dict | None:
@@ -61,28 +76,77 @@ def _find(records: list[dict[str, Any]], scenario: str, contender: str, workers:
     return None
 
 
+def family_best(records: list[dict[str, Any]], scenario: str, workers: int | None,
+                names: list[str]) -> dict[str, Any] | None:
+    """The best measured record among the configurations *names* (one peer family) in a column.
+
+    >>> rs = [{"scenario": "tiny", "contender": c, "workers": 2, "value": v}
+    ...       for c, v in [("keras[threads]", 9.0), ("keras[processes]", 2.0)]]
+    >>> family_best(rs, "tiny", None, ["keras[threads]", "keras[processes]"])["contender"]
+    'keras[threads]'
+    """
+    found = [r for n in names if (r := _find(records, scenario, n, workers)) and r.get("value") is not None]
+    if not found:
+        return None
+    return (max if _HIGHER.get(scenario, True) else min)(found, key=lambda r: r["value"])
+
+
+def _families(contenders: list[str]) -> dict[str, list[str]]:
+    """awkgen's contenders each on their own, peers grouped by library, in report order."""
+    out: dict[str, list[str]] = {}
+    for name in contenders:
+        out.setdefault(name.split("[")[0], []).append(name)
+    return out
+
+
+def _present(records: list[dict[str, Any]]) -> list[tuple[str, int | None, str]]:
+    return [(s, w, h) for s, w, h in _SUMMARY_COLUMNS
+            if any(r["scenario"] == s and (w is None or r["workers"] == w) for r in records)]
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables of a run, as GitHub-flavoured Markdown."""
     m = results["machine"]
     records = results["records"]
     contenders = results["contenders"]
+    configs = results.get("configs") or {}
+    rounds = results["settings"].get("rounds", 1)
+    steals = [r["steal"] for r in records if r.get("steal") is not None]
+    steals += [r["steal_max"] for r in records if r.get("steal_max") is not None]
+    loads = [r["loadavg"] for r in records if r.get("loadavg") is not None]
     lines = [
         f"# awkgen comparative benchmark ({'quick' if results['settings']['quick'] else 'full'} run)",
         "",
         f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, Linux {m['kernel']}, "
         f"Python {m['python']}; {m['date']}; load average at start {m['loadavg_at_start']}"
+        + (f", during the run {min(loads):.1f} to {max(loads):.1f}" if loads else "")
         + (f"; CPU steal during the run {100 * m['cpu_steal']:.1f}%" if m.get("cpu_steal") is not None else "")
+        + (f" (at most {100 * max(steals):.1f}% in one measurement)" if steals else "")
         + ". "
         f"Versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        "",
+        f"Every scenario ran in {rounds} interleaved round(s) (scenarios and contenders rotated each round); "
+        "each figure is the median round, ±: half the range of the rounds, relative to the median."
+        if rounds > 1 else "One round per measurement.",
         "",
     ]
     if results.get("caveat"):
         lines += [f"> **Caveat:** {results['caveat']}", ""]
-    present = [(s, w, h) for s, w, h in _SUMMARY_COLUMNS
-               if any(r["scenario"] == s and (w is None or r["workers"] == w) for r in records)]
-    lines += ["## Summary", "",
-              "| contender | " + " | ".join(h for _, _, h in present) + " |",
-              "|---|" + "---:|" * len(present)]
+    present = _present(records)
+    families = _families(contenders)
+    header = ["| | " + " | ".join(h for _, _, h in present) + " |", "|---|" + "---:|" * len(present)]
+    lines += ["## awkgen against each peer at its best", "",
+              "Each peer row is that library's best configuration in that column, named in brackets.", ""]
+    lines += header
+    for fam, names in families.items():
+        cells = []
+        for s, w, _ in present:
+            r = family_best(records, s, w, names)
+            label = f" [{r['contender'].split('[', 1)[1][:-1]}]" if r and "[" in r["contender"] else ""
+            cells.append(_cell(r) + label if r else ("error" if any(
+                (x := _find(records, s, n, w)) and x.get("error") for n in names) else "-"))
+        lines.append(f"| {fam if len(names) == 1 else f'{fam} (best)'} | " + " | ".join(cells) + " |")
+    lines += ["", "## Every configuration", ""] + header
     for name in contenders:
         cells = []
         for s, w, _ in present:
@@ -91,25 +155,34 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     refs = [r for r in records if r["reference"] and r.get("value") is not None]
     if refs:
-        lines += ["", "Limits measured in the same run: " + "; ".join(
-            f"{r['scenario']} {r['contender']}: {_num(r['value'])}"
+        lines += ["", "Limits measured in the same run (median round): " + "; ".join(
+            f"{r['scenario']} {r['contender']}: {_num(r['value'])}{_spread(r)}"
             + (f" batches/s ({r['gib_per_s']:.2f} GiB/s)" if "gib_per_s" in r else "")
             + (f" s per epoch ({r['step_ms']:.1f} ms/step)" if "step_ms" in r else "")
             + (f" batches/s ({r['call_ms']:.1f} ms/call)" if "call_ms" in r else "")
+            + (f" batches/s ({r['ms_per_batch']:.1f} ms/batch)" if "ms_per_batch" in r else "")
             for r in refs) + "."]
+    if configs:
+        lines += ["", "## Configurations", ""]
+        lines += [f"- `{name}`: `{configs[name]}`" for name in contenders if name in configs]
     targets = results["targets"]
     if targets:
         lines += ["", "## Targets (awkgen)", "", "| target | contender | measured | threshold | result | unit |",
                   "|---|---|---:|---:|:---:|---|"]
         for t in targets:
-            cmp = "<=" if t["target"] in ("time to first batch", "training overlap", "memory in flight") else ">="
-            lines.append(f"| {t['target']} | {t['contender']} | {_num(t['measured'])} | {cmp} {_num(t['threshold'])} "
-                         f"| {'PASS' if t['passed'] else '**FAIL**'} | {t['how']} |")
+            reported = t["target"].endswith("(reported)")
+            verdict = "reported" if reported else ("PASS" if t["passed"] else "**FAIL**")
+            threshold = "-" if reported else f"{t.get('cmp', '>=')} {_num(t['threshold'])}"
+            lines.append(f"| {t['target']} | {t['contender']} | {_num(t['measured'])} | {threshold} "
+                         f"| {verdict} | {t['how']} |")
     errors = [r for r in records if r.get("error")]
+    partial = [r for r in records if r.get("failed_rounds")]
     leaks = results.get("leaks") or []
-    if errors or leaks:
+    if errors or leaks or partial:
         lines += ["", "## Problems", ""]
         lines += [f"- {r['scenario']} / {r['contender']}: {r['error']}" for r in errors]
+        lines += [f"- {r['scenario']} / {r['contender']}: {len(r['failed_rounds'])} round(s) failed: "
+                  f"{r['failed_rounds'][0]}" for r in partial]
         lines += [f"- leaked process after {lk['after']}: pid {lk['pid']} `{lk['cmdline'][:80]}` (killed)"
                   for lk in leaks]
     lines += ["", "## Scenarios", ""]
@@ -120,45 +193,51 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: str) -> None:
-    """One horizontal bar chart per scenario column of the summary, each contender a bar."""
+    """One horizontal bar chart per summary column: awkgen's contenders and each peer's best
+    configuration in that column (named on its bar), with the rounds' range as an error bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     records = results["records"]
-    contenders = results["contenders"]
-    panels = [(s, w, h.replace("<br>", "\n")) for s, w, h in _SUMMARY_COLUMNS
+    families = _families(results["contenders"])
+    panels = [(s, w, h.replace("<br>", "\n")) for s, w, h in _present(records)
               if any(r["scenario"] == s and (w is None or r["workers"] == w) and r.get("value") is not None
                      for r in records)]
     if not panels:
         return
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.42 * len(contenders) * rows + 1.6 * rows),
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 0.42 * len(families) * rows + 1.6 * rows),
                              squeeze=False)
-    colors = ["#1f77b4" if c.startswith("awkgen") else "#999999" for c in contenders]
     for ax, (s, w, title) in zip(axes.flat, panels):
-        values = []
-        for name in contenders:
-            r = _find(records, s, name, w)
-            values.append(r["value"] if r and r.get("value") is not None else 0.0)
-        ax.barh(range(len(contenders)), values, color=colors)
-        ax.set_yticks(range(len(contenders)), contenders, fontsize=8)
+        labels, values, lows, highs, colors = [], [], [], [], []
+        for fam, names in families.items():
+            r = family_best(records, s, w, names)
+            v = r["value"] if r else 0.0
+            sp = (r or {}).get("spread") or [v, v]
+            labels.append(r["contender"] if r else fam)
+            values.append(v)
+            lows.append(max(0.0, v - sp[0]))
+            highs.append(max(0.0, sp[1] - v))
+            colors.append("#1f77b4" if fam.startswith("awkgen") else "#999999")
+        ax.barh(range(len(values)), values, color=colors, xerr=[lows, highs], error_kw={"elinewidth": 0.8})
+        ax.set_yticks(range(len(values)), labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
-        ideal = next((r.get("ideal") for r in records if r["scenario"] == s and r.get("ideal")
-                      and (w is None or r["workers"] == w)), None)
-        limit = {"ttfb": 0.32, "overlap": 1.05}.get(s)
+        ideal = next((r.get("ideal") or r.get("ideal_s") for r in records if r["scenario"] == s
+                      and (r.get("ideal") or r.get("ideal_s")) and (w is None or r["workers"] == w)), None)
+        limit = {"overlap": 1.05}.get(s)
         for x in (ideal, limit):
             if x:
                 ax.axvline(x, color="#d62728", linestyle="--", linewidth=1)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     m = results["machine"]
-    fig.suptitle(f"awkgen vs peers: {m['nproc']} cores, {m['cpu_model']}, {m['date']} "
-                 "(red: ideal / target)", fontsize=10)
+    fig.suptitle(f"awkgen vs each peer's best configuration: {m['nproc']} cores, {m['cpu_model']}, {m['date']} "
+                 "(red: ideal / target; bars: median round, whiskers: range)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

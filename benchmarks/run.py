@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from benchmarks.scenarios import SCENARIOS
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short budgets, latency at 8 workers only (< 2 min)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one round, short budgets, latency at 8 workers only, 100 k path ids (< 3 min)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated subset of: {','.join(SCENARIOS)} (default: all)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
@@ -88,13 +89,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from benchmarks import report
     from benchmarks.contenders import make_contenders
+    from benchmarks.loaders import make_jpegs
     from benchmarks.proctree import ChildGuard, cpu_times, machine, steal_fraction
-    from benchmarks.scenarios import SCENARIOS, Settings, evaluate_targets, merge_rounds, plan_jobs, run_job
+    from benchmarks.scenarios import (
+        JPEG_COUNT,
+        JPEG_DIR,
+        SCENARIOS,
+        Settings,
+        evaluate_targets,
+        merge_rounds,
+        plan_jobs,
+        run_job,
+    )
 
     settings = Settings.make(args.quick)
     contenders = make_contenders(args.contenders)
     shared: dict[str, Any] = {}
     jobs = plan_jobs(args.scenarios, settings, contenders, shared)
+    if "decode" in args.scenarios:
+        make_jpegs(JPEG_DIR, JPEG_COUNT)  # once per checkout (.awkgen-cache, removed by make clean)
     info = machine()
     ticks = cpu_times()
     guard = ChildGuard()
@@ -113,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": settings.__dict__,
         "caveat": args.caveat,
         "contenders": [c.name for c in contenders],
+        "configs": {c.name: c.config for c in contenders},
         "scenarios": {k: {"title": SCENARIOS[k].title, "what": SCENARIOS[k].what, "unit": SCENARIOS[k].unit}
                       for k in args.scenarios},
         "records": records,
