@@ -10,7 +10,6 @@ import logging as _logging
 from types import ModuleType as _ModuleType
 
 from ._import_hooks import when_imported as _when_imported
-
 from .distributed import shard_from_env
 from .errors import (
     AwkgenError,

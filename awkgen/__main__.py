@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="train a Keras CNN from digit images on disk through awkgen",
-        description="Write scikit-learn's digits as one .npy file per image (cached), train a small Keras "
+        description="Write scikit-learn's digits as one PNG file per image (cached), train a small Keras "
                     "CNN from them with DataGeneratorMultiProc (process backend), compare one epoch "
                     "against the blocking DataGenerator, and print the held-out accuracy. "
                     "Needs: pip install 'awkgen[demo]'.")
@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=_positive_int, default=4,
                       help="worker processes; the loader mostly waits on storage, so more than the "
                            "cores can help (default: 4)")
-    demo.add_argument("--latency-ms", type=_non_negative_float, default=2.0,
-                      help="simulated storage latency per file, in ms; 0 turns it off (default: 2)")
+    demo.add_argument("--latency-ms", type=_non_negative_float, default=0.0,
+                      help="add a simulated storage latency per file, in ms, to see what prefetching saves on "
+                           "slow storage (default: 0, the real files only)")
     demo.add_argument("--holdout", type=_fraction, default=0.2,
                       help="fraction of the files held out for the accuracy (default: 0.2)")
     demo.add_argument("--cache", default=None,

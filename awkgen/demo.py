@@ -2,9 +2,10 @@
 
 What it does, in order:
 
-1. writes scikit-learn's 8x8 digits as one ``.npy`` file per image into a cache
+1. writes scikit-learn's 8x8 digits as one PNG file per image into a cache
    folder (``$AWKGEN_CACHE/digits``, else ``./.awkgen-cache/digits``; reused on the
-   next run) and holds out a fifth of the files;
+   next run) and holds out a fifth of the files; the loader decodes them with
+   :func:`awkgen.images.load_image_batch` (Pillow);
 2. trains a small CNN (Keras, TensorFlow backend unless ``KERAS_BACKEND`` says
    otherwise) with ``model.fit(gen, steps_per_epoch=gen.steps_per_epoch)``, where
    ``gen`` is a :func:`~awkgen.DataGeneratorMultiProc` on the process backend;
@@ -13,10 +14,11 @@ What it does, in order:
    training loop waited for data in each and what prefetching saved;
 4. prints the accuracy on the held-out files, read through a non-shuffled generator.
 
-The files are tiny and sit in the page cache, so the loader simulates slow storage
-(a network disk, an object store) by sleeping ``latency_ms`` per file; the demo
-says so. Keras is imported only inside :func:`run_demo`: ``import awkgen.demo``
-imports no framework.
+By default the loader does only the real work (open and decode each file). The
+files are tiny and sit in the page cache, so ``latency_ms`` adds a sleep per file
+to show what prefetching saves on slow storage (a network disk, an object store);
+the demo says so. Keras is imported only inside :func:`run_demo`: ``import
+awkgen.demo`` imports no framework.
 """
 
 from __future__ import annotations
@@ -38,15 +40,16 @@ __all__ = ["SlowStorageLoader", "EpochTiming", "DemoResult", "default_cache_dir"
 
 
 class SlowStorageLoader(SleepyLoader):
-    """The demo's loader: sleep ``latency_ms`` per file (simulated slow storage), then read the files.
+    """The demo's loader: sleep ``latency_ms`` per file (simulated slow storage, 0 by default), then decode them.
 
     A module-level class, so the process backend can pickle it.
 
     >>> import tempfile
+    >>> from PIL import Image
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     paths = [os.path.join(folder, f"{i}.npy") for i in range(3)]
+    ...     paths = [os.path.join(folder, f"{i}.png") for i in range(3)]
     ...     for path in paths:
-    ...         np.save(path, np.zeros((8, 8), dtype=np.float32))
+    ...         Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(path)
     ...     SlowStorageLoader(latency_ms=0.5)(paths).shape
     (3, 8, 8, 1)
     """
@@ -111,11 +114,11 @@ def split_files(paths: Sequence[str], labels: np.ndarray, holdout: float,
 
 
 def run_demo(cache_dir: str | None = None, epochs: int = 5, batch_size: int = 64, n_workers: int = 4,
-             latency_ms: float = 2.0, holdout: float = 0.2, seed: int = 0, progress: bool = True,
+             latency_ms: float = 0.0, holdout: float = 0.2, seed: int = 0, progress: bool = True,
              out: Callable[[str], object] = print) -> DemoResult:
     """Build the data set, train, compare blocking and prefetching, evaluate; see the module docstring.
 
-    Needs ``keras``, a backend and ``scikit-learn`` (``pip install "awkgen[demo]"``).
+    Needs ``keras``, a backend, ``scikit-learn`` and Pillow (``pip install "awkgen[demo]"``).
     Returns the measurements; everything it prints goes through *out*.
     """
     if epochs < 1:
@@ -124,12 +127,13 @@ def run_demo(cache_dir: str | None = None, epochs: int = 5, batch_size: int = 64
     start = time.perf_counter()
     paths, labels = digits_on_disk(cache_dir)
     train_x, train_y, test_x, test_y = split_files(paths, labels, holdout, seed)
-    out(f"data set: {len(paths)} digit images, one .npy file each, in {os.path.abspath(cache_dir)}")
+    out(f"data set: {len(paths)} digit images, one PNG file each, in {os.path.abspath(cache_dir)}")
+    out("loader:   awkgen.images.load_image_batch decodes each batch's files with Pillow")
     out(f"          {len(train_x)} files to train on, {len(test_x)} held out")
     loader = SlowStorageLoader(latency_ms)
     if latency_ms:
         out(f"storage:  the loader sleeps {latency_ms:g} ms per file to simulate slow storage "
-            "(--latency-ms 0 turns it off)")
+            "(by default, 0, the loader only reads the files)")
 
     # Workers start before Keras is imported: the forkserver never sees a framework.
     gen = DataGeneratorMultiProc(loader, train_x, train_y, batch_size=batch_size, n_workers=n_workers,

@@ -210,8 +210,8 @@ def test_numpy_data_generator_checks_raise_what_art_raises(batch_size):
     assert (outcome(lambda: NumpyDataGenerator(x, x[:, 0], batch_size))
             == outcome(lambda: art.data_generators.NumpyDataGenerator(x, x[:, 0], batch_size)))
     for y in (x[:5, 0], 3):
-        assert outcome(lambda: NumpyDataGenerator(x, y)) is ValueError
-        assert outcome(lambda: art.data_generators.NumpyDataGenerator(x, y)) is ValueError
+        assert outcome(lambda y=y: NumpyDataGenerator(x, y)) is ValueError
+        assert outcome(lambda y=y: art.data_generators.NumpyDataGenerator(x, y)) is ValueError
 
 
 def test_bools_are_refused_where_art_reads_them_as_one():

@@ -1,0 +1,226 @@
+"""Image files to arrays: the R package's ``LoadImage``/``LoadImageBatch``/``LoadPNG*`` and ``EstimateMem``.
+
+:func:`load_image_batch` is a ready-made loader: it takes a batch of ids where each id
+is one image file, or a list of files concatenated along channels (R's per-channel
+files: ``["r.png", "g.png", "b.png"]``), and returns one array ``(n, h, w, c)`` (or
+``(n, c, h, w)`` with ``channel_last=False``). Files are decoded with Pillow (the
+``images`` extra; imported when the first file is read), or with your own *reader*.
+
+Pixels: a float *dtype* (the default, ``float32``) gives values scaled to [0, 1] by
+the image's bit depth, as R's ``png::readPNG``; an integer *dtype* gives the stored
+values. Channels: grayscale gives ``c == 1``, grayscale+alpha 2, RGB 3, RGBA 4; a
+palette image is expanded to RGB (RGBA when it has transparency), CMYK and YCbCr
+to RGB.
+
+Every image of a batch must have the same height and width, else ``ValueError``
+names the file and both sizes; pass ``size=(h, w)`` to resize instead. The functions
+live at module level, so they pickle by reference and work as a loader on every
+backend, alone or through ``functools.partial``::
+
+    gen = awkgen.DataGeneratorMultiProc(functools.partial(load_image_batch, size=(64, 64)), paths, labels,
+                                        batch_size=32)
+
+>>> import tempfile, os
+>>> from PIL import Image
+>>> with tempfile.TemporaryDirectory() as folder:
+...     paths = []
+...     for i in range(3):
+...         paths.append(os.path.join(folder, f"{i}.png"))
+...         Image.new("L", (5, 4), color=51 * i).save(paths[-1])
+...     batch = load_image_batch(paths)
+...     rgb = load_image_batch([paths[:3]], dtype="uint8")  # three files as the channels of one image
+>>> batch.shape, batch.dtype, batch[:, 0, 0, 0].tolist()
+((3, 4, 5, 1), dtype('float32'), [0.0, 0.20000000298023224, 0.4000000059604645])
+>>> rgb.shape, rgb[0, 0, 0].tolist()
+((1, 4, 5, 3), [0, 51, 102])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+__all__ = ["load_image", "load_image_batch", "estimate_mem", "read_image"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: An id of an image batch: one file, or the files whose channels make one image.
+ImageId = Union[PathLike, Sequence[PathLike]]
+Reader = Callable[[str], np.ndarray]
+
+# Pillow mode -> (mode to convert to, or None, and the largest stored value)
+_MODES: dict[str, tuple[str | None, float]] = {
+    "1": ("L", 255.0), "L": (None, 255.0), "LA": (None, 255.0), "RGB": (None, 255.0), "RGBA": (None, 255.0),
+    "P": ("RGB", 255.0), "PA": ("RGBA", 255.0), "CMYK": ("RGB", 255.0), "YCbCr": ("RGB", 255.0),
+    "LAB": ("RGB", 255.0), "HSV": ("RGB", 255.0), "La": ("LA", 255.0), "RGBa": ("RGBA", 255.0),
+    "I;16": (None, 65535.0), "I;16L": (None, 65535.0), "I;16B": (None, 65535.0), "I;16N": (None, 65535.0),
+    "I": (None, 65535.0),  # Pillow opens 16-bit PNGs as "I"; values beyond 65535 are not scaled down
+    "F": (None, 1.0),
+}
+
+
+def _pillow() -> Any:
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise ImportError('awkgen.images decodes files with Pillow, which is not installed: '
+                          'pip install "awkgen[images]" (or pass reader=)') from exc
+    return Image
+
+
+def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
+    """Decode one file with Pillow: ``(pixels (h, w, c), the largest value its bit depth can store)``.
+
+    *size* ``(h, w)`` resizes (bilinear) before anything else.
+    """
+    image_module = _pillow()
+    with image_module.open(path) as image:
+        image.load()
+        mode = image.mode
+        if mode == "P" and "transparency" in image.info:
+            convert_to, peak = "RGBA", 255.0
+        else:
+            convert_to, peak = _MODES.get(mode, ("RGB", 255.0))
+        if convert_to is not None:
+            image = image.convert(convert_to)
+        if size is not None and (image.height, image.width) != tuple(size):
+            if image.mode.startswith("I;16"):
+                image = image.convert("I")
+            image = image.resize((size[1], size[0]), resample=image_module.Resampling.BILINEAR)
+        pixels = np.asarray(image)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    return pixels, peak
+
+
+def _as_files(item: Any, where: str) -> list[str]:
+    if isinstance(item, (str, os.PathLike)):
+        return [os.fspath(item)]
+    if isinstance(item, bytes):
+        return [os.fsdecode(item)]
+    if isinstance(item, Iterable):
+        files = [os.fspath(f) if isinstance(f, (str, os.PathLike)) else f for f in item]
+        if files and all(isinstance(f, str) for f in files):
+            return files
+    raise TypeError(f"Expected {where} to be a file path or a non-empty list of file paths (one per channel "
+                    f"group). Received: {item!r:.100} ({type(item).__name__})")
+
+
+def _check_size(size: Any) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size)):
+        return int(size[0]), int(size[1])
+    raise ValueError(f"Expected size to be (height, width), two ints >= 1, or None. Received: size={size!r:.100}")
+
+
+def _to_dtype(pixels: np.ndarray, peak: float, dtype: np.dtype[Any]) -> np.ndarray:
+    if np.issubdtype(dtype, np.floating):
+        return (pixels.astype(dtype, copy=False) / dtype.type(peak)).astype(dtype, copy=False)
+    return pixels.astype(dtype, copy=False)
+
+
+def load_image(files: ImageId, *, size: tuple[int, int] | None = None, channel_last: bool = True,
+               dtype: Any = np.float32, reader: Reader | None = None) -> np.ndarray:
+    """One image ``(h, w, c)`` (``(c, h, w)`` if not *channel_last*) from one file or per-channel files.
+
+    R's ``LoadImage``/``LoadPNG``. *files* is a path, or a list of paths whose
+    channels are concatenated in order. *reader* replaces Pillow: a function from a
+    path to an array ``(h, w)`` or ``(h, w, c)``, used as is (no scaling, no
+    resizing). Raises ``ValueError`` when the files' sizes differ (unless *size*)
+    and ``TypeError`` for something that is not a path or a list of paths.
+    """
+    return _load_one(files, _check_size(size), channel_last, np.dtype(dtype), reader, "files")
+
+
+def _load_one(item: Any, size: tuple[int, int] | None, channel_last: bool, dtype: np.dtype[Any],
+              reader: Reader | None, where: str) -> np.ndarray:
+    parts = []
+    shape: tuple[int, int] | None = None
+    first = ""
+    for path in _as_files(item, where):
+        if reader is None:
+            pixels, peak = read_image(path, size)
+            pixels = _to_dtype(pixels, peak, dtype)
+        else:
+            pixels = np.asarray(reader(path))
+            if pixels.ndim == 2:
+                pixels = pixels[:, :, None]
+            if pixels.ndim != 3:
+                raise ValueError(f"Expected reader({path!r}) to return an array (h, w) or (h, w, c). Received: "
+                                 f"an array of shape {pixels.shape}")
+            pixels = pixels.astype(dtype, copy=False)
+        here = (int(pixels.shape[0]), int(pixels.shape[1]))
+        if shape is None:
+            shape, first = here, path
+        elif here != shape:
+            raise ValueError(f"Expected the channel files of one image to have one size. Received: {path!r} is "
+                             f"{here[0]}x{here[1]} (h x w), {first!r} is {shape[0]}x{shape[1]}")
+        parts.append(pixels)
+    image = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+    return image if channel_last else np.moveaxis(image, 2, 0)
+
+
+def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None = None,
+                     channel_last: bool = True, dtype: Any = np.float32,
+                     reader: Reader | None = None) -> np.ndarray:
+    """A batch of images as one array ``(n, h, w, c)`` (``(n, c, h, w)`` if not *channel_last*).
+
+    R's ``LoadImageBatch``/``LoadPNGBatch``, and a ready-made awkgen loader: each item
+    of *files* is one image file or a list of files concatenated along channels.
+    Images of different sizes raise ``ValueError`` naming the file and both sizes,
+    unless *size* ``(h, w)`` asks for every image to be resized to it. See the module
+    docstring for *dtype* and channels, :func:`load_image` for *reader*.
+    """
+    checked = _check_size(size)
+    dtype = np.dtype(dtype)
+    if isinstance(files, (str, bytes, os.PathLike)):
+        raise TypeError("Expected files to be a batch: a list of paths (or of per-channel path lists). "
+                        f"Received: one path, {files!r:.100}; wrap it in a list")
+    images: list[np.ndarray] = []
+    first_name = ""
+    for index, item in enumerate(files):
+        image = _load_one(item, checked, True, dtype, reader, f"files[{index}]")
+        if images and image.shape != images[0].shape:
+            (h0, w0, c0), (h, w, c) = images[0].shape, image.shape
+            name = _as_files(item, "")[0]
+            what = "channels" if (h, w) == (h0, w0) else "size"
+            raise ValueError(f"Expected every image of the batch to have one {what}; pass size=(h, w) to resize. "
+                             f"Received: {name!r} is {h}x{w}x{c} (h x w x c), {first_name!r} is {h0}x{w0}x{c0}")
+        if not images:
+            first_name = _as_files(item, "")[0]
+        images.append(image)
+    if not images:
+        raise ValueError("Expected files to hold at least one image. Received: an empty batch")
+    batch = np.stack(images)
+    return batch if channel_last else np.moveaxis(batch, 3, 1)
+
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
+          "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}
+
+
+def estimate_mem(n: int, h: int, w: int, nch: int, unit: str = "k", dtype: Any = np.float32) -> float:
+    """Memory of *n* images of ``h x w x nch`` values of *dtype*, in *unit* (R's ``EstimateMem``).
+
+    *unit* is ``"b"``, ``"k"``, ``"m"`` or ``"g"`` (powers of 1024; ``"KiB"``, ``"MB"``
+    and the like too, any case). R assumes 8-byte doubles; the default here is
+    ``float32``, what :func:`load_image_batch` returns. An unknown unit raises
+    ``ValueError`` (R returned bytes).
+
+    >>> estimate_mem(1000, 224, 224, 3, unit="m")  # a batch of 1000 float32 RGB images, in MiB
+    574.21875
+    >>> estimate_mem(1, 8, 8, 1, unit="b", dtype="float64")  # R's figure: 8 bytes a value
+    512.0
+    """
+    for name, value in (("n", n), ("h", h), ("w", w), ("nch", nch)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"Expected {name} to be an int >= 0. Received: {name}={value!r:.100}")
+    key = unit.upper() if isinstance(unit, str) else None
+    if key not in _UNITS:
+        raise ValueError(f"Expected unit to be one of 'b', 'k', 'm', 'g' (or 'KiB', 'MB', ...). Received: "
+                         f"unit={unit!r:.100}")
+    return float(np.dtype(dtype).itemsize * int(n) * int(h) * int(w) * int(nch)) / _UNITS[key]
