@@ -12,7 +12,7 @@ import inspect
 import numbers
 import secrets
 from collections.abc import Callable, Mapping, Sequence, Set
-from typing import Any
+from typing import Any, Generic, ParamSpec
 
 import numpy as np
 
@@ -25,8 +25,53 @@ __all__ = ["DataGenerator", "DataGeneratorNonblock", "DataGeneratorMultiProc", "
 
 BACKENDS = ("process", "thread", "ray")
 RAY_OPTIONS = ("address", "actor_options")
+_P = ParamSpec("_P")
 
 
+class _Factory(Generic[_P]):
+    """An R-named factory: calling it builds a :class:`~awkgen.BatchGenerator`. It is not a class.
+
+    Every factory builds the same class, so ``isinstance(x, DataGenerator)`` has no
+    answer that would not mislead (is a ``DataGeneratorMultiProc`` generator one?),
+    and ``awkgen.frameworks.DataGenerator`` is ART's interface of the same name. So
+    ``isinstance`` and ``issubclass`` raise a ``TypeError`` that says what to use
+    instead (a plain function would raise Python's "arg 2 must be a type").
+    Otherwise it is the function it wraps: same signature, docstring, ``help()``,
+    and it pickles by name.
+    """
+
+    def __init__(self, build: Callable[_P, BatchGenerator]) -> None:
+        self._build = build
+        functools.update_wrapper(self, build)
+
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> BatchGenerator:
+        return self._build(*args, **kwargs)
+
+    def __get__(self, obj: object, owner: type | None = None) -> _Factory[_P]:
+        return self  # never bound as a method; also what makes inspect and pydoc see a routine
+
+    def __instancecheck__(self, obj: object) -> bool:
+        raise TypeError(self._not_a_class("isinstance"))
+
+    def __subclasscheck__(self, cls: type) -> bool:
+        raise TypeError(self._not_a_class("issubclass"))
+
+    def _not_a_class(self, check: str) -> str:
+        name = self._build.__name__
+        return (f"{check}() cannot take awkgen.{name}: it is a factory function (the R package's name), not a "
+                f"class. Every awkgen generator is an awkgen.BatchGenerator, whichever factory built it: use "
+                f"{check}(..., awkgen.BatchGenerator); gen.backend ('serial' for DataGenerator) and gen.n_workers "
+                "tell the kinds apart. awkgen.frameworks.DataGenerator is ART's abstract interface, which every "
+                "awkgen generator also satisfies")
+
+    def __reduce__(self) -> str:
+        return self._build.__qualname__  # pickled by reference, as the function was
+
+    def __repr__(self) -> str:
+        return f"<awkgen factory {self._build.__module__}.{self._build.__qualname__}>"
+
+
+@_Factory
 def DataGenerator(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.ndarray,
                   sample_cls: Any = None, batch_size: int = 32, *, shuffle: bool = True,
                   seed: int | None = None, drop_last: bool = False, rank: int = 0,
@@ -54,11 +99,24 @@ def DataGenerator(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.nda
     Traceback (most recent call last):
     ...
     awkgen.errors.GeneratorStoppedError: this generator was stopped ...
+
+    ``DataGenerator`` (like every R-named factory) is a function, not a class: all of
+    them return an :class:`awkgen.BatchGenerator`, which is what ``isinstance`` should
+    test; asking ``isinstance(gen, DataGenerator)`` raises a ``TypeError`` that says so.
+
+    >>> import awkgen
+    >>> isinstance(gen, awkgen.BatchGenerator), gen.backend
+    (True, 'serial')
+    >>> isinstance(gen, DataGenerator)
+    Traceback (most recent call last):
+    ...
+    TypeError: isinstance() cannot take awkgen.DataGenerator: it is a factory function ... awkgen.BatchGenerator ...
     """
     prepared = _prepare(loader, sample_ids, sample_cls, batch_size, shuffle, seed, drop_last, rank, world_size)
     return _build(prepared, SerialExecutor(loader), prefetch=1, backend="serial")
 
 
+@_Factory
 def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.ndarray,
                            sample_cls: Any = None, batch_size: int = 32, n_workers: int | None = None,
                            *, backend: str = "process", prefetch: int | None = None,
@@ -98,6 +156,7 @@ def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any]
     return _build(prepared, executor, prefetch=prefetch, backend=backend)
 
 
+@_Factory
 def DataGeneratorNonblock(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.ndarray,
                           sample_cls: Any = None, batch_size: int = 32, **kwargs: Any) -> BatchGenerator:
     """``DataGeneratorMultiProc(..., n_workers=1)``: load the next batch while the caller works."""

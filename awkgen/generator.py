@@ -39,9 +39,9 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast, overload
 
 import numpy as np
 
@@ -95,6 +95,16 @@ class GeneratorStats:
                 f"{self.ready} ready, {self.in_flight} in flight. {self.verdict}")
 
 
+_NO_COPY = ("an awkgen generator cannot be copied: its workers and its place in the stream belong to one object. "
+            "Build another from the same loader and ids, and call load_state_dict(gen.state_dict()) on it to "
+            "continue from the same batch")
+
+
+def _stand_in() -> Generator[None, None, None]:
+    """What ``gen.gi_frame`` and ``gen.gi_code`` show: a generator paused at its yield."""
+    yield
+
+
 def _failure(batch: _Batch, outcome: Outcome) -> BaseException:
     """The error to raise for a failed batch, its cause attached."""
     assert outcome.error_type is not None
@@ -114,10 +124,27 @@ class BatchGenerator:
     the next batch: ``(x,)``, or ``(x, y)`` when labels were given. ``gen(stop=True)``,
     ``gen.close()`` and leaving ``with gen:`` stop it.
 
-    Keras 3's ``model.fit`` only accepts real Python generators among iterables, so
-    ``gen.__class__`` reports :class:`types.GeneratorType` (``type(gen)`` is still
-    this class): ``model.fit(gen, steps_per_epoch=gen.steps_per_epoch)`` works without
-    awkgen importing Keras. Keras only iterates it, which is all a generator promises.
+    Keras 3's ``model.fit`` accepts, among iterables, only real Python generators
+    (``isinstance(x, types.GeneratorType)``: a built-in type, which nothing can join),
+    so ``gen.__class__`` reports :class:`types.GeneratorType`; ``type(gen)`` is still
+    this class and ``isinstance(gen, awkgen.BatchGenerator)`` holds.
+    ``model.fit(gen, steps_per_epoch=gen.steps_per_epoch)`` then works without awkgen
+    importing Keras. The disguise is whole, so tools that trust it get true answers:
+
+    - the generator protocol: ``send(None)`` is ``next(gen)`` (an awkgen generator
+      takes no values), ``throw(exc)`` stops it and raises *exc* (as an uncaught
+      exception ends a generator), ``close()`` stops it;
+    - ``gi_running`` (a call is delivering a batch), ``gi_suspended``, ``gi_frame``
+      and ``gi_code`` (a stand-in: the work happens in workers, not in a Python
+      frame; ``gi_frame`` is ``None`` once stopped), ``gi_yieldfrom`` (``None``): so
+      ``inspect.getgeneratorstate(gen)`` is ``GEN_SUSPENDED`` (workers load from
+      the start: never ``GEN_CREATED``), ``GEN_RUNNING`` or ``GEN_CLOSED``, and
+      ``inspect.getgeneratorlocals(gen)`` is ``{}``;
+    - ``copy.copy``, ``copy.deepcopy`` and ``pickle.dumps`` raise ``TypeError`` (as
+      for any generator), saying what to do instead.
+
+    What it costs: code that dispatches on ``obj.__class__`` rather than ``type(obj)``
+    (``functools.singledispatch``) sees a generator.
     """
 
     def __init__(self, loader: Callable[..., Any], ids: Any, labels: np.ndarray | None, plan: Plan,
@@ -138,6 +165,9 @@ class BatchGenerator:
         self._next_seq = 0
         self._submit_at = (0, 0)
         self._batches = 0
+        self._running = False  # a call is delivering a batch (gi_running)
+        self._stand_in = cast("types.GeneratorType[None, None, None]", _stand_in())
+        next(self._stand_in)  # paused at its yield, as a generator between two batches
         self._loader_s = 0.0
         self._wait_s = 0.0
         self._started: float | None = None
@@ -198,6 +228,56 @@ class BatchGenerator:
     def __class__(self) -> type:  # noqa: D105 - see the class docstring
         return types.GeneratorType
 
+    # -- the rest of a generator's face (see the class docstring) --------------------
+    @property
+    def gi_running(self) -> bool:
+        """Whether a call is delivering a batch now."""
+        return self._running
+
+    @property
+    def gi_suspended(self) -> bool:
+        """Whether the generator is open and idle: the next call delivers a batch."""
+        return not self._closed and not self._running
+
+    @property
+    def gi_frame(self) -> types.FrameType | None:
+        """A stand-in frame while open (the loader runs in workers, not in a frame of this
+        object), ``None`` once stopped."""
+        return None if self._closed else self._stand_in.gi_frame
+
+    @property
+    def gi_code(self) -> types.CodeType:
+        return self._stand_in.gi_code
+
+    @property
+    def gi_yieldfrom(self) -> None:
+        return None
+
+    def send(self, value: None) -> tuple[Any, ...]:
+        """``send(None)`` is ``next(gen)``; an awkgen generator takes no values."""
+        if value is not None:
+            raise TypeError(f"an awkgen generator takes no values: send(None) is next(gen); received: {value!r:.100}")
+        return self._next_batch()
+
+    def throw(self, typ: type[BaseException] | BaseException, val: object = None,
+              tb: types.TracebackType | None = None) -> NoReturn:
+        """Stop the generator and raise the exception, as an exception a generator does not
+        catch ends it."""
+        self.close()
+        if isinstance(typ, BaseException):
+            error = typ
+        elif isinstance(val, typ):
+            error = val
+        else:
+            error = typ() if val is None else typ(val)
+        raise error.with_traceback(tb) if tb is not None else error
+
+    def __copy__(self) -> NoReturn:
+        raise TypeError(_NO_COPY)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NoReturn:
+        raise TypeError(_NO_COPY)
+
     def __repr__(self) -> str:
         state = "stopped" if self._closed else f"epoch {self.epoch}, step {self.step}"
         return (f"<awkgen generator: {self.size} ids, batch_size={self.batch_size}, "
@@ -242,7 +322,11 @@ class BatchGenerator:
         interrupts = deferred_sigint().__enter__()
         try:
             with self._lock:
-                seq, batch, outcome = self._take(interrupts)
+                self._running = True
+                try:
+                    seq, batch, outcome = self._take(interrupts)
+                finally:
+                    self._running = False
         except BaseException:
             interrupts.finish()
             raise

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import collections.abc
+import copy
+import inspect
 import json
 import pathlib
+import pickle
+import pydoc
+import threading
+import time
 import types
 
 import numpy as np
@@ -136,6 +143,78 @@ def test_keras_sees_a_real_generator_but_type_is_awkgens():
     gen = DataGenerator(identity, [1, 2], batch_size=1)
     assert isinstance(gen, types.GeneratorType)
     assert isinstance(gen, awkgen.BatchGenerator) and type(gen) is awkgen.BatchGenerator
+
+
+def test_the_disguise_is_whole_for_tools_that_trust_it():
+    gen = DataGenerator(identity, list(range(6)), batch_size=2, shuffle=False)
+    assert inspect.isgenerator(gen) and isinstance(gen, collections.abc.Generator)
+    assert not inspect.isawaitable(gen)
+    assert inspect.getgeneratorstate(gen) == inspect.GEN_SUSPENDED  # workers load from the start
+    assert inspect.getgeneratorlocals(gen) == {}
+    assert gen.gi_yieldfrom is None and isinstance(gen.gi_code, types.CodeType)
+    assert gen.send(None) == ([0, 1],)  # send(None) is next(gen)
+    with pytest.raises(TypeError, match="takes no values"):
+        gen.send("x")
+    assert next(gen) == ([2, 3],)
+    gen.close()
+    assert inspect.getgeneratorstate(gen) == inspect.GEN_CLOSED and gen.gi_frame is None
+
+
+def test_gi_running_while_a_call_is_delivering_a_batch():
+    release = threading.Event()
+    gen = DataGenerator(lambda ids: release.wait(10) and ids, [1, 2], batch_size=1, shuffle=False)
+    caller = threading.Thread(target=gen)
+    caller.start()
+    try:
+        deadline = time.monotonic() + 5
+        while inspect.getgeneratorstate(gen) != inspect.GEN_RUNNING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert inspect.getgeneratorstate(gen) == inspect.GEN_RUNNING and gen.gi_running
+    finally:
+        release.set()
+        caller.join()
+    assert inspect.getgeneratorstate(gen) == inspect.GEN_SUSPENDED and not gen.gi_running
+
+
+def test_copy_and_pickle_refuse_with_what_to_do_instead():
+    gen = DataGenerator(identity, [1, 2], batch_size=1)
+    for tool in (copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match=r"cannot be copied.*load_state_dict"):
+            tool(gen)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(gen)
+    assert not gen.closed and gen()[0] in ([1], [2])  # still usable
+
+
+def test_throw_stops_the_generator_and_raises_as_in_a_generator():
+    gen = DataGenerator(identity, [1, 2], batch_size=1)
+    with pytest.raises(ValueError, match="boom"):
+        gen.throw(ValueError("boom"))
+    assert gen.closed and inspect.getgeneratorstate(gen) == inspect.GEN_CLOSED
+    with pytest.raises(KeyError):
+        DataGenerator(identity, [1, 2], batch_size=1).throw(KeyError)
+
+
+def test_isinstance_with_a_factory_says_to_use_batchgenerator():
+    from awkgen import frameworks
+
+    gen = DataGenerator(identity, [1, 2], batch_size=1)
+    for factory in (awkgen.DataGenerator, awkgen.DataGeneratorNonblock, awkgen.DataGeneratorMultiProc):
+        with pytest.raises(TypeError, match=r"is a factory function.*isinstance\(\.\.\., awkgen\.BatchGenerator\)"):
+            isinstance(gen, factory)
+        with pytest.raises(TypeError, match=r"issubclass\(\) cannot take awkgen\."):
+            issubclass(awkgen.BatchGenerator, factory)
+    assert isinstance(gen, awkgen.BatchGenerator) and isinstance(gen, frameworks.DataGenerator)
+
+
+def test_factories_keep_their_signature_docs_and_pickle_by_name():
+    for factory in (awkgen.DataGenerator, awkgen.DataGeneratorNonblock, awkgen.DataGeneratorMultiProc):
+        assert pickle.loads(pickle.dumps(factory)) is factory
+        assert inspect.isroutine(factory) and factory.__name__ in repr(factory)
+    assert list(inspect.signature(awkgen.DataGenerator).parameters)[:4] == ["loader", "sample_ids", "sample_cls",
+                                                                            "batch_size"]
+    assert awkgen.DataGenerator.__doc__.startswith("A blocking generator")
+    assert "A blocking generator" in pydoc.render_doc(awkgen.DataGenerator, renderer=pydoc.plaintext)
 
 
 def test_a_generator_refuses_to_be_pickled_with_advice():
