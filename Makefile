@@ -7,12 +7,15 @@ MXPY   := $(MXVENV)/bin/python
 # Ray refuses to start a local cluster without this on these machines.
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: test lint demo bench bench-quick soak stress clean
+.PHONY: test lint docs dist core demo bench bench-quick soak stress clean
 
-# The main venv. torch goes in first and pinned: an unpinned torch pulls GBs of CUDA packages.
-$(VENV)/.installed: setup.py setup.cfg Makefile
+# The main venv. torch goes in first and pinned: on this machine torch==2.13.0 is the CPU build
+# (an open torch requirement pulls GBs of CUDA packages). The extras state lower bounds only;
+# the builds this project's own tests run on are chosen here.
+$(VENV)/.installed: setup.py setup.cfg pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q "tensorflow-cpu==2.21.*" "adversarial-robustness-toolbox==1.20.*"
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
@@ -30,12 +33,43 @@ $(MXVENV)/.installed: setup.py setup.cfg Makefile
 	touch $@
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check awkgen tests benchmarks
+	$(VENV)/bin/ruff check awkgen tests benchmarks tools docs
 	$(VENV)/bin/mypy
 
-test: $(VENV)/.installed $(MXVENV)/.installed lint
+test: $(VENV)/.installed $(MXVENV)/.installed lint docs core
 	$(PY) -m pytest
 	$(MXPY) -m pytest -o addopts="-p no:cacheprovider" tests/mxnet
+
+# The API reference (docs/_build/html), built from the docstrings: every warning is an error,
+# every cross-reference must resolve (-n), and the doctests in docs/ and the docstrings run.
+SPHINXOPTS ?= -W --keep-going -n -q
+docs: $(VENV)/.installed
+	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b doctest docs docs/_build/doctest
+
+# The sdist and the wheel, as a user's pip builds them (an isolated build from pyproject.toml),
+# checked as PyPI checks them.
+dist: $(VENV)/.installed
+	rm -rf dist build
+	mkdir dist
+	$(PY) -m build -o dist . >dist/build.log 2>&1 || { cat dist/build.log; exit 1; }
+	$(VENV)/bin/twine check --strict dist/*.tar.gz dist/*.whl
+
+# The core on the oldest and the newest Python awkgen supports, installed from the wheel into
+# venvs with only its core dependencies: the sdist's own tests, core test files, README's quick
+# start (tools/core_check.sh). pyenv's builds are used when there are, else pythonX.Y on PATH.
+CORE_PYTHONS ?= 3.10 3.13
+PYENV_ROOT ?= $(HOME)/.pyenv
+core_python = $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)))),python$(1))
+
+.venv-core%/.installed: setup.cfg Makefile
+	rm -rf .venv-core$*
+	$(call core_python,$*) -m venv .venv-core$*
+	.venv-core$*/bin/python -m pip install -q "pytest>=8" "pytest-timeout>=2.2" "hypothesis>=6.100"
+	touch $@
+
+core: dist $(foreach v,$(CORE_PYTHONS),.venv-core$(v)/.installed)
+	tools/core_check.sh dist $(foreach v,$(CORE_PYTHONS),.venv-core$(v))
 
 demo: $(VENV)/.installed
 	$(PY) -m awkgen demo
@@ -57,4 +91,4 @@ stress: $(VENV)/.installed
 	$(PY) -m tests.stress --minutes $(STRESS_MINUTES) --jobs $(STRESS_JOBS)
 
 clean:
-	rm -rf $(VENV) $(MXVENV) build *.egg-info .awkgen-cache
+	rm -rf $(VENV) $(MXVENV) .venv-core* build dist docs/_build *.egg-info .awkgen-cache

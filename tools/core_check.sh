@@ -15,6 +15,8 @@
 set -euo pipefail
 
 dist=$1; shift
+venvs=(); for venv in "$@"; do venvs+=("$(cd "$venv" && pwd)"); done  # absolute: the checks cd
+set -- "${venvs[@]}"
 sdist=$(ls "$dist"/awkgen-*.tar.gz)
 wheel=$(ls "$dist"/awkgen-*.whl)
 SDIST_TESTS=${SDIST_TESTS:-tests/test_sampling.py tests/test_arguments.py}
