@@ -175,6 +175,22 @@ def markdown(results: dict[str, Any]) -> str:
             threshold = "-" if reported else f"{t.get('cmp', '>=')} {_num(t['threshold'])}"
             lines.append(f"| {t['target']} | {t['contender']} | {_num(t['measured'])} | {threshold} "
                          f"| {verdict} | {t['how']} |")
+    prof = results.get("profile")
+    if prof and not prof.get("error"):
+        parts, bw, tiny = prof["bandwidth_parts"], prof["bandwidth_awkgen_process"], prof["tiny_awkgen_process"]
+        lines += ["", "## Profile: awkgen-process (python -m benchmarks.profile_costs, after the run)", "",
+                  f"- 32 MiB batch, per-batch costs measured alone (median): the loader's fresh `np.full` "
+                  f"{parts['fresh_fill_ms']:.1f} ms; copying it into a warm shared-memory slot "
+                  f"{parts['copy_to_shm_ms']:.1f} ms (what the process backend adds); the same fill written "
+                  f"straight into the warm slot {parts['fill_in_shm_ms']:.1f} ms; the consumer's page touch "
+                  f"{parts['touch_ms']:.2f} ms.",
+                  f"- bandwidth, 2 workers: {bw['batches_per_s']:,.0f} batches/s; parent "
+                  f"{bw['parent_cpu_us_per_batch']:,.0f} us CPU per batch ({bw['parent_cores']:.2f} cores), workers "
+                  f"{bw['workers_cpu_us_per_batch']:,.0f} us ({bw['workers_cores']:.2f} cores); loader "
+                  f"{bw['loader_ms_per_batch']:.1f} ms per call in the workers.",
+                  f"- tiny, {results['machine']['nproc']} workers: {tiny['batches_per_s']:,.0f} batches/s; parent "
+                  f"{tiny['parent_cpu_us_per_batch']:,.0f} us CPU per batch ({tiny['parent_cores']:.2f} cores), "
+                  f"workers {tiny['workers_cpu_us_per_batch']:,.0f} us ({tiny['workers_cores']:.2f} cores)."]
     errors = [r for r in records if r.get("error")]
     partial = [r for r in records if r.get("failed_rounds")]
     leaks = results.get("leaks") or []

@@ -80,6 +80,21 @@ def import_frameworks() -> dict[str, str]:
     return versions
 
 
+def profile_costs() -> dict[str, Any] | None:
+    """``python -m benchmarks.profile_costs`` in a child (a fresh interpreter, no framework loaded):
+    where awkgen's process backend spends the bandwidth and tiny workloads' time."""
+    import json
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.profile_costs", "--seconds", "3"], cwd=root,
+                              capture_output=True, text=True, timeout=300)
+        return json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr[-400:]}
+    except (subprocess.SubprocessError, ValueError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = time.perf_counter()
@@ -118,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             records.append(run_job(job, guard))
             bar.update()
     records = merge_rounds(records)
+    profile = profile_costs() if {"bandwidth", "tiny"} & set(args.scenarios) and not args.quick else None
     # On a shared VM the hypervisor's steal time is the usual reason two runs disagree.
     info["cpu_steal"] = steal_fraction(ticks, cpu_times())
     results = {
@@ -131,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       for k in args.scenarios},
         "records": records,
         "targets": evaluate_targets(records),
+        "profile": profile,
         "leaks": guard.leaks,
         "wall_s": time.perf_counter() - started,
     }
