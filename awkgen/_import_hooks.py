@@ -73,7 +73,8 @@ class _Watcher(importlib.abc.MetaPathFinder):
             if finder is self or isinstance(finder, _Watcher):
                 continue
             find_spec = getattr(finder, "find_spec", None)
-            spec = find_spec(fullname, path, target) if find_spec is not None else None
+            spec: importlib.machinery.ModuleSpec | None = (
+                find_spec(fullname, path, target) if find_spec is not None else None)
             if spec is not None:
                 break
         else:

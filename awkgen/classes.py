@@ -81,7 +81,8 @@ def _table(onehot: Any) -> np.ndarray:
     table = np.asarray(onehot)
     if table.ndim != 2:
         raise ValueError(f"Expected onehot to be a 2-d table (samples x classes). Received: shape {table.shape}")
-    return table != 0
+    hot: np.ndarray = table != 0
+    return hot
 
 
 def decode_onehot(onehot: Any, offset: int = 0) -> list[list[int]]:
@@ -142,11 +143,12 @@ def count_class(onehot: Any, density: bool = False) -> np.ndarray:
     >>> count_class([[1, 0], [1, 1]], density=True).tolist()
     [0.6666666666666666, 0.3333333333333333]
     """
-    counts = _table(onehot).sum(axis=0)
+    counts: np.ndarray = _table(onehot).sum(axis=0).astype(np.int64)
     if density:
-        total = counts.sum()
-        return counts / total if total else counts.astype(np.float64)
-    return counts.astype(np.int64)
+        total = int(counts.sum())
+        shares: np.ndarray = counts / total if total else counts.astype(np.float64)
+        return shares
+    return counts
 
 
 def scarce_class(threshold: float, onehot: Any) -> np.ndarray:

@@ -79,6 +79,7 @@ def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.
     with image_module.open(path) as image:
         image.load()
         mode = image.mode
+        convert_to: str | None
         if mode == "P" and "transparency" in image.info:
             convert_to, peak = "RGBA", 255.0
         else:
@@ -118,9 +119,10 @@ def _check_size(size: Any) -> tuple[int, int] | None:
 
 
 def _to_dtype(pixels: np.ndarray, peak: float, dtype: np.dtype[Any]) -> np.ndarray:
+    converted: np.ndarray = pixels.astype(dtype, copy=False)
     if np.issubdtype(dtype, np.floating):
-        return (pixels.astype(dtype, copy=False) / dtype.type(peak)).astype(dtype, copy=False)
-    return pixels.astype(dtype, copy=False)
+        converted = (converted / dtype.type(peak)).astype(dtype, copy=False)
+    return converted
 
 
 def load_image(files: ImageId, *, size: tuple[int, int] | None = None, channel_last: bool = True,

@@ -86,9 +86,11 @@ class NumpyDataGenerator(DataGenerator):
         order = self._plan.epoch_order(epoch)
         for step in range(self.batches_per_epoch):
             positions = self._plan.batch_positions(epoch, step, order)
-            if not self.shuffle:  # contiguous: views, as ART gives
-                positions = slice(int(positions[0]), int(positions[-1]) + 1)
-            yield self.x[positions], self.y[positions]
+            if self.shuffle:
+                yield self.x[positions], self.y[positions]
+            else:  # contiguous: views, as ART gives
+                window = slice(int(positions[0]), int(positions[-1]) + 1)
+                yield self.x[window], self.y[window]
 
     def get_batch(self) -> tuple[Any, ...]:
         """The next batch ``(x, y)``; at the end of an epoch the next one starts."""
