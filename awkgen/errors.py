@@ -34,7 +34,14 @@ _ID_REPR.maxother = 60
 
 
 def short_ids(ids: Any) -> str:
-    """A one-line, bounded description of a batch's ids for error messages."""
+    """A one-line, bounded description of a batch's ids for error messages.
+
+    Args:
+        ids: The batch's ids: any iterable.
+
+    Returns:
+        The first 8 ids, each shortened to 60 characters, and how many more there are.
+    """
     items = list(ids)
     shown = ", ".join(_ID_REPR.repr(i) for i in items[:_SHOWN_IDS])
     more = len(items) - _SHOWN_IDS
@@ -42,17 +49,22 @@ def short_ids(ids: Any) -> str:
 
 
 class AwkgenError(RuntimeError):
-    """Base class of every error a running generator raises.
+    """Base class of every error a running generator raises; a :class:`RuntimeError`.
 
     Besides the message, a batch's failure carries what a training script needs to
-    log or skip it without parsing text (``None`` where it does not apply):
+    log or skip it without parsing text, as attributes of the same names as the
+    arguments below (``None`` where they do not apply), and :attr:`signal`. awkgen
+    builds these errors; the arguments matter to code that raises one itself (a test,
+    a wrapper).
 
-    - ``ids``: the batch's ids, as the loader received them;
-    - ``epoch``, ``step``: where the batch stands in the stream;
-    - ``pid``: the worker process that ran (or died running) it;
-    - ``exitcode``: how that worker ended, as ``multiprocessing`` says it
-      (negative: killed by that signal);
-    - ``signal``: the signal's name when a signal killed it (``"SIGKILL"``).
+    Args:
+        message: What went wrong, naming the batch.
+        ids: The batch's ids, as the loader received them.
+        epoch: The epoch of the batch.
+        step: The batch's index within its epoch.
+        pid: The worker process that ran (or died running) the batch.
+        exitcode: How that worker ended, as :mod:`multiprocessing` says it (negative:
+            killed by that signal).
 
     >>> err = WorkerDiedError("worker died", ids=[3, 4], epoch=0, step=1, pid=42, exitcode=-9)
     >>> err.ids, err.step, err.signal
@@ -66,6 +78,11 @@ class AwkgenError(RuntimeError):
 
     @property
     def signal(self) -> str | None:
+        """The name of the signal that ended the worker (``"SIGKILL"``), else ``None``.
+
+        ``None`` when the worker exited by itself or its exit code is unknown;
+        ``"signal N"`` for a number Python has no name for.
+        """
         if self.exitcode is None or self.exitcode >= 0:
             return None
         try:
@@ -77,21 +94,48 @@ class AwkgenError(RuntimeError):
 class LoaderError(AwkgenError):
     """The loader raised; ``__cause__`` is the original exception.
 
-    The generator stays usable: the next call returns the next batch.
+    Raised by the call that would have returned the batch, on every backend:
+    ``__cause__`` has the original's type and message and the worker's traceback (an
+    exception that cannot be pickled arrives as text). Also raised when the loader's
+    result cannot be sent back, when the batch's ids cannot be rebuilt in a worker, and
+    for ``sys.exit()`` in the loader. The generator stays usable: the next call returns
+    the next batch.
+
+    >>> import awkgen
+    >>> def loader(ids):
+    ...     if 3 in ids:
+    ...         raise FileNotFoundError("no such file: 3.png")
+    ...     return ids
+    >>> gen = awkgen.DataGenerator(loader, [1, 2, 3, 4], batch_size=1, shuffle=False)
+    >>> gen(), gen()
+    (([1],), ([2],))
+    >>> try:
+    ...     gen()
+    ... except awkgen.LoaderError as err:
+    ...     print(err.ids, err.step, repr(err.__cause__))
+    [3] 2 FileNotFoundError('no such file: 3.png')
+    >>> gen()
+    ([4],)
     """
 
 
 class WorkerDiedError(AwkgenError):
     """A worker process died (killed, segfault, ``os._exit``) while loading a batch.
 
-    The worker has been replaced; the next call returns the next batch.
+    Raised, within a second or so, by the call that would have returned that batch;
+    ``pid``, ``exitcode`` and ``signal`` say which worker and how it ended (on Ray:
+    the actor, its pid when known, and Ray's reason). Also raised when a worker sends
+    bytes that are not a message. The worker has been replaced; the next call returns
+    the next batch.
     """
 
 
 class LoaderTimeoutError(AwkgenError):
     """A loader call took longer than the generator's ``timeout``.
 
-    The stuck worker has been replaced; the next call returns the next batch.
+    Raised by the call that would have returned that batch. The stuck worker process
+    (or Ray actor) is killed and replaced; a stuck thread cannot be killed and is
+    abandoned. The next call returns the next batch.
     """
 
 
@@ -106,4 +150,25 @@ class WorkerStartError(AwkgenError):
 
 
 class GeneratorStoppedError(AwkgenError):
-    """The generator was stopped (``gen(stop=True)``, ``close()``, ...) and cannot be used."""
+    """The generator was stopped and cannot give batches any more.
+
+    Raised by every request for a batch (``gen()``, ``next(gen)``, ``get_batch()``,
+    iteration) and by ``load_state_dict`` after ``gen(stop=True)``, ``close()``,
+    :func:`~awkgen.CleanupGenerator` or the end of a ``with gen:`` block; also by a
+    call that was waiting for a batch in another thread when the generator was
+    stopped. Stopping again never raises, and ``state_dict()`` still works. Build a new
+    generator (``load_state_dict`` resumes where this one was) to go on.
+
+    >>> import awkgen
+    >>> gen = awkgen.DataGenerator(lambda ids: ids, [1, 2, 3], batch_size=1, shuffle=False)
+    >>> gen()
+    ([1],)
+    >>> gen(stop=True)
+    >>> try:
+    ...     gen()
+    ... except awkgen.GeneratorStoppedError as err:
+    ...     print(isinstance(err, awkgen.AwkgenError), "stopped" in str(err))
+    True True
+    >>> gen.state_dict()["step"], gen.closed
+    (1, True)
+    """

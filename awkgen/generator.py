@@ -74,7 +74,32 @@ class _Batch:
 
 @dataclass(frozen=True)
 class GeneratorStats:
-    """Where the time went; see :meth:`BatchGenerator.stats`."""
+    """Where the time went: what :meth:`BatchGenerator.stats` returns.
+
+    A frozen snapshot; ``str(stats)`` is a one-line summary ending with the verdict.
+
+    Attributes:
+        batches: Batches delivered to the caller so far.
+        loader_s: Seconds the loader ran for those batches, summed over workers.
+        wait_s: Seconds the caller spent waiting for batches.
+        elapsed_s: Seconds since the first batch was asked for.
+        ready: Batches loaded and waiting to be taken.
+        in_flight: Batches handed to workers and not loaded yet.
+        n_workers: The generator's workers (1 for :func:`~awkgen.DataGenerator`).
+        verdict: ``"input-bound: more workers would help"`` when the caller spent more
+            than a fifth of the elapsed time waiting, else ``"compute-bound: loading
+            keeps up"`` (``"no batches delivered yet"`` before the first).
+
+    >>> import awkgen
+    >>> gen = awkgen.DataGenerator(lambda ids: ids, list(range(10)), batch_size=5)
+    >>> _ = gen(), gen()
+    >>> stats = gen.stats()
+    >>> stats.batches, stats.n_workers, stats.verdict in ("compute-bound: loading keeps up",
+    ...                                                   "input-bound: more workers would help")
+    (2, 1, True)
+    >>> str(stats).startswith("2 batches in ")
+    True
+    """
 
     batches: int
     loader_s: float
@@ -86,6 +111,11 @@ class GeneratorStats:
     verdict: str
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as a dict (JSON-serialisable), e.g. for a metrics logger.
+
+        Returns:
+            ``{"batches": ..., "loader_s": ..., ..., "verdict": ...}``, one key per attribute.
+        """
         return asdict(self)
 
     def __str__(self) -> str:
@@ -186,6 +216,7 @@ class BatchGenerator:
 
     @property
     def batch_size(self) -> int:
+        """Ids per batch (the last batch of an epoch may have fewer, unless ``drop_last``)."""
         return self._plan.batch_size
 
     @property
@@ -210,18 +241,23 @@ class BatchGenerator:
 
     @property
     def seed(self) -> int:
+        """The seed of the epochs' permutations: the one given, or the one drawn for ``seed=None``."""
         return self._plan.seed
 
     @property
     def closed(self) -> bool:
+        """Whether the generator was stopped: its workers are gone, and calls raise
+        :class:`~awkgen.GeneratorStoppedError`."""
         return self._closed
 
     @property
     def n_workers(self) -> int:
+        """Workers loading batches: 1 for :func:`~awkgen.DataGenerator` and :func:`~awkgen.DataGeneratorNonblock`."""
         return self._executor.n_workers
 
     @property
     def backend(self) -> str:
+        """``"serial"`` (:func:`~awkgen.DataGenerator`), ``"process"``, ``"thread"`` or ``"ray"``."""
         return self._backend
 
     @property  # type: ignore[misc]
@@ -302,6 +338,21 @@ class BatchGenerator:
 
         Type checkers see ``gen()`` return the batch (so ``x, y = gen()`` checks) and
         ``gen(stop=True)`` return ``None``.
+
+        Args:
+            stop: Stop the generator instead (as :meth:`close`; idempotent, never raises).
+
+        Returns:
+            The next batch, ``(x,)`` or ``(x, y)`` with labels: ``x`` is what the loader
+            returned, ``y`` the batch's rows of ``sample_cls``. ``None`` with ``stop=True``.
+
+        Raises:
+            LoaderError: The loader raised for this batch; ``__cause__`` is its exception.
+            WorkerDiedError: The worker loading this batch died (it has been replaced).
+            LoaderTimeoutError: The loader call outlived the generator's ``timeout``.
+            WorkerStartError: Workers cannot start (every later call raises it too).
+            GeneratorStoppedError: The generator was stopped.
+            AwkgenError: The generator is used in a child process made by ``os.fork()``.
         """
         if stop:
             self.close()
@@ -315,7 +366,19 @@ class BatchGenerator:
         return self._next_batch()
 
     def get_batch(self) -> tuple[Any, ...]:
-        """ART's interface: the next batch."""
+        """ART's interface: the next batch, as ``gen()`` and ``next(gen)`` return it.
+
+        Returns:
+            ``(x,)``, or ``(x, y)`` when the generator has labels.
+
+        Raises:
+            LoaderError: The loader raised for this batch; ``__cause__`` is its exception.
+            WorkerDiedError: The worker loading this batch died (it has been replaced).
+            LoaderTimeoutError: The loader call outlived the generator's ``timeout``.
+            WorkerStartError: Workers cannot start (every later call raises it too).
+            GeneratorStoppedError: The generator was stopped.
+            AwkgenError: The generator is used in a child process made by ``os.fork()``.
+        """
         return self._next_batch()
 
     def _next_batch(self) -> tuple[Any, ...]:
@@ -430,6 +493,13 @@ class BatchGenerator:
     def state_dict(self) -> dict[str, Any]:
         """A small JSON-serialisable dict from which :meth:`load_state_dict` resumes.
 
+        Works on a stopped generator too: it names the next batch the caller has not had.
+
+        Returns:
+            The position (``epoch``, ``step``), the ``seed`` and what the stream depends
+            on (``n_ids``, ``batch_size``, ``shuffle``, ``drop_last``, ``rank``,
+            ``world_size``), plus a format version (``awkgen_state``).
+
         >>> import awkgen
         >>> gen = awkgen.DataGenerator(lambda ids: ids, list(range(10)), batch_size=4, seed=1)
         >>> _ = gen(); state = gen.state_dict()
@@ -448,6 +518,22 @@ class BatchGenerator:
         The generator must have been built with the same ids, batch size, shuffle,
         drop_last and shard; workers and backend may differ. Batches already
         prefetched are discarded.
+
+        Args:
+            state: A dict from :meth:`state_dict` (it may have been through JSON).
+
+        Raises:
+            ValueError: *state* is not from :meth:`state_dict`, was taken from a generator
+                with other ids or arguments, or names a position that does not exist.
+            GeneratorStoppedError: The generator was stopped.
+
+        >>> import awkgen
+        >>> gen = awkgen.DataGenerator(lambda ids: ids, list(range(10)), batch_size=4, seed=7)
+        >>> _ = gen(); state = gen.state_dict(); expected = gen()
+        >>> again = awkgen.DataGenerator(lambda ids: ids, list(range(10)), batch_size=4, seed=0)
+        >>> again.load_state_dict(state)
+        >>> again() == expected, again.seed
+        (True, 7)
         """
         if not isinstance(state, dict) or state.get("awkgen_state") != _STATE_VERSION:
             raise ValueError(f"state must be a dict from state_dict() (awkgen_state={_STATE_VERSION}); "
@@ -481,6 +567,11 @@ class BatchGenerator:
 
         The verdict is *input-bound* when the caller spent more than a fifth of its
         time waiting for batches (more workers would help), else *compute-bound*.
+        Cheap, never waits (safe from a monitor thread while a call waits), and works
+        on a stopped generator.
+
+        Returns:
+            A :class:`GeneratorStats` snapshot.
         """
         # No _lock: a call waiting for a slow batch holds it, and a monitor thread must not wait.
         elapsed = 0.0 if self._started is None else time.perf_counter() - self._started
@@ -499,7 +590,14 @@ class BatchGenerator:
     # -- lifecycle ------------------------------------------------------------------
     def close(self) -> None:
         """Stop the workers and free shared memory. Idempotent; later calls raise
-        :class:`~awkgen.GeneratorStoppedError`."""
+        :class:`~awkgen.GeneratorStoppedError`.
+
+        Never waits for a call in progress: safe from a signal handler or another
+        thread, where a call waiting for a batch then raises
+        :class:`~awkgen.GeneratorStoppedError`. Arrays already returned stay valid.
+        ``gen(stop=True)``, :func:`~awkgen.CleanupGenerator` and leaving ``with gen:``
+        do the same; so do garbage collection and interpreter exit.
+        """
         if os.getpid() != self._pid:  # a forked child: the workers are the parent's
             self._closed = True
             self._finalizer.detach()
@@ -542,19 +640,43 @@ class BatchGenerator:
 
     # -- bridges to frameworks (imported only when asked for) ----------------------------
     def as_keras(self) -> keras.utils.PyDataset:
-        """A ``keras.utils.PyDataset`` of one epoch's steps: ``model.fit(gen.as_keras(), epochs=E)``."""
+        """A ``keras.utils.PyDataset`` of one epoch's steps: ``model.fit(gen.as_keras(), epochs=E)``.
+
+        Returns:
+            A ``keras.utils.PyDataset`` whose ``len`` is :attr:`steps_per_epoch`; see
+            :func:`awkgen.frameworks.as_keras`.
+
+        Raises:
+            ImportError: Keras is not installed (``pip install "awkgen[keras]"``).
+        """
         from .frameworks.keras import as_keras
 
         return as_keras(self)
 
     def as_torch(self) -> torch.utils.data.IterableDataset[tuple[Any, ...]]:
-        """An iterable of torch tensors, one epoch per pass, usable where a ``DataLoader`` is."""
+        """An iterable of torch tensors, one epoch per pass, usable where a ``DataLoader`` is.
+
+        Returns:
+            A ``torch.utils.data.IterableDataset`` with ``len``; see
+            :func:`awkgen.frameworks.as_torch`.
+
+        Raises:
+            ImportError: torch is not installed (``pip install "awkgen[torch]"``).
+        """
         from .frameworks.torch import as_torch
 
         return as_torch(self)
 
     def as_tf(self) -> tf.data.Dataset:
-        """A ``tf.data.Dataset`` of this generator's batches."""
+        """A ``tf.data.Dataset`` of this generator's batches, one epoch per pass.
+
+        Returns:
+            A ``tf.data.Dataset`` of cardinality :attr:`steps_per_epoch`; see
+            :func:`awkgen.frameworks.as_tf` (which also takes an ``output_signature``).
+
+        Raises:
+            ImportError: TensorFlow is not installed (``pip install "awkgen[tensorflow]"``).
+        """
         from .frameworks.tensorflow import as_tf
 
         return as_tf(self)

@@ -47,9 +47,11 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 
 # -n checks every cross-reference. There is no intersphinx (the build runs offline), so names
-# outside awkgen (int, numpy.ndarray, keras.utils.PyDataset, ...) cannot resolve: those are let
-# through. A reference into awkgen that does not resolve still fails the build.
-nitpick_ignore_regex = [(r"py:.*", r"(?!awkgen\b|~awkgen\b).*")]
+# in other packages (numpy.ndarray, keras.utils.PyDataset, ...) cannot resolve: those are let
+# through. Any other reference that does not resolve (into awkgen, a method) fails the build.
+_EXTERNAL = ("numpy", "np", "collections", "typing", "types", "abc", "os", "multiprocessing", "keras", "tf",
+             "tensorflow", "torch", "jax", "ray", "art", "mxnet", "PIL")
+nitpick_ignore_regex = [(r"py:.*", rf"({'|'.join(_EXTERNAL)})(\..*)?")]
 
 # The doctests of the docstrings assume what pytest's --doctest-modules gives them.
 doctest_global_setup = """
@@ -70,3 +72,17 @@ def _public_bases(app, name, obj, options, bases):
 
 def setup(app):
     app.connect("autodoc-process-bases", _public_bases)
+    # napoleon reads a property's docstring as "type: description", so "Batches per epoch: ..."
+    # would render with a type named "Batches per epoch". Properties take their type from the
+    # annotation: leave their docstrings to plain reST.
+    from sphinx.ext import napoleon
+
+    for listener in list(app.events.listeners["autodoc-process-docstring"]):
+        if listener.handler is napoleon._process_docstring:
+            app.disconnect(listener.id)
+
+            def process(app, what, name, obj, options, lines):
+                if what not in ("property", "attribute", "data"):
+                    napoleon._process_docstring(app, what, name, obj, options, lines)
+
+            app.connect("autodoc-process-docstring", process, priority=listener.priority)
