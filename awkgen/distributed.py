@@ -36,6 +36,18 @@ def shard_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
     then, only if the program has already imported JAX, ``jax.process_index()`` and
     ``jax.process_count()`` (awkgen never imports JAX itself); else rank 0 of 1.
 
+    Args:
+        environ: The environment to read; ``None``: :data:`os.environ`.
+
+    Returns:
+        ``{"rank": r, "world_size": n}``, ready for ``DataGeneratorMultiProc(...,
+        **shard_from_env())``; ``{"rank": 0, "world_size": 1}`` when no launcher is found.
+
+    Raises:
+        ValueError: A variable is not a whole number, the rank is outside ``[0,
+            world_size)``, or only one variable of a launcher's pair is set; the message
+            names the variable and its value.
+
     >>> shard_from_env({})
     {'rank': 0, 'world_size': 1}
     >>> shard_from_env({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})

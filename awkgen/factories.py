@@ -82,6 +82,40 @@ def DataGenerator(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.nda
     ``rng`` it also gets a :class:`numpy.random.Generator` seeded from ``(seed,
     epoch, step)``. *sample_cls* (optional) holds one label row per id.
 
+    Args:
+        loader: Maps a batch of ids to data (any object: an array, a tuple or dict of
+            arrays, ...). It gets the batch's ids as a numpy array when *sample_ids* is
+            one, else as a list of the original objects. If it has a parameter named
+            ``rng`` it also gets a :class:`numpy.random.Generator` seeded from ``(seed,
+            epoch, step, rank)``.
+        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths.
+        sample_cls: Labels, one row per id (1-D labels, one-hot or multi-label rows), or
+            ``None`` for batches without labels.
+        batch_size: Ids per batch, at most the number of ids in this rank's shard.
+        shuffle: Order each epoch by a permutation of the ids that depends only on
+            ``(seed, epoch)``; ``False`` keeps their order.
+        seed: The permutations' seed; ``None`` draws one (``gen.seed``). Required,
+            the same on every rank, when ``world_size > 1``.
+        drop_last: Leave out each epoch's last, short batch.
+        rank: This process's shard, in ``[0, world_size)``.
+        world_size: Processes that split each epoch into disjoint, equal shards
+            (see :func:`~awkgen.shard_from_env`).
+
+    Returns:
+        An endless :class:`~awkgen.BatchGenerator`, whose ``gen()`` returns ``(x,)``,
+        or ``(x, y)`` with labels.
+
+    Raises:
+        TypeError: An argument of the wrong kind (a loader that is not callable, a
+            ``batch_size`` that is not an int, ...); the message names it and the value.
+        ValueError: An argument out of range (empty ids, a ``batch_size`` larger than
+            the shard, labels of another length than the ids, ...), or ``seed=None``
+            with ``world_size > 1``.
+
+    A failing loader raises :class:`~awkgen.LoaderError` from the call that wanted the
+    batch, as with every factory (see :meth:`BatchGenerator.__call__
+    <awkgen.BatchGenerator.__call__>`).
+
     >>> gen = DataGenerator(lambda ids: ids, [1, 2, 3, 4, 5, 6, 7], batch_size=3, shuffle=False)
     >>> [gen()[0] for _ in range(4)]
     [[1, 2, 3], [4, 5, 6], [7], [1, 2, 3]]
@@ -132,6 +166,46 @@ def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any]
     ``2 * n_workers``); *timeout* bounds one loader call in seconds. Extra keyword
     arguments go to the backend: ``address=`` and ``actor_options=`` for Ray.
 
+    Args:
+        loader: Maps a batch of ids to data (any object: an array, a tuple or dict of
+            arrays, ...). It gets the batch's ids as a numpy array when *sample_ids* is
+            one, else as a list of the original objects. If it has a parameter named
+            ``rng`` it also gets a :class:`numpy.random.Generator` seeded from ``(seed,
+            epoch, step, rank)``.
+        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths.
+        sample_cls: Labels, one row per id (1-D labels, one-hot or multi-label rows), or
+            ``None`` for batches without labels.
+        batch_size: Ids per batch, at most the number of ids in this rank's shard.
+        n_workers: Workers running the loader; ``None``: the CPUs this process may run on.
+        backend: ``"process"`` (worker processes, arrays through shared memory),
+            ``"thread"`` (for loaders that release the GIL) or ``"ray"`` (Ray actors).
+        prefetch: Most batches in flight at once; ``None``: ``2 * n_workers``.
+        timeout: Most seconds one loader call may take before its batch fails with
+            :class:`~awkgen.LoaderTimeoutError` and its worker is replaced; ``None``: no limit.
+        shuffle: Order each epoch by a permutation of the ids that depends only on
+            ``(seed, epoch)``; ``False`` keeps their order.
+        seed: The permutations' seed; ``None`` draws one (``gen.seed``). Required,
+            the same on every rank, when ``world_size > 1``.
+        drop_last: Leave out each epoch's last, short batch.
+        rank: This process's shard, in ``[0, world_size)``.
+        world_size: Processes that split each epoch into disjoint, equal shards
+            (see :func:`~awkgen.shard_from_env`).
+        **backend_options: ``address=`` and ``actor_options=`` for ``backend="ray"``;
+            no other backend takes any.
+
+    Returns:
+        An endless :class:`~awkgen.BatchGenerator`, whose ``gen()`` returns ``(x,)``,
+        or ``(x, y)`` with labels.
+        Its workers start at once; stop it with ``gen(stop=True)``, ``close()`` or ``with``.
+
+    Raises:
+        TypeError: An argument of the wrong kind (a loader that is not callable, a
+            ``batch_size`` that is not an int, ...); the message names it and the value.
+        ValueError: An argument out of range (empty ids, a ``batch_size`` larger than
+            the shard, labels of another length than the ids, ...), or ``seed=None``
+            with ``world_size > 1``.
+        ImportError: ``backend="ray"`` without Ray installed (``pip install "awkgen[ray]"``).
+
     >>> with DataGeneratorMultiProc(lambda ids: ids, list(range(7)), batch_size=3,
     ...                             n_workers=2, backend="thread", shuffle=False) as gen:
     ...     [gen()[0] for _ in range(4)]
@@ -159,7 +233,34 @@ def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any]
 @_Factory
 def DataGeneratorNonblock(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.ndarray,
                           sample_cls: Any = None, batch_size: int = 32, **kwargs: Any) -> BatchGenerator:
-    """``DataGeneratorMultiProc(..., n_workers=1)``: load the next batch while the caller works."""
+    """``DataGeneratorMultiProc(..., n_workers=1)``: load the next batch while the caller works.
+
+    Args:
+        loader: As for :func:`DataGenerator`.
+        sample_ids: As for :func:`DataGenerator`.
+        sample_cls: As for :func:`DataGenerator`.
+        batch_size: As for :func:`DataGenerator`.
+        **kwargs: Any other keyword argument of :func:`DataGeneratorMultiProc` but
+            ``n_workers``: ``backend``, ``prefetch``, ``timeout``, ``shuffle``, ``seed``, ...
+
+    Returns:
+        An endless :class:`~awkgen.BatchGenerator`, whose ``gen()`` returns ``(x,)``,
+        or ``(x, y)`` with labels.
+        with one worker, loading the next batch while the caller works on this one.
+
+    Raises:
+        TypeError: An argument of the wrong kind (a loader that is not callable, a
+            ``batch_size`` that is not an int, ...); the message names it and the value.
+        ValueError: An argument out of range (empty ids, a ``batch_size`` larger than
+            the shard, labels of another length than the ids, ...), or ``seed=None``
+            with ``world_size > 1``.
+        TypeError: ``n_workers`` was given: this factory always uses one worker.
+
+    >>> with DataGeneratorNonblock(lambda ids: ids, [1, 2, 3], batch_size=2, shuffle=False,
+    ...                            backend="thread") as gen:
+    ...     gen(), gen(), gen.n_workers
+    (([1, 2],), ([3],), 1)
+    """
     if "n_workers" in kwargs:
         raise TypeError("DataGeneratorNonblock always uses one worker; received: "
                         f"n_workers={kwargs['n_workers']!r} (use DataGeneratorMultiProc for more)")
@@ -168,6 +269,18 @@ def DataGeneratorNonblock(loader: Callable[..., Any], sample_ids: Sequence[Any] 
 
 def CleanupGenerator(gen: BatchGenerator) -> None:
     """Stop *gen*: its workers exit and its shared memory is freed. Idempotent.
+
+    The R package's name for ``gen(stop=True)`` and ``gen.close()``. Arrays already
+    returned stay valid; later calls of *gen* raise :class:`~awkgen.GeneratorStoppedError`.
+
+    Args:
+        gen: A generator made by an awkgen factory.
+
+    Returns:
+        ``None``.
+
+    Raises:
+        TypeError: *gen* is not an awkgen generator.
 
     >>> gen = DataGenerator(lambda ids: ids, [1, 2], batch_size=1)
     >>> CleanupGenerator(gen); CleanupGenerator(gen)

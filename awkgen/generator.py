@@ -343,8 +343,9 @@ class BatchGenerator:
             stop: Stop the generator instead (as :meth:`close`; idempotent, never raises).
 
         Returns:
-            The next batch, ``(x,)`` or ``(x, y)`` with labels: ``x`` is what the loader
-            returned, ``y`` the batch's rows of ``sample_cls``. ``None`` with ``stop=True``.
+            The next batch, ``(x,)``, or ``(x, y)`` with labels, where ``x`` is what the
+            loader returned and ``y`` the batch's rows of ``sample_cls``; ``None`` with
+            ``stop=True``.
 
         Raises:
             LoaderError: The loader raised for this batch; ``__cause__`` is its exception.
