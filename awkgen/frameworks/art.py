@@ -30,6 +30,18 @@ def to_art(gen: BatchGenerator | DataGenerator) -> Any:
 
     Needs ART (``pip install "awkgen[art]"``).
 
+    Args:
+        gen: An awkgen generator with labels, or another
+            :class:`~awkgen.frameworks.DataGenerator`.
+
+    Returns:
+        An instance of a subclass of ``art.data_generators.DataGenerator``, whose
+        ``get_batch()`` returns *gen*'s next ``(x, y)`` as numpy arrays.
+
+    Raises:
+        ImportError: ART is not installed.
+        TypeError: *gen* is not an awkgen generator or a ``DataGenerator``.
+
     >>> import awkgen, numpy as np
     >>> gen = awkgen.DataGenerator(lambda ids: ids * 1.0, np.arange(6), np.arange(6) % 2, batch_size=3,
     ...                            shuffle=False)

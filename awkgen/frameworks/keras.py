@@ -156,6 +156,16 @@ def as_keras(gen: BatchGenerator | DataGenerator) -> keras.utils.PyDataset:
 
     Needs Keras 3 (``pip install "awkgen[keras]"``).
 
+    Args:
+        gen: An awkgen generator, or another :class:`~awkgen.frameworks.DataGenerator`.
+
+    Returns:
+        A ``keras.utils.PyDataset`` of ``steps_per_epoch`` items, each a batch of *gen*.
+
+    Raises:
+        ImportError: Keras is not installed.
+        TypeError: *gen* is not an awkgen generator or a ``DataGenerator``.
+
     >>> import awkgen
     >>> gen = awkgen.DataGenerator(lambda ids: ids, list(range(5)), batch_size=2, shuffle=False)
     >>> ds = as_keras(gen)

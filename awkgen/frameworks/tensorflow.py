@@ -128,6 +128,19 @@ def as_tf(gen: BatchGenerator | DataGenerator, output_signature: Any = None) -> 
     leave early drops those.
 
     Needs TensorFlow (``pip install "awkgen[tensorflow]"``).
+
+    Args:
+        gen: An awkgen generator, or another :class:`~awkgen.frameworks.DataGenerator`.
+        output_signature: The elements' ``tf.TensorSpec`` structure, as
+            ``tf.data.Dataset.from_generator`` takes it; ``None``: read from *gen*'s
+            next batch.
+
+    Returns:
+        A ``tf.data.Dataset`` of *gen*'s batches, one epoch of *gen* per pass.
+
+    Raises:
+        ImportError: TensorFlow is not installed.
+        TypeError: *gen* is not an awkgen generator or a ``DataGenerator``.
     """
     steps = steps_per_epoch(gen)
     tf = import_framework("tensorflow", "tensorflow", "as_tf()")

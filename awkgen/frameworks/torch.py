@@ -52,6 +52,16 @@ def as_torch(gen: BatchGenerator | DataGenerator) -> torch.utils.data.IterableDa
 
     Needs torch (``pip install "awkgen[torch]"``).
 
+    Args:
+        gen: An awkgen generator, or another :class:`~awkgen.frameworks.DataGenerator`.
+
+    Returns:
+        A ``torch.utils.data.IterableDataset`` whose ``len`` is *gen*'s steps per epoch.
+
+    Raises:
+        ImportError: torch is not installed.
+        TypeError: *gen* is not an awkgen generator or a ``DataGenerator``.
+
     >>> import awkgen, numpy as np
     >>> gen = awkgen.DataGenerator(lambda ids: ids * 1.0, np.arange(5), np.arange(5), batch_size=2,
     ...                            shuffle=False)
