@@ -33,6 +33,18 @@ class NumpyDataGenerator(DataGenerator):
     skips the last short batch of each epoch. *seed* (keyword only) fixes the
     shuffled order of every epoch.
 
+    Args:
+        x: The samples, indexed along the first axis.
+        y: One label per sample.
+        batch_size: Samples per batch.
+        drop_remainder: Skip each epoch's last, short batch.
+        shuffle: Draw a new order every epoch.
+        seed: The orders' seed; ``None`` draws one.
+
+    Raises:
+        ValueError: *x* and *y* are not sized or differ in length, or *batch_size* or
+            *seed* is out of range.
+
     >>> x, y = np.arange(10).reshape(5, 2), np.arange(5)
     >>> gen = NumpyDataGenerator(x, y, batch_size=2)
     >>> gen.size, gen.batches_per_epoch, [b.tolist() for b in gen.get_batch()]

@@ -105,6 +105,14 @@ class DataGenerator(abc.ABC):
     (a virtual subclass, registered when ART is imported), so ART's own
     ``isinstance`` checks accept it.
 
+    Args:
+        size: Samples in the data set, or ``None`` when unknown.
+        batch_size: Samples per batch.
+
+    Raises:
+        ValueError: *size* or *batch_size* is not an ``int`` >= 1 (or *size* ``None``),
+            or *batch_size* > *size*.
+
     >>> class Ones(DataGenerator):
     ...     def get_batch(self):
     ...         return np.ones((self.batch_size, 2)), np.zeros(self.batch_size)
@@ -132,7 +140,11 @@ class DataGenerator(abc.ABC):
 
     @abc.abstractmethod
     def get_batch(self) -> tuple[Any, ...]:
-        """The next batch ``(x, y)`` as numpy arrays; the stream loops over the data forever."""
+        """The next batch ``(x, y)`` as numpy arrays; the stream loops over the data forever.
+
+        Returns:
+            The next batch, as a tuple of numpy arrays (``(x, y)``, or ``(x,)``).
+        """
         raise NotImplementedError
 
     @property

@@ -61,6 +61,15 @@ class KerasDataGenerator(_RestartingGenerator):
     an endless iterator such as a Python generator or an awkgen generator. A
     one-shot iterator that ends cannot loop and raises ``RuntimeError`` then.
 
+    Args:
+        iterator: The Keras-style data, as above.
+        size: Samples in the data set (ART's ``size``), or ``None``.
+        batch_size: Samples per batch.
+
+    Raises:
+        TypeError: *iterator* is none of the above.
+        ValueError: *size* or *batch_size* is out of range (see :class:`DataGenerator`).
+
     >>> import numpy as np
     >>> class Twice:  # a Sequence-like object: two batches, indexed
     ...     def __len__(self): return 2

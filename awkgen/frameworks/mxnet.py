@@ -19,6 +19,16 @@ class MXDataGenerator(_RestartingGenerator):
 
     The first pass starts at the first ``get_batch()``, so building the wrapper
     starts no loader worker; :meth:`close` drops the current pass.
+
+    Args:
+        iterator: An ``mxnet.gluon.data.DataLoader``.
+        size: Samples in the data set (ART's ``size``).
+        batch_size: Samples per batch.
+
+    Raises:
+        ImportError: MXNet is not installed (``pip install "awkgen[mxnet]"``).
+        TypeError: *iterator* is not a Gluon ``DataLoader``.
+        ValueError: *size* or *batch_size* is out of range (see :class:`DataGenerator`).
     """
 
     def __init__(self, iterator: Any, size: int, batch_size: int) -> None:

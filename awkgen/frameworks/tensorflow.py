@@ -38,6 +38,19 @@ class TensorFlowDataGenerator(DataGenerator):
     ``get_batch()`` runs one ``get_next()`` op, built once here (ART builds a new
     op per call, so its graph grows with every batch), and re-initialises the
     iterator when it is uninitialised or exhausted: the stream loops forever.
+
+    Args:
+        sess: The ``tf.compat.v1.Session`` that runs the iterator.
+        iterator: A ``tf.compat.v1.data.Iterator``.
+        iterator_type: ``"initializable"``, ``"reinitializable"`` or ``"feedable"``.
+        iterator_arg: What restarts the iterator, as above.
+        size: Samples in the data set (ART's ``size``).
+        batch_size: Samples per batch.
+
+    Raises:
+        ImportError: TensorFlow is not installed (``pip install "awkgen[tensorflow]"``).
+        TypeError: An argument is not of the kind ART requires (the message says which).
+        ValueError: *size* or *batch_size* is out of range (see :class:`DataGenerator`).
     """
 
     def __init__(self, sess: Any, iterator: Any, iterator_type: str, iterator_arg: Any, size: int,
@@ -92,7 +105,18 @@ class TensorFlowDataGenerator(DataGenerator):
 
 class TensorFlowV2DataGenerator(_RestartingGenerator):
     """ART's wrapper over a ``tf.data.Dataset`` (eager): ``get_batch()`` returns the next batch as
-    numpy arrays, and a finite dataset starts over when it ends (ART raises ``StopIteration``)."""
+    numpy arrays, and a finite dataset starts over when it ends (ART raises ``StopIteration``).
+
+    Args:
+        iterator: A ``tf.data.Dataset``.
+        size: Samples in the data set (ART's ``size``).
+        batch_size: Samples per batch.
+
+    Raises:
+        ImportError: TensorFlow is not installed (``pip install "awkgen[tensorflow]"``).
+        TypeError: *iterator* is not a ``tf.data.Dataset``.
+        ValueError: *size* or *batch_size* is out of range (see :class:`DataGenerator`).
+    """
 
     def __init__(self, iterator: Any, size: int, batch_size: int) -> None:
         tf = import_framework("tensorflow", "tensorflow", "TensorFlowV2DataGenerator")

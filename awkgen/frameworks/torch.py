@@ -27,6 +27,16 @@ class PyTorchDataGenerator(_RestartingGenerator):
 
     The first pass starts at the first ``get_batch()``, so building the wrapper
     starts no loader worker; :meth:`close` drops the current pass (and its workers).
+
+    Args:
+        iterator: A ``torch.utils.data.DataLoader``.
+        size: Samples in the data set (ART's ``size``).
+        batch_size: Samples per batch.
+
+    Raises:
+        ImportError: torch is not installed (``pip install "awkgen[torch]"``).
+        TypeError: *iterator* is not a ``DataLoader``.
+        ValueError: *size* or *batch_size* is out of range (see :class:`DataGenerator`).
     """
 
     def __init__(self, iterator: Any, size: int, batch_size: int) -> None:
