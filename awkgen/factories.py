@@ -16,6 +16,7 @@ from typing import Any, Generic, ParamSpec
 
 import numpy as np
 
+from ._checks import check_int
 from .executors.base import Executor, usable_cpus
 from .executors.serial import SerialExecutor
 from .generator import BatchGenerator
@@ -144,7 +145,7 @@ def DataGenerator(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.nda
     >>> isinstance(gen, DataGenerator)
     Traceback (most recent call last):
     ...
-    TypeError: isinstance() cannot take awkgen.DataGenerator: it is a factory function ... awkgen.BatchGenerator ...
+    TypeError: isinstance() cannot take awkgen.DataGenerator: it is a factory function ... awkgen.BatchGenerator...
     """
     prepared = _prepare(loader, sample_ids, sample_cls, batch_size, shuffle, seed, drop_last, rank, world_size)
     return _build(prepared, SerialExecutor(loader), prefetch=1, backend="serial")
@@ -214,10 +215,10 @@ def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any]
     prepared = _prepare(loader, sample_ids, sample_cls, batch_size, shuffle, seed, drop_last, rank, world_size)
     if n_workers is None:
         n_workers = usable_cpus()
-    _check_int("n_workers", n_workers, minimum=1)
+    check_int("n_workers", n_workers, minimum=1)
     if prefetch is None:
         prefetch = 2 * n_workers
-    _check_int("prefetch", prefetch, minimum=1)
+    check_int("prefetch", prefetch, minimum=1)
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
             raise TypeError(f"timeout must be None or a number of seconds; received: {timeout!r}")
@@ -316,11 +317,11 @@ def _prepare(loader: Any, sample_ids: Any, sample_cls: Any, batch_size: Any, shu
     labels = _check_labels(sample_cls, n_ids)
     _check_bool("shuffle", shuffle)
     _check_bool("drop_last", drop_last)
-    _check_int("world_size", world_size, minimum=1)
-    _check_int("rank", rank, minimum=0)
+    check_int("world_size", world_size, minimum=1)
+    check_int("rank", rank, minimum=0)
     if rank >= world_size:
         raise ValueError(f"rank must be in [0, world_size={world_size}); received: rank={rank!r}")
-    _check_int("batch_size", batch_size, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
     shard = n_ids // world_size
     if batch_size > shard:
         if world_size == 1:
@@ -335,7 +336,7 @@ def _prepare(loader: Any, sample_ids: Any, sample_cls: Any, batch_size: Any, shu
                              "shuffle differently and their shards overlap")
         seed = secrets.randbits(63)
     else:
-        _check_int("seed", seed, minimum=0)
+        check_int("seed", seed, minimum=0)
     plan = Plan(n_ids=n_ids, batch_size=int(batch_size), shuffle=bool(shuffle), seed=int(seed),
                 drop_last=bool(drop_last), rank=int(rank), world_size=int(world_size))
     return _Prepared(loader, ids, labels, plan, _takes_rng(loader))
@@ -372,13 +373,6 @@ def _check_labels(sample_cls: Any, n_ids: int) -> np.ndarray | None:
     if len(labels) != n_ids:
         raise ValueError(f"sample_cls must have one row per id ({n_ids}); received {len(labels)} rows")
     return labels
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; received: {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; received: {value!r}")
 
 
 def _check_bool(name: str, value: Any) -> None:

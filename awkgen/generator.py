@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast, overload
 
 import numpy as np
 
+from ._checks import is_int
 from ._interrupts import deferred_sigint
 from .errors import AwkgenError, GeneratorStoppedError, short_ids
 from .executors.base import Executor, Outcome, Task, held_here
@@ -544,11 +545,13 @@ class BatchGenerator:
                 raise ValueError(f"state[{key!r}] is {state.get(key)!r} but this generator has "
                                  f"{key}={getattr(self._plan, key)!r}: build the generator with "
                                  "the same ids and arguments as the one the state came from")
-        epoch, step, seed = state.get("epoch"), state.get("step"), state.get("seed")
-        for key, value in (("epoch", epoch), ("step", step), ("seed", seed)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        cursor = []
+        for key in ("epoch", "step", "seed"):
+            value = state.get(key)
+            if not is_int(value) or value < 0:  # a state is data: a wrong kind is a wrong value
                 raise ValueError(f"state[{key!r}] must be a non-negative int; received: {value!r}")
-        assert isinstance(step, int) and isinstance(epoch, int) and isinstance(seed, int)
+            cursor.append(int(value))
+        epoch, step, seed = cursor
         if step >= self._plan.steps_per_epoch:
             raise ValueError(f"state['step'] must be < steps_per_epoch={self._plan.steps_per_epoch}; "
                              f"received: {step}")

@@ -227,20 +227,6 @@ def reclaim_orphans(directory: str, pid: int | None = None, wait_s: float = 0.0)
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
 # -- flattening results ---------------------------------------------------------------------
 # The leaf functions are small classes, not closures over the walk: see awkgen/_tree.py.
 

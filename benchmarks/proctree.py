@@ -24,6 +24,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from awkgen import procfs
+
 __all__ = ["descendants", "read_memory", "MemorySampler", "ChildGuard", "machine"]
 
 _INFRA_MARKERS = ("forkserver", "resource_tracker", "semaphore_tracker")
@@ -31,29 +33,9 @@ _SETTLE_S = 10.0  # how long closed workers get to exit before they count as lea
 _POLL_S = 0.05
 
 
-def _stat_fields(pid: int) -> list[bytes] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def descendants(pid: int | None = None) -> set[int]:
     """Every live (non-zombie) process below *pid* (default: this process)."""
-    root = os.getpid() if pid is None else pid
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and fields[0] != b"Z":
-                parents[int(entry)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {root}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
+    return procfs.descendants(os.getpid() if pid is None else pid)
 
 
 def cmdline(pid: int) -> str:

@@ -11,6 +11,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+from awkgen import procfs
+from awkgen.procfs import pid_alive as pid_alive  # whether a process runs (a zombie does not count)
+
 SHM_DIR = "/dev/shm"
 
 
@@ -29,24 +32,7 @@ def _children(pid: int) -> set[int]:
     processes that it grows and shrinks on its own (tests/test_ray.py checks that
     awkgen's actors die on stop).
     """
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != b"Z":
-            parents[int(entry)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-        frontier = {p for p in frontier if not _is_ray_raylet(p)}
-    return found
+    return procfs.descendants(pid, prune=_is_ray_raylet)
 
 
 def descendants(pid: int) -> set[int]:
@@ -96,15 +82,6 @@ def wait_for_no_leaks(before: Snapshot, within_s: float = 5.0) -> list[str]:
         if not problems or time.monotonic() > deadline:
             return problems
         time.sleep(0.05)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process *pid* runs (a zombie does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_until(predicate, within_s: float) -> bool:

@@ -357,25 +357,13 @@ class Watchdog:
                 os._exit(WATCHDOG_EXIT)
 
 
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state letter) for every process, from /proc."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            table[int(entry)] = (int(fields[1]), fields[0].decode())
-    return table
-
-
 def worker_pids() -> list[int]:
     """The live worker processes of this interpreter's pools: the forkserver's children,
     the grandchildren of this process (the resource tracker and the forkserver are its
     children)."""
-    table = _proc_table()
+    from awkgen import procfs
+
+    table = procfs.process_table()
     me = os.getpid()
     children = {pid for pid, (ppid, _) in table.items() if ppid == me}
     return sorted(pid for pid, (ppid, state) in table.items() if ppid in children and state != "Z")
@@ -383,7 +371,9 @@ def worker_pids() -> list[int]:
 
 def describe_processes() -> str:
     """Every descendant of this process: pid, state and the kernel function it waits in."""
-    table = _proc_table()
+    from awkgen import procfs
+
+    table = procfs.process_table()
     lines, frontier, depth = [], [os.getpid()], 0
     while frontier and depth < 4:
         depth += 1

@@ -171,3 +171,44 @@ def test_stats_tell_input_bound_from_compute_bound():
             time.sleep(0.05)  # the "training step" dominates
             gen()
         assert gen.stats().verdict.startswith("compute-bound")
+
+
+# -- the launcher that keeps workers from re-running the caller's __main__ -------------------
+
+def test_the_mainless_launcher_is_multiprocess_own_but_for_the_main_module():
+    """_MainlessPopen._launch is a copy of multiprocess's with its first statement changed: a
+    multiprocess release that changes any other statement fails here, to be mirrored."""
+    import ast
+    import inspect
+    import textwrap
+
+    from multiprocess import popen_forkserver
+
+    from awkgen.executors.process import _MainlessPopen
+
+    def statements(method):
+        function = ast.parse(textwrap.dedent(inspect.getsource(method))).body[0]
+        return [ast.dump(statement) for statement in function.body]
+
+    theirs, ours = statements(popen_forkserver.Popen._launch), statements(_MainlessPopen._launch)
+    assert ours[1:] == theirs[1:]
+    assert "get_preparation_data" in theirs[0] and "init_main_from_path" in ours[0]
+
+
+def test_workers_never_run_the_callers_main_script(tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "train.py"  # no `if __name__ == "__main__":` guard, on purpose
+    script.write_text(
+        "import os\n"
+        f"open({str(marker)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        "import awkgen\n"
+        "gen = awkgen.DataGeneratorMultiProc(lambda ids: ids, list(range(8)), batch_size=2, n_workers=2)\n"
+        "print(sorted(x for _ in range(4) for x in gen()[0]))\n"
+        "gen(stop=True)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(marker.read_text().split()) == 1, "a worker ran the script's top level"

@@ -194,3 +194,22 @@ def test_a_loader_with_rng_bound_by_partial_is_refused_naming_it():
     bound = functools.partial(with_rng, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"binds rng=Generator.*functools.partial"):
         DataGenerator(bound, list(range(4)), batch_size=2)
+
+
+def test_a_closure_with_a_cell_not_yet_filled_travels_and_its_filled_cells_are_searched():
+    from awkgen.executors import _travel
+
+    class Filled:
+        pass
+
+    def make():
+        def loader(ids):
+            return [later for _ in ids]  # assigned below: an empty cell until then
+        found_while_empty = list(_travel._classes_reachable(loader, 3, set()))  # no ValueError
+        later = Filled
+        return loader, found_while_empty
+
+    loader, found_while_empty = make()
+    assert Filled not in found_while_empty
+    assert Filled in list(_travel._classes_reachable(loader, 3, set()))
+    assert loader([1]) == [Filled]

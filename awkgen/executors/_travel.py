@@ -157,7 +157,11 @@ def _classes_reachable(value: Any, depth: int, seen: set[int]) -> Iterator[type]
     if isinstance(value, types.FunctionType):
         names = _names(value.__code__)
         children += [v for k, v in value.__globals__.items() if k in names]
-        children += [cell.cell_contents for cell in value.__closure__ or () if _filled(cell)]
+        for cell in value.__closure__ or ():
+            try:
+                children.append(cell.cell_contents)
+            except ValueError:  # an empty cell: a closure over a name assigned later
+                pass
     elif isinstance(value, types.MethodType):
         children += [value.__func__, value.__self__]
     elif hasattr(value, "func") and hasattr(value, "keywords"):  # functools.partial
@@ -176,16 +180,6 @@ def _names(code: types.CodeType) -> set[str]:
         if isinstance(const, types.CodeType):
             names |= _names(const)
     return names
-
-
-_EMPTY = object()
-
-
-def _filled(cell: Any) -> bool:
-    try:
-        return cell.cell_contents is not _EMPTY
-    except ValueError:  # a cell not yet filled (a closure over a name assigned later)
-        return False
 
 
 def rehome(value: Any) -> Any:

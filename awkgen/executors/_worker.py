@@ -40,7 +40,7 @@ import dill
 from tblib import pickling_support
 from threadpoolctl import threadpool_limits
 
-from .. import transport
+from .. import procfs, transport
 from . import _travel
 from ._wire import FAILED, INIT_FAILED, READY, Channel, UnreadableIds, decode_task, dumps, encode_value
 from .base import call_loader
@@ -181,9 +181,9 @@ def _after_parent(parent_pid: int, shm_dir: str) -> None:
     with _after_parent_lock:
         # A killed parent's pipes close before it is reaped or even a zombie: give it a moment.
         deadline = time.monotonic() + _PARENT_EXIT_WAIT_S
-        while transport._pid_alive(parent_pid) and time.monotonic() < deadline:
+        while procfs.pid_alive(parent_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not transport._pid_alive(parent_pid):
+        if not procfs.pid_alive(parent_pid):
             transport.reclaim_orphans(shm_dir, pid=parent_pid, wait_s=_PARENT_EXIT_WAIT_S)
 
 

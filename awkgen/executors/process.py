@@ -92,7 +92,7 @@ import numpy as np
 from multiprocess import forkserver, popen_forkserver, spawn, util
 from multiprocess.context import ForkServerProcess, reduction, set_spawning_popen
 
-from .. import transport
+from .. import procfs, transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
 from . import _travel
 from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, MalformedFrame, encode_task
@@ -170,7 +170,10 @@ class _MainlessPopen(popen_forkserver.Popen):  # type: ignore[misc]  # multiproc
     """multiprocess's forkserver launcher, minus re-running the parent's ``__main__``.
 
     Mirrors ``popen_forkserver.Popen._launch`` (multiprocess 0.70) with one change:
-    the preparation data omits ``init_main_from_path``/``init_main_from_name``.
+    the preparation data omits ``init_main_from_path``/``init_main_from_name``. A copy,
+    because multiprocess offers no switch for it and patching ``spawn`` would change
+    every other user's processes; tests/test_pool.py fails when a multiprocess release
+    changes the rest of the method, so the copy cannot drift unnoticed.
     """
 
     def _launch(self, process_obj: Any) -> None:
@@ -184,8 +187,8 @@ class _MainlessPopen(popen_forkserver.Popen):  # type: ignore[misc]  # multiproc
         finally:
             set_spawning_popen(None)
         self.sentinel, w = forkserver.connect_to_new_process(self._fds)
-        parent_w = os.dup(w)  # the child's sentinel of this parent, as in multiprocess
-        self.finalizer = util.Finalize(self, util.close_fds, (parent_w, self.sentinel))
+        _parent_w = os.dup(w)  # the child's sentinel of this parent, as in multiprocess
+        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
         with open(w, "wb", closefd=True) as f:
             f.write(buf.getbuffer())
         self.pid = forkserver.read_signed(self.sentinel)
@@ -494,9 +497,9 @@ class ProcessExecutor(ManagedExecutor):
         """Make sure *worker*'s process is gone (SIGKILL if it has not exited within *grace_s*)."""
         if worker.orphaned:  # no sentinel to wait on: watch the pid itself
             deadline = time.monotonic() + grace_s
-            while transport._pid_alive(worker.proc.pid) and time.monotonic() < deadline:
+            while procfs.pid_alive(worker.proc.pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            if transport._pid_alive(worker.proc.pid):
+            if procfs.pid_alive(worker.proc.pid):
                 os.kill(worker.proc.pid, signal.SIGKILL)
         elif worker.proc.exitcode is None:
             worker.proc.kill()
@@ -546,7 +549,7 @@ class ProcessExecutor(ManagedExecutor):
                         elif key.data in self._workers:
                             worker = key.data
                             exited = key.fd == worker.proc.sentinel
-                            if exited and transport._pid_alive(worker.proc.pid):
+                            if exited and procfs.pid_alive(worker.proc.pid):
                                 self._lost_sentinel(worker)
                                 continue
                             # READY, or all a dying worker sent last

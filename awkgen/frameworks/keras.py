@@ -15,11 +15,11 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-import numbers
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .._checks import is_int
 from ..generator import BatchGenerator
 from .base import DataGenerator, _RestartingGenerator, import_framework, steps_per_epoch
 
@@ -214,7 +214,7 @@ def _stream_class(py_dataset: type) -> type:
             return self._steps
 
         def __getitem__(self, index: int) -> tuple[Any, ...]:
-            if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < self._steps:
+            if not is_int(index) or not 0 <= index < self._steps:
                 raise IndexError(f"Expected an index in [0, {self._steps}). Received: {index!r}")
             index = int(index)
             with self._lock:
