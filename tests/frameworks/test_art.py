@@ -71,7 +71,7 @@ def test_adversarial_trainer_reads_size_and_trains_from_awkgen(classifier, digit
                               seed=0) as gen:
         classifier.fit_generator(to_art(gen), nb_epochs=2)
         trainer = AdversarialTrainer(classifier, FastGradientMethod(classifier, eps=0.05), ratio=0.5)
-        trainer.fit_generator(to_art(gen), nb_epochs=1)
+        trainer.fit_generator(gen, nb_epochs=1)  # the generator itself: ART reads size and batch_size
         assert (gen.epoch, gen.step) == (3, 0)  # ceil(size / batch_size) batches: one epoch
     assert accuracy(classifier, digits) > 0.5
 
