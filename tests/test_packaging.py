@@ -39,10 +39,12 @@ def test_core_requires_only_what_the_core_imports():
     cfg = _setup_cfg()
     required = {_name(r) for r in _requirements(cfg["options"]["install_requires"])}
     assert required == CORE
-    # Every module the core can use without an extra, the CLI's bench included: the third-party
-    # packages they import are the core requirements and nothing else (no tqdm, no framework).
+    # Every module the core can use without an extra, the CLI's bench included, and the modules
+    # whose extra is imported only when used (awkgen.images: Pillow): the third-party packages
+    # they import are the core requirements and nothing else (no tqdm, no framework, no Pillow).
     code = ("import sys, json, awkgen, awkgen.bench, awkgen.sampling, awkgen.transport, awkgen.distributed, "
-            "awkgen.executors.process, awkgen.executors.thread, awkgen.executors.ray, awkgen.frameworks; "
+            "awkgen.executors.process, awkgen.executors.thread, awkgen.executors.ray, awkgen.frameworks, "
+            "awkgen.images, awkgen.classes; "
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                        check=True).stdout)

@@ -4,8 +4,9 @@
 #
 #     tools/core_check.sh DIST_DIR VENV...
 #
-# 1. The sdist runs its own tests: it is unpacked in a temporary directory and SDIST_TESTS run
-#    there, from its own source, with its own setup.cfg (in the first VENV).
+# 1. The sdist carries every file git tracks, and runs its own tests: it is unpacked in a
+#    temporary directory and SDIST_TESTS run there, from its own source, with its own setup.cfg
+#    (in the first VENV).
 # 2. Then its awkgen/ is removed, so that only the installed wheel can be imported, and in each
 #    VENV: the wheel is installed with its dependencies resolved from the package index; nothing
 #    beyond the core dependencies is importable (no tqdm, no framework); CORE_TESTS run against
@@ -20,7 +21,7 @@ set -- "${venvs[@]}"
 sdist=$(ls "$dist"/awkgen-*.tar.gz)
 wheel=$(ls "$dist"/awkgen-*.whl)
 SDIST_TESTS=${SDIST_TESTS:-tests/test_sampling.py tests/test_arguments.py}
-CORE_TESTS=${CORE_TESTS:-tests/test_packaging.py tests/test_sampling.py tests/test_arguments.py tests/test_generator.py tests/test_wire.py tests/test_pool.py}
+CORE_TESTS=${CORE_TESTS:-tests/test_packaging.py tests/test_sampling.py tests/test_arguments.py tests/test_generator.py tests/test_wire.py tests/test_pool.py tests/test_classes.py}
 
 shm_names() { ls /dev/shm 2>/dev/null | grep '^awkgen-' | sort || true; }
 shm_before=$(shm_names)
@@ -28,6 +29,13 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/awkgen-core.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 tar xzf "$sdist" -C "$tmp"
 root=$(echo "$tmp"/awkgen-*)
+
+# In a git checkout: the sdist carries every tracked file but the top-level .gitignore.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    missing=$(comm -23 <(git ls-files | grep -vx '.gitignore' | sort) \
+                       <(cd "$root" && find . -type f | sed 's|^\./||' | sort))
+    [ -z "$missing" ] || { echo "missing from $(basename "$sdist"):"; echo "$missing"; exit 1; }
+fi
 
 install_wheel() {  # $1: venv
     "$1/bin/python" -m pip uninstall -q -y awkgen >/dev/null 2>&1 || true
