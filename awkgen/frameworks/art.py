@@ -8,15 +8,18 @@ object :func:`to_art` returns passes both. ART is imported when it is called.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..generator import BatchGenerator
 from .base import DataGenerator, import_framework, to_numpy
 
+if TYPE_CHECKING:
+    import art.data_generators
+
 __all__ = ["to_art"]
 
 
-def to_art(gen: BatchGenerator | DataGenerator) -> Any:
+def to_art(gen: BatchGenerator | DataGenerator) -> art.data_generators.DataGenerator:
     """An ``art.data_generators.DataGenerator`` reading from *gen* (``size``, ``batch_size``, numpy ``(x, y)``).
 
     *gen* is an awkgen generator built with labels (``sample_cls``), or any
@@ -67,7 +70,7 @@ def _art_class(art_data_generator: type) -> type:
     class AwkgenArtGenerator(art_data_generator):  # type: ignore[misc]  # a base class known at run time
         """An awkgen generator behind ART's ``DataGenerator`` interface; see :func:`to_art`."""
 
-        def __init__(self, gen: Any) -> None:
+        def __init__(self, gen: BatchGenerator | DataGenerator) -> None:
             super().__init__(size=gen.size, batch_size=gen.batch_size)
             self._iterator = gen
 
