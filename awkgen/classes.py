@@ -56,6 +56,18 @@ def encode_class_list(cls_list: Iterable[Any], n_classes: int | None = None, off
     need (R: the number of distinct labels, which fails for labels with gaps). A
     label outside ``[0, n_classes)`` after the offset raises ``ValueError``.
 
+    Args:
+        cls_list: One item per sample: an integer label, or a list of labels.
+        n_classes: Columns of the table; ``None``: as many as the labels need.
+        offset: Added to each label to give its column; ``None``: ``-min(labels)``.
+
+    Returns:
+        The table, an int64 array ``(len(cls_list), n_classes)`` of 0 and 1.
+
+    Raises:
+        ValueError: A label is not an integer, or falls outside ``[0, n_classes)``
+            after the offset.
+
     >>> encode_class_list([3, 5], offset=-3)
     array([[1, 0, 0],
            [0, 0, 1]])
@@ -88,6 +100,16 @@ def _table(onehot: Any) -> np.ndarray:
 def decode_onehot(onehot: Any, offset: int = 0) -> list[list[int]]:
     """The labels of each row: its hot columns minus *offset* (the one used to encode; R's ``DecodeOnehot``).
 
+    Args:
+        onehot: The one-hot table, samples x classes (any 2-d array; nonzero is hot).
+        offset: The offset the table was encoded with.
+
+    Returns:
+        One list of labels per row.
+
+    Raises:
+        ValueError: *onehot* is not 2-d.
+
     >>> decode_onehot([[0, 1, 0], [1, 0, 1]], offset=-3)
     [[4], [3, 5]]
     """
@@ -115,6 +137,19 @@ def _which(keys: Any, table: np.ndarray, reduce: Reduce | None, sort: bool, what
 def class_to_idx(cls: Any, onehot: Any, reduce: Reduce | None = None, sort: bool = False) -> np.ndarray:
     """Rows hot in any column of *cls* (R's ``ClassToIdx``); *reduce* (e.g. ``np.intersect1d``) replaces the union.
 
+    Args:
+        cls: A class (column) or several.
+        onehot: The one-hot table, samples x classes (any 2-d array; nonzero is hot).
+        reduce: Combines the hits of two keys, e.g. ``np.intersect1d``; ``None``: their
+            union, in first-seen order.
+        sort: Sort the result.
+
+    Returns:
+        The rows (sample indices), an int64 array.
+
+    Raises:
+        ValueError: A class is outside the table, or *onehot* is not 2-d.
+
     >>> table = encode_class_list([[0, 1], [1], [0]])
     >>> class_to_idx([0, 1], table, reduce=np.intersect1d).tolist()  # rows with both classes
     [0]
@@ -123,22 +158,76 @@ def class_to_idx(cls: Any, onehot: Any, reduce: Reduce | None = None, sort: bool
 
 
 def idx_to_class(idx: Any, onehot: Any, reduce: Reduce | None = None, sort: bool = False) -> np.ndarray:
-    """Columns hot in any row of *idx* (R's ``IdxToClass``); *reduce* as in :func:`class_to_idx`."""
+    """Columns hot in any row of *idx* (R's ``IdxToClass``); *reduce* as in :func:`class_to_idx`.
+
+    Args:
+        idx: A row (sample index) or several.
+        onehot: The one-hot table, samples x classes (any 2-d array; nonzero is hot).
+        reduce: Combines the hits of two keys, e.g. ``np.intersect1d``; ``None``: their
+            union, in first-seen order.
+        sort: Sort the result.
+
+    Returns:
+        The classes (columns), an int64 array.
+
+    Raises:
+        ValueError: A row is outside the table, or *onehot* is not 2-d.
+    """
     return _which(idx, _table(onehot).T, reduce, sort, "indices (rows)")
 
 
 def related_class(cls: Any, onehot: Any, reduce: Reduce | None = None, sort: bool = False) -> np.ndarray:
-    """Classes that share a sample with a class of *cls* (R's ``RelatedClass``)."""
+    """Classes that share a sample with a class of *cls* (R's ``RelatedClass``).
+
+    Args:
+        cls: A class (column) or several.
+        onehot: The one-hot table, samples x classes (any 2-d array; nonzero is hot).
+        reduce: Combines the hits of two keys, e.g. ``np.intersect1d``; ``None``: their
+            union, in first-seen order.
+        sort: Sort the result.
+
+    Returns:
+        ``idx_to_class(class_to_idx(cls, ...), ...)``: the classes of every sample that
+        carries a class of *cls*.
+
+    Raises:
+        ValueError: As :func:`class_to_idx`.
+    """
     return idx_to_class(class_to_idx(cls, onehot, reduce, sort), onehot, reduce, sort)
 
 
 def related_idx(idx: Any, onehot: Any, reduce: Reduce | None = None, sort: bool = False) -> np.ndarray:
-    """Samples that share a class with a sample of *idx* (R's ``RelatedIdx``)."""
+    """Samples that share a class with a sample of *idx* (R's ``RelatedIdx``).
+
+    Args:
+        idx: A row (sample index) or several.
+        onehot: The one-hot table, samples x classes (any 2-d array; nonzero is hot).
+        reduce: Combines the hits of two keys, e.g. ``np.intersect1d``; ``None``: their
+            union, in first-seen order.
+        sort: Sort the result.
+
+    Returns:
+        ``class_to_idx(idx_to_class(idx, ...), ...)``: every sample that carries a class
+        of a sample of *idx*.
+
+    Raises:
+        ValueError: As :func:`idx_to_class`.
+    """
     return class_to_idx(idx_to_class(idx, onehot, reduce, sort), onehot, reduce, sort)
 
 
 def count_class(onehot: Any, density: bool = False) -> np.ndarray:
     """Samples per class (column sums), or their share of all hot cells with *density* (R's ``CountClass``).
+
+    Args:
+        onehot: The one-hot table, samples x classes (any 2-d array; nonzero is hot).
+        density: Return shares that sum to 1 instead of counts.
+
+    Returns:
+        One int64 count (or float share) per class.
+
+    Raises:
+        ValueError: *onehot* is not 2-d.
 
     >>> count_class([[1, 0], [1, 1]], density=True).tolist()
     [0.6666666666666666, 0.3333333333333333]
@@ -152,7 +241,18 @@ def count_class(onehot: Any, density: bool = False) -> np.ndarray:
 
 
 def scarce_class(threshold: float, onehot: Any) -> np.ndarray:
-    """Classes with fewer than *threshold* samples (R's ``ScarceClass``; same argument order)."""
+    """Classes with fewer than *threshold* samples (R's ``ScarceClass``; same argument order).
+
+    Args:
+        threshold: The count a class must reach not to be scarce.
+        onehot: The one-hot table, samples x classes (any 2-d array; nonzero is hot).
+
+    Returns:
+        The scarce classes (columns), sorted.
+
+    Raises:
+        ValueError: *onehot* is not 2-d.
+    """
     return np.flatnonzero(count_class(onehot) < threshold)
 
 
@@ -161,6 +261,17 @@ def missing_class(idx: Any, idx_ref: Any, onehot: Any) -> np.ndarray:
 
     R's version computes the reference classes from *idx* too, so it always returns
     nothing; this is what its documentation says it does.
+
+    Args:
+        idx: The rows to check (e.g. a training split).
+        idx_ref: The reference rows (e.g. a validation split).
+        onehot: The one-hot table, samples x classes (any 2-d array; nonzero is hot).
+
+    Returns:
+        The missing classes (columns), sorted.
+
+    Raises:
+        ValueError: A row is outside the table, or *onehot* is not 2-d.
     """
     table = _table(onehot)
     return np.setdiff1d(idx_to_class(idx_ref, table), idx_to_class(idx, table))
@@ -178,6 +289,21 @@ def swap_missing_class(idx: Any, idx_ref: Any, onehot: Any, swap_ratio: float = 
     present in *idx* without them (none left: *idx* grows instead). Returns the new ``(idx, idx_ref)``;
     afterwards *idx* misses none of *idx_ref*'s classes. Typical use: a training
     split that lacks a class the validation split has.
+
+    Args:
+        idx: The rows that should carry every class (e.g. a training split).
+        idx_ref: The rows to take them from (e.g. a validation split).
+        onehot: The one-hot table, samples x classes (any 2-d array; nonzero is hot).
+        swap_ratio: The share, in [0, 1], of a missing class's carriers to move.
+        swap_random: Move random carriers instead of the first ones.
+        rng: Draws the random carriers; ``None``: a fresh ``np.random.default_rng()``.
+
+    Returns:
+        The new ``(idx, idx_ref)``, two int arrays.
+
+    Raises:
+        ValueError: *swap_ratio* is outside [0, 1], a row is outside the table, or
+            *onehot* is not 2-d.
 
     >>> table = encode_class_list([0, 0, 1, 0, 1])
     >>> swap_missing_class([0, 1, 3], [2, 4], table)

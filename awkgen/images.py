@@ -74,6 +74,18 @@ def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.
     """Decode one file with Pillow: ``(pixels (h, w, c), the largest value its bit depth can store)``.
 
     *size* ``(h, w)`` resizes (bilinear) before anything else.
+
+    Args:
+        path: The image file.
+        size: ``(height, width)`` to resize to, or ``None`` to keep the file's size.
+
+    Returns:
+        ``(pixels, peak)``: the stored values as an array ``(h, w, c)``, and the largest
+        value the image's bit depth can store (255.0 for 8 bits, 65535.0 for 16).
+
+    Raises:
+        ImportError: Pillow is needed and not installed (``pip install "awkgen[images]"``).
+        OSError: A file cannot be read or decoded (e.g. ``FileNotFoundError``).
     """
     image_module = _pillow()
     with image_module.open(path) as image:
@@ -134,6 +146,24 @@ def load_image(files: ImageId, *, size: tuple[int, int] | None = None, channel_l
     path to an array ``(h, w)`` or ``(h, w, c)``, used as is (no scaling, no
     resizing). Raises ``ValueError`` when the files' sizes differ (unless *size*)
     and ``TypeError`` for something that is not a path or a list of paths.
+
+    Args:
+        files: One image file, or a list of files whose channels make one image.
+        size: ``(height, width)`` to resize every file to, or ``None``.
+        channel_last: ``(h, w, c)`` when true, else ``(c, h, w)``.
+        dtype: A float type scales values to [0, 1] by the bit depth; an integer type
+            keeps the stored values.
+        reader: A function from a path to an array, used instead of Pillow.
+
+    Returns:
+        The image, an array of *dtype*.
+
+    Raises:
+        TypeError: *files* is not a path or a non-empty list of paths.
+        ValueError: The files' sizes differ (without *size*), *size* is not two ints
+            >= 1, or *reader* returned something that is not an image array.
+        ImportError: Pillow is needed and not installed (``pip install "awkgen[images]"``).
+        OSError: A file cannot be read or decoded (e.g. ``FileNotFoundError``).
     """
     return _load_one(files, _check_size(size), channel_last, np.dtype(dtype), reader, "files")
 
@@ -176,6 +206,23 @@ def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None =
     Images of different sizes raise ``ValueError`` naming the file and both sizes,
     unless *size* ``(h, w)`` asks for every image to be resized to it. See the module
     docstring for *dtype* and channels, :func:`load_image` for *reader*.
+
+    Args:
+        files: The batch's ids: each one image file, or a list of per-channel files.
+        size: ``(height, width)`` to resize every image to, or ``None``.
+        channel_last: ``(n, h, w, c)`` when true, else ``(n, c, h, w)``.
+        dtype: As for :func:`load_image`.
+        reader: As for :func:`load_image`.
+
+    Returns:
+        One array ``(n, h, w, c)`` (or ``(n, c, h, w)``) of *dtype*.
+
+    Raises:
+        TypeError: *files* is not a batch of paths (or of per-channel path lists).
+        ValueError: The batch is empty, its images differ in channels (or in size,
+            without *size*), or an argument is out of range.
+        ImportError: Pillow is needed and not installed (``pip install "awkgen[images]"``).
+        OSError: A file cannot be read or decoded (e.g. ``FileNotFoundError``).
     """
     checked = _check_size(size)
     dtype = np.dtype(dtype)
@@ -212,6 +259,20 @@ def estimate_mem(n: int, h: int, w: int, nch: int, unit: str = "k", dtype: Any =
     and the like too, any case). R assumes 8-byte doubles; the default here is
     ``float32``, what :func:`load_image_batch` returns. An unknown unit raises
     ``ValueError`` (R returned bytes).
+
+    Args:
+        n: Images.
+        h: Height of each, in pixels.
+        w: Width of each, in pixels.
+        nch: Channels of each.
+        unit: ``"b"``, ``"k"``, ``"m"`` or ``"g"`` (or ``"KiB"``, ``"MB"``, ...).
+        dtype: The type of one value.
+
+    Returns:
+        The memory, in *unit*.
+
+    Raises:
+        ValueError: A count is not an int >= 0, or *unit* is unknown.
 
     >>> estimate_mem(1000, 224, 224, 3, unit="m")  # a batch of 1000 float32 RGB images, in MiB
     574.21875
