@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 
 import awkgen
+import awkgen.classes
+import awkgen.images
 
 README = (Path(__file__).resolve().parents[1] / "README.rst").read_text(encoding="utf-8")
-FUNCTIONS = ["DataGenerator", "DataGeneratorNonblock", "DataGeneratorMultiProc", "CleanupGenerator", "shard_from_env"]
+FUNCTIONS = [(awkgen, name) for name in ("DataGenerator", "DataGeneratorNonblock", "DataGeneratorMultiProc",
+                                         "CleanupGenerator", "shard_from_env")]
+FUNCTIONS += [(module, name) for module in (awkgen.images, awkgen.classes) for name in module.__all__]
 # BatchGenerator's methods and the sections each docstring must have.
 METHODS = {
     "__call__": ("Args:", "Returns:", "Raises:"),
@@ -34,15 +38,16 @@ def test_every_exported_name_is_documented():
             assert inspect.getdoc(getattr(awkgen, name)), f"awkgen.{name} has no docstring"
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
-def test_functions_give_parameters_returns_and_raises(name):
-    doc = inspect.getdoc(getattr(awkgen, name))
+@pytest.mark.parametrize(("module", "name"), FUNCTIONS, ids=[f"{m.__name__}.{n}" for m, n in FUNCTIONS])
+def test_functions_give_parameters_returns_and_raises(module, name):
+    function = getattr(module, name)
+    doc = inspect.getdoc(function)
     for section in ("Args:", "Returns:", "Raises:"):
-        assert f"\n{section}\n" in doc, f"awkgen.{name}'s docstring has no {section} section"
+        assert f"\n{section}\n" in doc, f"{module.__name__}.{name}'s docstring has no {section} section"
     documented = "\n" + doc.split("\nArgs:\n", 1)[1].split("\nReturns:\n", 1)[0]
-    for parameter in inspect.signature(getattr(awkgen, name)).parameters.values():
+    for parameter in inspect.signature(function).parameters.values():
         shown = f"**{parameter.name}" if parameter.kind is parameter.VAR_KEYWORD else parameter.name
-        assert f"\n    {shown}:" in documented, f"awkgen.{name} does not document {shown}"
+        assert f"\n    {shown}:" in documented, f"{module.__name__}.{name} does not document {shown}"
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
