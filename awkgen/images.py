@@ -43,6 +43,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from ._checks import is_int
+
 __all__ = ["load_image", "load_image_batch", "estimate_mem", "read_image"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -125,7 +127,7 @@ def _check_size(size: Any) -> tuple[int, int] | None:
     if size is None:
         return None
     if (isinstance(size, (tuple, list)) and len(size) == 2
-            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size)):
+            and all(is_int(v) and v >= 1 for v in size)):
         return int(size[0]), int(size[1])
     raise ValueError(f"Expected size to be (height, width), two ints >= 1, or None. Received: size={size!r:.100}")
 
@@ -280,7 +282,7 @@ def estimate_mem(n: int, h: int, w: int, nch: int, unit: str = "k", dtype: Any =
     512.0
     """
     for name, value in (("n", n), ("h", h), ("w", w), ("nch", nch)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        if not is_int(value) or value < 0:
             raise ValueError(f"Expected {name} to be an int >= 0. Received: {name}={value!r:.100}")
     key = unit.upper() if isinstance(unit, str) else None
     if key not in _UNITS:

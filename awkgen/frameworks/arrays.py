@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import is_int
 from ..sampling import Plan
 from .base import DataGenerator, art_twin
 
@@ -74,7 +75,7 @@ class NumpyDataGenerator(DataGenerator):
                              f"len(y)={n_y}")
         if isinstance(batch_size, bool):
             raise ValueError(f"Expected batch_size to be an int >= 1. Received: batch_size={batch_size!r} (bool)")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        if seed is not None and (not is_int(seed) or seed < 0):
             raise ValueError(f"Expected seed to be an int >= 0 or None. Received: seed={seed!r:.100}")
         super().__init__(n_x, int(batch_size))  # int() as ART: batch_size=2.0 is 2
         self.x = x
