@@ -11,7 +11,8 @@
 #    VENV: the wheel is installed with its dependencies resolved from the package index; nothing
 #    beyond the core dependencies is importable (no tqdm, no framework); CORE_TESTS run against
 #    the wheel; README's quick start runs as written (tools/readme_quickstart.py); `awkgen bench`
-#    runs without tqdm, and asked for a progress bar names the extra that brings it.
+#    runs without tqdm, and asked for a progress bar names the extra that brings it, as
+#    `awkgen demo` does.
 # 3. Nothing is left in /dev/shm by a process that has ended.
 set -euo pipefail
 
@@ -71,6 +72,10 @@ PY
         echo "awkgen bench drew a progress bar without tqdm installed"; exit 1
     fi
     grep -q 'pip install "awkgen\[demo\]"' "$tmp/bench.out" || { cat "$tmp/bench.out"; exit 1; }
+    if "$venv/bin/awkgen" demo --epochs 1 --cache "$tmp/demo-cache" >"$tmp/demo.out" 2>&1; then
+        echo "awkgen demo ran without its extra"; exit 1
+    fi
+    grep -q 'pip install "awkgen\[demo\]"' "$tmp/demo.out" || { cat "$tmp/demo.out"; exit 1; }
 done
 
 # Segments of ended processes that appeared during the run: something was left behind.
