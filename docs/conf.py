@@ -63,14 +63,11 @@ doctest_default_flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 def _public_bases(app, name, obj, options, bases):
-    """Show a private base class (``_RestartingGenerator``) as its nearest public ancestor, and
-    no "Bases: object" line."""
+    """Show a private base class (``_RestartingGenerator``) as its nearest public ancestor."""
     for i, base in enumerate(bases):
         while isinstance(base, type) and base.__name__.startswith("_"):
             base = base.__bases__[0]
         bases[i] = base
-    if bases == [object]:
-        bases.clear()
 
 
 def setup(app):
