@@ -284,22 +284,43 @@ class BatchGenerator:
 
     @property
     def gi_code(self) -> types.CodeType:
+        """The stand-in frame's code (that of a generator paused at its yield)."""
         return self._stand_in.gi_code
 
     @property
     def gi_yieldfrom(self) -> None:
+        """``None``: an awkgen generator delegates to no other generator."""
         return None
 
     def send(self, value: None) -> tuple[Any, ...]:
-        """``send(None)`` is ``next(gen)``; an awkgen generator takes no values."""
+        """The generator protocol's ``send``: ``send(None)`` is ``next(gen)``.
+
+        Args:
+            value: Must be ``None``: an awkgen generator takes no values.
+
+        Returns:
+            The next batch, as ``next(gen)`` returns it.
+
+        Raises:
+            TypeError: *value* is not ``None``.
+        """
         if value is not None:
             raise TypeError(f"an awkgen generator takes no values: send(None) is next(gen); received: {value!r:.100}")
         return self._next_batch()
 
     def throw(self, typ: type[BaseException] | BaseException, val: object = None,
               tb: types.TracebackType | None = None) -> NoReturn:
-        """Stop the generator and raise the exception, as an exception a generator does not
-        catch ends it."""
+        """The generator protocol's ``throw``: stop the generator and raise the exception, as an
+        exception a generator does not catch ends it.
+
+        Args:
+            typ: The exception, or its class.
+            val: With a class: the exception's argument, or an instance of it.
+            tb: A traceback to attach to the exception.
+
+        Raises:
+            BaseException: The exception given, always, once the generator has stopped.
+        """
         self.close()
         if isinstance(typ, BaseException):
             error = typ
