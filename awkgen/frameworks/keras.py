@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._checks import is_int
 from ..generator import BatchGenerator
-from .base import DataGenerator, _RestartingGenerator, import_framework, steps_per_epoch
+from .base import DataGenerator, _RestartingGenerator, art_twin, import_framework, steps_per_epoch
 
 if TYPE_CHECKING:
     import keras
@@ -51,6 +51,7 @@ def _num_batches(sequence: Any) -> int | None:
     return len(sequence)
 
 
+@art_twin("KerasDataGenerator")
 class KerasDataGenerator(_RestartingGenerator):
     """ART's wrapper over Keras-style data: ``get_batch()`` returns the next ``(x, y)`` as numpy, forever.
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import _RestartingGenerator, import_framework
+from .base import _RestartingGenerator, art_twin, import_framework
 
 __all__ = ["MXDataGenerator"]
 
 
+@art_twin("MXDataGenerator")
 class MXDataGenerator(_RestartingGenerator):
     """ART's wrapper over an ``mxnet.gluon.data.DataLoader``: ``get_batch()`` returns the next
     batch as numpy arrays (``NDArray.asnumpy()``), starting a new pass when one ends.

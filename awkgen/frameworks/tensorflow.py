@@ -14,7 +14,7 @@ import numpy as np
 
 from .._tree import map_tree
 from ..generator import BatchGenerator
-from .base import DataGenerator, _RestartingGenerator, import_framework, steps_per_epoch, to_numpy
+from .base import DataGenerator, _RestartingGenerator, art_twin, import_framework, steps_per_epoch, to_numpy
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -24,6 +24,7 @@ __all__ = ["TensorFlowDataGenerator", "TensorFlowV2DataGenerator", "as_tf"]
 ITERATOR_TYPES = ("initializable", "reinitializable", "feedable")
 
 
+@art_twin("TensorFlowDataGenerator")
 class TensorFlowDataGenerator(DataGenerator):
     """ART's wrapper over a TF1 graph-mode iterator (``tf.compat.v1.data.Iterator``) run in *sess*.
 
@@ -64,7 +65,8 @@ class TensorFlowDataGenerator(DataGenerator):
             raise TypeError("Expected iterator to be a tf.compat.v1.data.Iterator. "
                             f"Received: {iterator!r:.100} ({type(iterator).__name__})")
         if iterator_type not in ITERATOR_TYPES:
-            raise ValueError(f"Expected iterator_type in {ITERATOR_TYPES}. Received: iterator_type={iterator_type!r}")
+            raise TypeError(f"Expected iterator_type in {ITERATOR_TYPES}, as ART requires. "
+                            f"Received: iterator_type={iterator_type!r}")
         if iterator_type == "initializable" and not isinstance(iterator_arg, dict):
             raise TypeError("Expected iterator_arg to be the initializer's feed_dict (a dict) for an "
                             f"initializable iterator. Received: {iterator_arg!r:.100}")
@@ -103,6 +105,7 @@ class TensorFlowDataGenerator(DataGenerator):
         return tuple(to_numpy(item) for item in batch)
 
 
+@art_twin("TensorFlowV2DataGenerator")
 class TensorFlowV2DataGenerator(_RestartingGenerator):
     """ART's wrapper over a ``tf.data.Dataset`` (eager): ``get_batch()`` returns the next batch as
     numpy arrays, and a finite dataset starts over when it ends (ART raises ``StopIteration``).

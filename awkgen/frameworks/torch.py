@@ -13,7 +13,7 @@ import numpy as np
 
 from .._tree import map_tree
 from ..generator import BatchGenerator
-from .base import DataGenerator, _RestartingGenerator, import_framework, steps_per_epoch
+from .base import DataGenerator, _RestartingGenerator, art_twin, import_framework, steps_per_epoch
 
 if TYPE_CHECKING:
     import torch.utils.data
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["PyTorchDataGenerator", "as_torch"]
 
 
+@art_twin("PyTorchDataGenerator")
 class PyTorchDataGenerator(_RestartingGenerator):
     """ART's wrapper over a ``torch.utils.data.DataLoader``: ``get_batch()`` returns the next
     batch as numpy arrays, starting a new pass over the loader when one ends.
