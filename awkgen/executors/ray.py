@@ -424,7 +424,7 @@ def _add_note(exc: BaseException, note: str) -> None:
         add_note(note)
         return
     try:
-        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
+        setattr(exc, "__notes__", [*getattr(exc, "__notes__", ()), note])  # noqa: B010 - 3.10 has no such slot
     except (AttributeError, TypeError):  # an exception type that refuses new attributes
         pass
     if exc.__cause__ is None:
