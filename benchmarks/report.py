@@ -1,7 +1,8 @@
 """Write a run's results: ``results.json`` (everything), ``results.md`` (tables), ``results.png`` (plot).
 
 The JSON is the source of truth; the Markdown and the plot are derived from it, so
-``python -m benchmarks.report benchmarks/results/results.json`` redraws them.
+``python -m benchmarks.report benchmarks/results/results.json`` redraws them (``--retarget``
+recomputes the derived ratios and the targets first; ``--rst`` prints README's table instead).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["write", "markdown", "plot"]
+__all__ = ["write", "markdown", "plot", "rst_table", "family_best"]
 
 #: (scenario, workers or None, header) for the summary tables and the plot's panels.
 _SUMMARY_COLUMNS: list[tuple[str, int | None, str]] = [
@@ -279,8 +280,41 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+_RST_HEADERS = {"latency": "latency x{w}", "bandwidth": "bandwidth x2", "cpu": "CPU x2", "tiny": "tiny x2",
+                "decode": "JPEG decode x2", "coldstart": "cold start x8", "overlap": "fit overlap",
+                "memory": "memory x2", "pathids": "1 M path ids x8"}
+
+
+def rst_table(results: dict[str, Any]) -> str:
+    """README's table: awkgen's contenders and each peer's best configuration per column, as an
+    RST simple table (``python -m benchmarks.report results.json --rst``)."""
+    records = results["records"]
+    present = _present(records)
+    rows = [["contender"] + [_RST_HEADERS[s].format(w=w) for s, w, _ in present]]
+    for fam, names in _families(results["contenders"]).items():
+        row = [fam if len(names) == 1 else f"{fam} (best)"]
+        for s, w, _ in present:
+            r = family_best(records, s, w, names)
+            label = f" [{r['contender'].split('[', 1)[1][:-1]}]" if r and "[" in r["contender"] else ""
+            row.append((_cell(r, spread=False) + label) if r else "-")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rule = "  ".join("=" * w for w in widths)
+    fmt = [("  ".join(c.ljust(w) for c, w in zip(row, widths))).rstrip() for row in rows]
+    return "\n".join([rule, fmt[0], rule, *fmt[1:], rule])
+
+
 if __name__ == "__main__":
-    source = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results", "results.json")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    source = args[0] if args else os.path.join(os.path.dirname(__file__), "results", "results.json")
     with open(source) as f:
         data = json.load(f)
-    print(write(os.path.dirname(os.path.abspath(source)), data))
+    if "--retarget" in sys.argv:  # recompute the derived ratios and the targets with this checkout's rules
+        from benchmarks.scenarios import evaluate_targets, rederive
+
+        data["records"] = rederive(data["records"])
+        data["targets"] = evaluate_targets(data["records"])
+    if "--rst" in sys.argv:
+        print(rst_table(data))
+    else:
+        print(write(os.path.dirname(os.path.abspath(source)), data))

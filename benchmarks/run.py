@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         evaluate_targets,
         merge_rounds,
         plan_jobs,
+        rederive,
         run_job,
     )
 
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             bar.set_postfix_str(job.label[:60])
             records.append(run_job(job, guard))
             bar.update()
-    records = merge_rounds(records)
+    records = rederive(merge_rounds(records))
     profile = profile_costs() if {"bandwidth", "tiny"} & set(args.scenarios) and not args.quick else None
     # On a shared VM the hypervisor's steal time is the usual reason two runs disagree.
     info["cpu_steal"] = steal_fraction(ticks, cpu_times())

@@ -57,7 +57,7 @@ from .loaders import MIB, CpuLoader, FullLoader, JpegLoader, SleepLoader, make_j
 from .proctree import ChildGuard, MemorySampler, cpu_times, steal_fraction
 
 __all__ = ["Settings", "Job", "SCENARIOS", "plan_jobs", "evaluate_targets", "measure_throughput", "merge_rounds",
-           "best_peer", "JPEG_DIR"]
+           "best_peer", "rederive", "JPEG_DIR"]
 
 CORES = os.cpu_count() or 1
 LATENCY_S = 0.020
@@ -545,6 +545,34 @@ def merge_rounds(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             slots.append(groups[key])
         groups[key].append(r)
     return [slot if isinstance(slot, dict) else _median_round(slot) for slot in slots]
+
+
+def rederive(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """After :func:`merge_rounds`: ratios to a reference measured in the same run (decode and CPU
+    ``of_ideal``, bandwidth ``of_serial``/``of_memcpy``) recomputed from the *medians*, so a table's
+    ratios follow its values; each round's own paired ratio stays under ``*_paired``.
+
+    >>> rs = [{"scenario": "decode", "contender": "serial loader", "reference": True, "value": 10.0},
+    ...       {"scenario": "decode", "contender": "x", "reference": False, "value": 15.0, "of_ideal": 0.9}]
+    >>> r = rederive(rs)[1]
+    >>> (r["of_ideal"], r["of_ideal_paired"], r["ideal"]) == (15.0 / (CORES * 10.0), 0.9, CORES * 10.0)
+    True
+    """
+    refs = {(r["scenario"], r["contender"]): r["value"] for r in records
+            if r.get("reference") and r.get("value")}
+    for r in records:
+        if r.get("reference") or r.get("value") is None:
+            continue
+        if r["scenario"] in ("decode", "cpu") and (r["scenario"], "serial loader") in refs:
+            r["of_ideal_paired"] = r.get("of_ideal")
+            r["ideal"] = CORES * refs[r["scenario"], "serial loader"]
+            r["of_ideal"] = r["value"] / r["ideal"]
+        if r["scenario"] == "bandwidth":
+            for key, ref in (("of_serial", "serial loader"), ("of_memcpy", "memcpy limit")):
+                if ("bandwidth", ref) in refs:
+                    r[f"{key}_paired"] = r.get(key)
+                    r[key] = r["value"] / refs["bandwidth", ref]
+    return records
 
 
 def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -214,6 +214,10 @@ def test_report_names_each_peers_best_configuration():
     assert "| tiny batches vs best peer | awkgen-process | 2.5 | >= 3 | **FAIL** |" in text
     assert "| path ids: whole-tree PSS vs torch | awkgen-process | 0.218 | <= 0.5 | PASS |" in text
     assert "CPU steal during the run 1.2%" in text and "**Caveat:** busy" in text
+    table = report.rst_table(results).splitlines()
+    assert table[0] == table[2] == table[-1] and set(table[0]) == {"=", " "}
+    assert table[1].split()[:2] == ["contender", "latency"]
+    assert next(line for line in table if line.startswith("keras (best)")).count("[threads]") >= 2
     # report.write (and its matplotlib plot) runs in the slow end-to-end test, in a child process
 
 
