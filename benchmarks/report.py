@@ -219,21 +219,23 @@ def plot(results: dict[str, Any], path: str) -> None:
 
     records = results["records"]
     families = _families(results["contenders"])
-    panels = [(s, w, h.replace("<br>", "\n")) for s, w, h in _present(records)
+    panels = [(s, w, h.replace("<br>", "\n"), "value") for s, w, h in _present(records)
               if any(r["scenario"] == s and (w is None or r["workers"] == w) and r.get("value") is not None
                      for r in records)]
+    if any(p[0] == "pathids" for p in panels):
+        panels.append(("pathids", None, "1 M path ids x8\npeak PSS of the whole tree, MiB", "peak_pss_mib"))
     if not panels:
         return
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 0.42 * len(families) * rows + 1.6 * rows),
                              squeeze=False)
-    for ax, (s, w, title) in zip(axes.flat, panels):
+    for ax, (s, w, title, key) in zip(axes.flat, panels):
         labels, values, lows, highs, colors = [], [], [], [], []
         for fam, names in families.items():
             r = family_best(records, s, w, names)
-            v = r["value"] if r else 0.0
-            sp = (r or {}).get("spread") or [v, v]
+            v = (r.get(key) or 0.0) if r else 0.0
+            sp = ((r or {}).get("spread") if key == "value" else None) or [v, v]
             labels.append(r["contender"] if r else fam)
             values.append(v)
             lows.append(max(0.0, v - sp[0]))
