@@ -21,6 +21,7 @@ from .errors import (
 )
 from .factories import CleanupGenerator, DataGenerator, DataGeneratorMultiProc, DataGeneratorNonblock
 from .generator import BatchGenerator, GeneratorStats
+from .transport import empty
 
 __version__ = "0.1.0"
 
@@ -52,5 +53,6 @@ __all__ = [
     "LoaderTimeoutError",
     "GeneratorStoppedError",
     "shard_from_env",
+    "empty",
     "__version__",
 ]

@@ -33,6 +33,17 @@ host, so a pid number alone proves nothing: another PID namespace reuses it):
   one ever sees it unlocked while its owner lives. ``os.fork()`` children drop their
   copy of the lock (an inherited descriptor would keep the lock held).
 
+Arrays built in place (:func:`empty`): a loader on the process backend may ask for its
+output arrays with ``awkgen.empty(shape, dtype)``; while it runs, the worker holds the
+task's slot as an :class:`_Arena` (module global :data:`_arena`, set and cleared by the
+worker around the loader call, the worker's only task at a time) and ``empty`` carves
+aligned pieces out of it, so the result is already where the parent reads it and
+:func:`write_arrays` skips the copy. Everywhere else (the thread, serial and Ray
+backends, a task without a slot, a request that does not fit) ``empty`` is
+``numpy.empty``. The rule for loaders: such an array is valid until the loader
+returns; keeping it (a cache) and writing to it later would write into a slot the
+parent has since given to another batch.
+
 >>> tree, arrays, nbytes = flatten_arrays({"x": np.zeros((2, 3)), "n": 5})
 >>> tree["n"], len(arrays), nbytes  # 48 bytes, aligned to 64
 (5, 1, 64)
@@ -60,7 +71,7 @@ import numpy as np
 from ._tree import map_tree
 
 __all__ = ["shm_dir", "MIN_SHM_BYTES", "SlotRef", "ArrayRef", "SlotRing", "flatten_arrays", "write_arrays",
-           "rebuild", "attach_segment", "reclaim_orphans", "shm_available"]
+           "rebuild", "attach_segment", "reclaim_orphans", "shm_available", "empty"]
 
 logger = logging.getLogger("awkgen")
 DEFAULT_SHM_DIR = "/dev/shm"
@@ -236,31 +247,42 @@ def _shippable(value: Any) -> bool:
     return type(value) is np.ndarray and not value.dtype.hasobject and value.nbytes > 0
 
 
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // _ALIGN) * _ALIGN
+
+
 class _Flattener:
     """The leaf function of :func:`flatten_arrays`: swaps arrays for refs, lays them out."""
 
-    def __init__(self) -> None:
+    def __init__(self, placed: Callable[[np.ndarray], int | None] | None, start: int) -> None:
         self.arrays: list[np.ndarray] = []
         self.refs: list[ArrayRef] = []
-        self.offset = 0
+        self.offset = start
+        self.placed = placed
 
     def __call__(self, value: Any) -> Any:
         if not _shippable(value):
             return value
-        ref = ArrayRef(len(self.arrays), self.offset, value.shape, value.dtype, value.nbytes)
+        where = self.placed(value) if self.placed is not None else None
+        if where is None:
+            where = self.offset
+            self.offset += _aligned(value.nbytes)
+        ref = ArrayRef(len(self.arrays), where, value.shape, value.dtype, value.nbytes)
         self.arrays.append(value)
         self.refs.append(ref)
-        self.offset += -(-value.nbytes // _ALIGN) * _ALIGN
         return ref
 
 
-def flatten_arrays(value: Any) -> tuple[Any, list[np.ndarray], int]:
+def flatten_arrays(value: Any, placed: Callable[[np.ndarray], int | None] | None = None,
+                   start: int = 0) -> tuple[Any, list[np.ndarray], int]:
     """Replace the arrays in *value* (through tuples, lists, dicts) by :class:`ArrayRef`.
 
     Returns ``(tree, arrays, nbytes)``: the tree to pickle, the arrays to copy in
-    order, and the aligned bytes they need.
+    order, and the aligned bytes they need. *placed* names arrays that already lie in
+    the slot (built there by :func:`empty`): their offset, else ``None``; the others
+    are laid out from *start* on.
     """
-    flattener = _Flattener()
+    flattener = _Flattener(placed, start)
     tree = map_tree(value, flattener)
     return tree, flattener.arrays, flattener.offset
 
@@ -274,8 +296,75 @@ def write_arrays(buffer: mmap.mmap | bytearray, tree: Any, arrays: list[np.ndarr
     for ref in refs:
         src = arrays[ref.index]
         dst = whole[ref.offset:ref.offset + src.nbytes].view(src.dtype).reshape(src.shape)
-        np.copyto(dst, src, casting="no")
+        if dst.ctypes.data != src.ctypes.data:  # not built in place by empty()
+            np.copyto(dst, src, casting="no")
     del whole, dst  # release the buffer exports so the mapping can be closed
+
+
+class _Arena:
+    """The slot of the task a worker's loader is running, for :func:`empty` to carve arrays from.
+
+    Carving is a bump of :attr:`used` under a lock (a loader may call ``empty`` from
+    threads of its own). :meth:`close` drops the arena's own view; arrays handed out
+    keep the mapping alive as long as they live.
+    """
+
+    def __init__(self, buffer: mmap.mmap, capacity: int) -> None:
+        self.buffer = buffer
+        self.capacity = capacity
+        self.used = 0
+        self._lock = threading.Lock()
+        self._bytes: np.ndarray | None = np.frombuffer(buffer, dtype=np.uint8)
+        self._address = int(self._bytes.ctypes.data)
+
+    def carve(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | None:
+        """An array of *shape* and *dtype* in the slot, or ``None`` when it does not fit."""
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        with self._lock:
+            whole = self._bytes
+            if whole is None or nbytes <= 0 or self.used + nbytes > self.capacity:
+                return None
+            offset, self.used = self.used, self.used + _aligned(nbytes)
+        return whole[offset:offset + nbytes].view(dtype).reshape(shape)
+
+    def offset_of(self, array: np.ndarray) -> int | None:
+        """Where *array* lies in the slot, if it lies within what :meth:`carve` handed out."""
+        if not array.flags.c_contiguous:
+            return None
+        offset = int(array.ctypes.data) - self._address
+        return offset if 0 <= offset and offset + array.nbytes <= self.used else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._bytes = None
+
+
+#: The arena of the loader call running in this worker process; ``None`` elsewhere.
+_arena: _Arena | None = None
+
+
+def empty(shape: int | tuple[int, ...], dtype: Any = float) -> np.ndarray:
+    """An uninitialised array for a loader's result, built where the parent will read it.
+
+    On the process backend the array lies in the shared-memory slot of the batch being
+    loaded, so returning it (alone or inside a tuple, list or dict) costs no copy. It
+    must be filled by the loader and not kept after the loader returns. Anywhere else
+    (thread, serial and Ray backends, outside a loader, an object dtype, a result that
+    outgrows the slot) it is ``numpy.empty(shape, dtype)``. Either way it is a plain,
+    writable, C-ordered ``numpy.ndarray``.
+
+    >>> a = empty((2, 3), dtype="float32")
+    >>> a.shape, a.dtype, a.flags.c_contiguous, a.flags.writeable
+    ((2, 3), dtype('float32'), True, True)
+    """
+    dtype = np.dtype(dtype)
+    arena = _arena
+    if arena is not None and not dtype.hasobject:
+        dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        carved = arena.carve(tuple(int(d) for d in dims), dtype)
+        if carved is not None:
+            return carved
+    return np.empty(shape, dtype)
 
 
 def _pages(nbytes: int) -> int:

@@ -71,6 +71,20 @@ class FullLoader:
 
 
 @dataclass(frozen=True)
+class FullLoaderInPlace:
+    """:class:`FullLoader`'s batch, built with ``awkgen.empty`` (in the batch's slot on the process backend)."""
+
+    nbytes: int
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        import awkgen
+
+        out = awkgen.empty(self.nbytes // 4, dtype=np.float32)
+        out.fill(float(ids[0]))
+        return out
+
+
+@dataclass(frozen=True)
 class CpuLoader:
     """*reps* rounds of small numpy work holding the CPU (about 0.1 ms each; calibrate with :meth:`calibrate`)."""
 

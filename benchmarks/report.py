@@ -156,7 +156,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     refs = [r for r in records if r["reference"] and r.get("value") is not None]
     if refs:
-        lines += ["", "Limits measured in the same run (median round): " + "; ".join(
+        lines += ["", "Limits and reference rows measured in the same run (median round): " + "; ".join(
             f"{r['scenario']} {r['contender']}: {_num(r['value'])}{_spread(r)}"
             + (f" batches/s ({r['gib_per_s']:.2f} GiB/s)" if "gib_per_s" in r else "")
             + (f" s per epoch ({r['step_ms']:.1f} ms/step)" if "step_ms" in r else "")

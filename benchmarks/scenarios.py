@@ -53,7 +53,17 @@ from typing import Any
 import numpy as np
 
 from .contenders import AWKGEN_PROCESS, PEERS, Contender
-from .loaders import MIB, CpuLoader, FullLoader, JpegLoader, SleepLoader, make_jpegs, tiny_loader, touch
+from .loaders import (
+    MIB,
+    CpuLoader,
+    FullLoader,
+    FullLoaderInPlace,
+    JpegLoader,
+    SleepLoader,
+    make_jpegs,
+    tiny_loader,
+    touch,
+)
 from .proctree import ChildGuard, MemorySampler, cpu_times, steal_fraction
 
 __all__ = ["Settings", "Job", "SCENARIOS", "plan_jobs", "evaluate_targets", "measure_throughput", "merge_rounds",
@@ -76,6 +86,8 @@ PATHIDS_CONTENDERS = ("awkgen-process", "torch[manual]", "torch[auto]")
 OVERLAP_WORKERS = 2
 OVERLAP_SLACK = 1.05
 BANDWIDTH_WORKERS = 2
+#: The bandwidth scenario's extra awkgen row: the loader builds its batch with awkgen.empty.
+EMPTY_ROW = "awkgen-process, loader using awkgen.empty"
 _WARM_BATCHES_PER_WORKER = 4
 
 
@@ -229,6 +241,14 @@ def plan_bandwidth(settings: Settings, contenders: list[Contender], shared: dict
 
     refs = [Job("bandwidth", "memcpy limit", memcpy, reference=True),
             Job("bandwidth", "serial loader", serial, reference=True)]
+    for c in contenders:  # the opt-in way: the same fill, written straight into the slot (awkgen.empty)
+        if c.name == AWKGEN_PROCESS:
+            def in_place(c: Contender = c) -> dict[str, Any]:
+                record = measure_throughput(c, FullLoaderInPlace(BIG_BYTES), _ids(64, 1), BANDWIDTH_WORKERS, 1,
+                                            settings)
+                record["note"] = "FullLoader's fill into awkgen.empty(): built in the shared-memory slot"
+                return add_limits(record)
+            refs.append(Job("bandwidth", EMPTY_ROW, in_place, BANDWIDTH_WORKERS, reference=True))
     return refs + _throughput_jobs("bandwidth", contenders, loader, _ids(64, 1), 1, BANDWIDTH_WORKERS, settings,
                                    add_limits)
 
@@ -651,6 +671,13 @@ def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if proc and memcpy:
             add("bandwidth vs memcpy limit (reported)", name, proc["value"] / memcpy["value"], 0.0, ">=",
                 "fraction of one core's np.copyto rate of 32 MiB; no target")
+    in_place = _find(records, "bandwidth", EMPTY_ROW)
+    if in_place and peer:
+        add("bandwidth with awkgen.empty vs best peer (reported)", EMPTY_ROW, in_place["value"] / peer["value"],
+            0.0, ">=", f"times the best peer's batches/s ({peer['contender']}), whose loader copies; no target")
+    if in_place and serial:
+        add("bandwidth with awkgen.empty vs serial loader (reported)", EMPTY_ROW,
+            in_place["value"] / serial["value"], 0.0, ">=", "times the in-process serial rate of FullLoader; no target")
     peer = best_peer(records, "tiny")
     for name in (AWKGEN_PROCESS, "awkgen-thread"):
         tiny = _find(records, "tiny", name)

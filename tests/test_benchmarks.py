@@ -99,14 +99,14 @@ def test_torch_batch_dataset_loads_each_batch_with_one_loader_call_both_ways():
 
 def test_all_scenarios_interleave_in_rotated_rounds_references_first():
     from benchmarks.contenders import make_contenders
-    from benchmarks.scenarios import Settings, plan_jobs
+    from benchmarks.scenarios import EMPTY_ROW, Settings, plan_jobs
 
     settings = Settings.make(quick=False)
     assert settings.rounds == 3
     contenders = make_contenders(["awkgen-process", "tf.data[autotune]", "grain[threads]"])
     jobs = plan_jobs(["tiny", "bandwidth", "coldstart"], settings, contenders, {})
     by_round = [[j for j in jobs if j.round == n] for n in range(3)]
-    assert [len(r) for r in by_round] == [11, 11, 11] and len(jobs) == 33
+    assert [len(r) for r in by_round] == [12, 12, 12] and len(jobs) == 36
     order = [[j.scenario for j in r if not j.reference][::3] for r in by_round]
     assert order == [["tiny", "bandwidth", "coldstart"], ["bandwidth", "coldstart", "tiny"],
                      ["coldstart", "tiny", "bandwidth"]]
@@ -114,10 +114,10 @@ def test_all_scenarios_interleave_in_rotated_rounds_references_first():
     assert tiny == [["awkgen-process", "tf.data[autotune]", "grain[threads]"],
                     ["tf.data[autotune]", "grain[threads]", "awkgen-process"],
                     ["grain[threads]", "awkgen-process", "tf.data[autotune]"]]
-    for r in by_round:  # the same round's references open the bandwidth scenario
+    for r in by_round:  # the same round's references (and the awkgen.empty row) open the bandwidth scenario
         bandwidth = [j for j in r if j.scenario == "bandwidth"]
-        assert [j.contender for j in bandwidth[:2]] == ["memcpy limit", "serial loader"]
-        assert all(j.reference for j in bandwidth[:2]) and not any(j.reference for j in bandwidth[2:])
+        assert [j.contender for j in bandwidth[:3]] == ["memcpy limit", "serial loader", EMPTY_ROW]
+        assert all(j.reference for j in bandwidth[:3]) and not any(j.reference for j in bandwidth[3:])
     assert "(round 2)" in by_round[1][0].label
     quick = plan_jobs(["tiny"], Settings.make(quick=True), contenders, {})
     assert [j.round for j in quick] == [None] * 3

@@ -274,9 +274,19 @@ def decode_task(head: Any) -> tuple[Task, transport.SlotRef | None]:
 # -- replies -------------------------------------------------------------------------------
 
 def encode_value(seq: int, value: Any, load_s: float, slot: transport.SlotRef | None,
-                 attach: Any) -> tuple[bytes, Any]:
+                 attach: Any, arena: transport._Arena | None = None) -> tuple[bytes, Any]:
     """A result's head and blob: its arrays go into *slot* (mapped by ``attach(path)``)
-    when they are worth it and fit, else into the blob. Raises if the rest cannot be pickled."""
+    when they are worth it and fit, else into the blob. Raises if the rest cannot be pickled.
+
+    With an *arena* (the slot, as the loader's ``awkgen.empty`` used it), arrays built
+    there stay where they are and the others are laid out after them; if that does not
+    fit, everything is copied into the blob instead.
+    """
+    if arena is not None and arena.used and slot is not None:
+        tree, arrays, nbytes = transport.flatten_arrays(value, placed=arena.offset_of, start=arena.used)
+        if nbytes <= slot.capacity:
+            transport.write_arrays(arena.buffer, tree, arrays)
+            return dumps((VALUE, seq, load_s, nbytes, tree, True)), b""
     tree, arrays, nbytes = transport.flatten_arrays(value)
     if slot is not None and transport.MIN_SHM_BYTES <= nbytes <= slot.capacity:
         transport.write_arrays(attach(slot.path), tree, arrays)

@@ -195,17 +195,31 @@ def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) ->
         error = TypeError(str(exc))
         error.__cause__ = exc.__cause__
         return _failure(exc.seq, error, by_loader=False), b""
+    arena = None
+    if slot is not None:  # awkgen.empty() builds the loader's arrays in this slot
+        try:
+            arena = transport._arena = transport._Arena(_attach(slot.path, attached), slot.capacity)
+        except (OSError, ValueError):  # the slot cannot be mapped: encode_value will say so, or pickle
+            arena = None
     try:
-        value, load_s = call_loader(loader, task)
+        try:
+            value, load_s = call_loader(loader, task)
+        finally:
+            transport._arena = None
     except BaseException as exc:
+        if arena is not None:
+            arena.close()
         return _failure(task.seq, exc), b""
     try:
-        return encode_value(task.seq, value, load_s, slot, lambda path: _attach(path, attached))
+        return encode_value(task.seq, value, load_s, slot, lambda path: _attach(path, attached), arena)
     except Exception as exc:
         unsendable = TypeError(f"the loader's result cannot be sent back from the worker process "
                                f"({type(exc).__name__}: {exc}); return arrays or picklable objects")
         unsendable.__cause__ = exc
         return _failure(task.seq, unsendable, load_s, by_loader=False), b""
+    finally:
+        if arena is not None:
+            arena.close()
 
 
 def _attach(path: str, attached: collections.OrderedDict[str, Any]) -> Any:
@@ -213,9 +227,17 @@ def _attach(path: str, attached: collections.OrderedDict[str, Any]) -> Any:
     if mm is None:
         mm = attached[path] = transport.attach_segment(path)
         while len(attached) > _ATTACHED_MAX:
-            attached.popitem(last=False)[1].close()
+            _close_mapping(attached.popitem(last=False)[1])
     attached.move_to_end(path)
     return mm
+
+
+def _close_mapping(mm: Any) -> None:
+    """Unmap a slot now, or when the last array viewing it goes (one from ``awkgen.empty`` a loader kept)."""
+    try:
+        mm.close()
+    except BufferError:
+        pass
 
 
 def _failure(seq: int, exc: BaseException, load_s: float = 0.0, by_loader: bool = True) -> bytes:
