@@ -347,11 +347,23 @@ def empty(shape: int | tuple[int, ...], dtype: Any = float) -> np.ndarray:
     """An uninitialised array for a loader's result, built where the parent will read it.
 
     On the process backend the array lies in the shared-memory slot of the batch being
-    loaded, so returning it (alone or inside a tuple, list or dict) costs no copy. It
-    must be filled by the loader and not kept after the loader returns. Anywhere else
-    (thread, serial and Ray backends, outside a loader, an object dtype, a result that
-    outgrows the slot) it is ``numpy.empty(shape, dtype)``. Either way it is a plain,
-    writable, C-ordered ``numpy.ndarray``.
+    loaded, so returning it (alone or inside a tuple, list or dict, whole or as a
+    contiguous slice) costs no copy. It must be filled by the loader and not kept after
+    the loader returns. Anywhere else (thread, serial and Ray backends, outside a
+    loader, an object dtype, a request larger than what is left of the slot) it is
+    ``numpy.empty(shape, dtype)``. Arrays a loader takes but does not return still use
+    that batch's slot space; results that outgrow the slot are copied, as without it.
+
+    Args:
+        shape: The array's shape, an int or a tuple of ints (as ``numpy.empty``).
+        dtype: Its dtype (as ``numpy.empty``; default ``float``).
+
+    Returns:
+        A plain, writable, C-ordered ``numpy.ndarray`` of *shape* and *dtype*.
+
+    Raises:
+        ValueError: A negative dimension (from ``numpy.empty``).
+        TypeError: A dtype numpy does not understand.
 
     >>> a = empty((2, 3), dtype="float32")
     >>> a.shape, a.dtype, a.flags.c_contiguous, a.flags.writeable

@@ -17,7 +17,7 @@ import awkgen.images
 
 README = (Path(__file__).resolve().parents[1] / "README.rst").read_text(encoding="utf-8")
 FUNCTIONS = [(awkgen, name) for name in ("DataGenerator", "DataGeneratorNonblock", "DataGeneratorMultiProc",
-                                         "CleanupGenerator", "shard_from_env")]
+                                         "CleanupGenerator", "shard_from_env", "empty")]
 FUNCTIONS += [(module, name) for module in (awkgen.images, awkgen.classes) for name in module.__all__]
 # BatchGenerator's methods and the sections each docstring must have.
 METHODS = {
