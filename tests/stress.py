@@ -177,6 +177,7 @@ class Config:
     pause_every: int  # and every this many calls (0: never) pauses pause_s, longer than any timeout
     pause_s: float
     expected_s: float
+    in_place: bool = False  # the loader builds its int64 arrays with awkgen.empty
 
     def summary(self) -> str:
         """The configuration on one line: the core fields, and the optional ones that are on."""
@@ -196,7 +197,7 @@ class Config:
                      growth=self.growth, outlier_every=self.outlier_every, outlier_factor=self.outlier_factor,
                      sleep_ms=self.sleep_ms, spin=self.spin, p_raise=self.p_raise, p_exit=self.p_exit,
                      exit_mode=self.exit_mode, p_slow=self.p_slow, slow_s=self.slow_s,
-                     id_offset=self.id_offset, id_stride=self.id_stride)
+                     id_offset=self.id_offset, id_stride=self.id_stride, in_place=self.in_place)
 
     @property
     def call_deadline_s(self) -> float:
@@ -310,6 +311,7 @@ def draw_config(seed: int) -> Config:
             None, None, None, None
         interrupt = False
     overlap = r.random() < 0.5
+    in_place = r.random() < 0.3  # drawn last: every earlier draw of a seed stays what it was
     return Config(seed=seed, backend=backend, n_workers=n_workers, prefetch=prefetch, timeout=timeout, n_ids=n_ids,
                   batch_size=batch_size, ids_kind=ids_kind, id_offset=id_offset, id_stride=id_stride, labels=labels,
                   shuffle=shuffle, gen_seed=gen_seed, drop_last=drop_last, n_calls=n_calls, result=result,
@@ -320,7 +322,7 @@ def draw_config(seed: int) -> Config:
                   interrupt=interrupt, kill_times=kill_times, idle_kill_at=idle_kill_at, stop=stop,
                   state_at=state_at, state_action=state_action, resume_at=resume_at, handoff=handoff, end=end,
                   overlap=overlap and handoff is not None, consumer_ms=round(consumer_ms, 3),
-                  pause_every=pause_every, pause_s=pause_s, expected_s=round(expected_s, 2))
+                  pause_every=pause_every, pause_s=pause_s, expected_s=round(expected_s, 2), in_place=in_place)
 
 
 # -- inside a child interpreter: the watchdog and the processes ---------------------------------

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+import awkgen
+
 MAGIC = 0x5EED_F00D
 RESULT_KINDS = ("array", "tuple", "dict", "object", "mixed")
 MAX_BYTES = 24 * 2**20  # no result is larger, outliers included
@@ -49,6 +51,7 @@ class Shape:
     slow_s: float = 0.0  # a slow batch's extra time (past the generator's timeout)
     id_offset: int = 0
     id_stride: int = 1
+    in_place: bool = False  # build the int64 arrays with awkgen.empty (in the slot, on processes)
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class StressLoader:
             if self.shape.exit_mode == "sigkill":
                 os.kill(os.getpid(), signal.SIGKILL)
             os._exit(17)
-        return make_value(self.shape.result, numbers, step.nbytes, step.fill)
+        return make_value(self.shape.result, numbers, step.nbytes, step.fill, self.shape.in_place)
 
 
 def _exit_in_worker(host_pid: int, how: str) -> None:
@@ -153,27 +156,33 @@ class DoomedLoader:
 
 # -- results ------------------------------------------------------------------------------
 
-def _encoded(numbers: np.ndarray, nbytes: int, fill: int) -> np.ndarray:
+def _encoded(numbers: np.ndarray, nbytes: int, fill: int, in_place: bool = False) -> np.ndarray:
     n = len(numbers)
-    out = np.full(max(n + 2, nbytes // 8), fill, dtype=np.int64)
+    if in_place:
+        out = awkgen.empty(max(n + 2, nbytes // 8), dtype=np.int64)
+        out.fill(fill)
+    else:
+        out = np.full(max(n + 2, nbytes // 8), fill, dtype=np.int64)
     out[0], out[1] = MAGIC, n
     out[2:2 + n] = numbers
     return out
 
 
-def make_value(kind: str, numbers: np.ndarray, nbytes: int, fill: int) -> Any:
+def make_value(kind: str, numbers: np.ndarray, nbytes: int, fill: int, in_place: bool = False) -> Any:
     """The result of a batch: its ids and a fill, in a structure of the chosen kind."""
     if kind == "array":
-        return _encoded(numbers, nbytes, fill)
+        return _encoded(numbers, nbytes, fill, in_place)
     if kind == "tuple":
-        return (_encoded(numbers, nbytes // 2, fill), np.full(nbytes // 2 // 4, fill % 1000, dtype=np.float32))
+        return (_encoded(numbers, nbytes // 2, fill, in_place),
+                np.full(nbytes // 2 // 4, fill % 1000, dtype=np.float32))
     if kind == "dict":
-        return {"x": _encoded(numbers, nbytes - 256, fill), "meta": {"ids": numbers.tolist(), "tag": "stress"},
+        return {"x": _encoded(numbers, nbytes - 256, fill, in_place),
+                "meta": {"ids": numbers.tolist(), "tag": "stress"},
                 "w": np.full(256, fill % 127, dtype=np.int8), "empty": np.zeros(0)}
     if kind == "object":
         return {"ids": numbers.tolist(), "blob": bytes([fill & 0xFF]) * nbytes}
     if kind == "mixed":
-        return [_encoded(numbers, nbytes, fill), "tag", None, 2.5, tuple(numbers.tolist())]
+        return [_encoded(numbers, nbytes, fill, in_place), "tag", None, 2.5, tuple(numbers.tolist())]
     raise ValueError(f"unknown result kind {kind!r}")
 
 
