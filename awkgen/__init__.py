@@ -1,9 +1,12 @@
 """awkgen: feed a training loop from data that does not fit in memory.
 
 The public surface is the four factories of the R package AwkwardMLTools, the
-errors they raise and ``shard_from_env``; framework bridges live in
-:mod:`awkgen.frameworks` and are imported only when used. Importing awkgen imports
-no machine-learning framework.
+generator they build, the errors they raise, ``shard_from_env`` and ``empty`` (a
+loader's arrays built in shared memory); framework bridges live in
+:mod:`awkgen.frameworks`, the R toolkit in :mod:`awkgen.images` and
+:mod:`awkgen.classes`, each imported only when used. Importing awkgen imports no
+machine-learning framework (with ART installed, a hook makes ART's ``isinstance``
+checks accept awkgen's classes once ART is imported).
 """
 
 import logging as _logging
