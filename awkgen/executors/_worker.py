@@ -204,20 +204,18 @@ def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) ->
     try:
         try:
             value, load_s = call_loader(loader, task)
+        except BaseException as exc:
+            return _failure(task.seq, exc), b""
         finally:
             transport._arena = None
-    except BaseException as exc:
-        if arena is not None:
-            arena.close()
-        return _failure(task.seq, exc), b""
-    try:
-        return encode_value(task.seq, value, load_s, slot, lambda path: _attach(path, attached), arena)
-    except Exception as exc:
-        unsendable = TypeError(f"the loader's result cannot be sent back from the worker process "
-                               f"({type(exc).__name__}: {exc}); return arrays or picklable objects")
-        unsendable.__cause__ = exc
-        return _failure(task.seq, unsendable, load_s, by_loader=False), b""
-    finally:
+        try:
+            return encode_value(task.seq, value, load_s, slot, lambda path: _attach(path, attached), arena)
+        except Exception as exc:
+            unsendable = TypeError(f"the loader's result cannot be sent back from the worker process "
+                                   f"({type(exc).__name__}: {exc}); return arrays or picklable objects")
+            unsendable.__cause__ = exc
+            return _failure(task.seq, unsendable, load_s, by_loader=False), b""
+    finally:  # one place releases the arena's view, on every path
         if arena is not None:
             arena.close()
 
