@@ -1,10 +1,27 @@
-"""Shared-memory ring for numpy batches; pickle fallback.
+"""Shared-memory ring for numpy batches; the result codec every remote backend uses.
 
-Numpy arrays in a worker's result (alone or nested in tuples, lists and dicts) are
-copied once into a *slot*, a file in ``/dev/shm`` mapped by both sides, and the
-parent hands out arrays that are views of that mapping: no pickling, no pipe, no
-second copy. Everything else (and arrays under :data:`MIN_SHM_BYTES` in all)
-travels pickled through the worker's pipe.
+A worker's result is pickled whole (:func:`encode_result`), except its plain numpy
+arrays, wherever they sit in it: their bytes are copied once into a *slot*, a file in
+``/dev/shm`` mapped by both sides, and the parent hands out arrays that are views of
+that mapping (:func:`load_result`): no pickling of array data, no pipe, no second copy.
+Results whose arrays hold under :data:`MIN_SHM_BYTES` in all travel in the reply's
+*blob*, laid out the same way. The Ray backend uses the same codec with one buffer per
+array (``separate=True``), sent through Ray's object store.
+
+**Fidelity** (what the SPEC promises: the parent gets what the serial loader returns):
+the object graph is pickle's, so every node's Python type and every shared reference
+(the same array or list returned twice) survive; an array keeps its values bit for bit,
+its dtype, shape, write flag and layout (C, Fortran and every other dense layout keep
+their exact strides; a view with gaps or negative strides arrives dense in the same axis
+order, as numpy's ``copy(order="K")``: the bytes between its elements are not part of the
+result). Distinct arrays that are views of one buffer arrive as separate arrays, except
+those built with :func:`empty`, which stay views of the one slot.
+
+**No copy overwrites another's source** (:func:`write_arrays`): arrays are laid out from
+the end of what :func:`empty` handed out, so none lands on an array built in place; a
+source that lies where a copy will write (only an array kept from an earlier call can)
+is copied out first; a result whose layout does not fit the slot goes to the blob, never
+to a second layout in the same slot.
 
 Ownership (the matching trio :func:`create_segment` / :func:`attach_segment` /
 :func:`unlink_segment`): the **parent** creates, sizes and unlinks every segment;
@@ -36,17 +53,19 @@ host, so a pid number alone proves nothing: another PID namespace reuses it):
 Arrays built in place (:func:`empty`): a loader on the process backend may ask for its
 output arrays with ``awkgen.empty(shape, dtype)``; while it runs, the worker holds the
 task's slot as an :class:`_Arena` (module global :data:`_arena`, set and cleared by the
-worker around the loader call, the worker's only task at a time) and ``empty`` carves
-aligned pieces out of it, so the result is already where the parent reads it and
-:func:`write_arrays` skips the copy. Everywhere else (the thread, serial and Ray
-backends, a task without a slot, a request that does not fit) ``empty`` is
-``numpy.empty``. The rule for loaders: such an array is valid until the loader
-returns; keeping it (a cache) and writing to it later would write into a slot the
-parent has since given to another batch.
+worker's main thread around the loader call) and ``empty`` carves aligned pieces out of
+it, so the result is already where the parent reads it and :func:`write_arrays` skips the
+copy. Everywhere else (the thread, serial and Ray backends, a task without a slot, a
+request that does not fit) ``empty`` is ``numpy.empty``. A carved array that outlives the
+loader call (kept in a cache, or by a thread of the loader's) is noticed
+(:meth:`_Arena.outlived`): the batch is copied out of the slot into the reply and the
+parent retires the slot, so a later write to that array can never reach a batch.
 
->>> tree, arrays, nbytes = flatten_arrays({"x": np.zeros((2, 3)), "n": 5})
->>> tree["n"], len(arrays), nbytes  # 48 bytes, aligned to 64
-(5, 1, 64)
+>>> data, layout = encode_result({"x": np.zeros((2, 3)), "n": 5})
+>>> blob = bytearray(layout.nbytes); write_arrays(blob, layout)
+>>> load_result(data, np.frombuffer(blob, dtype=np.uint8))
+{'x': array([[0., 0., 0.],
+       [0., 0., 0.]]), 'n': 5}
 """
 
 from __future__ import annotations
@@ -54,9 +73,12 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
+import functools
+import io
 import logging
 import mmap
 import os
+import pickle
 import stat
 import threading
 import time
@@ -66,12 +88,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import dill
 import numpy as np
 
-from ._tree import map_tree
-
-__all__ = ["shm_dir", "MIN_SHM_BYTES", "SlotRef", "ArrayRef", "SlotRing", "flatten_arrays", "write_arrays",
-           "rebuild", "attach_segment", "reclaim_orphans", "shm_available", "empty"]
+__all__ = ["shm_dir", "MIN_SHM_BYTES", "SlotRef", "SlotRing", "Layout", "encode_result", "write_arrays",
+           "load_result", "separate_buffers", "attach_segment", "reclaim_orphans", "shm_available", "empty"]
 
 logger = logging.getLogger("awkgen")
 DEFAULT_SHM_DIR = "/dev/shm"
@@ -92,31 +113,6 @@ class SlotRef:
 
     path: str
     capacity: int
-
-
-class ArrayRef:
-    """Stands for an array in a flattened result: where its bytes lie in the slot or blob.
-
-    A plain class with a compact pickle (the dtype as its string when that says it
-    all): refs cross the pipe with every batch, so they must cost microseconds.
-    """
-
-    __slots__ = ("index", "offset", "shape", "dtype", "nbytes")
-
-    def __init__(self, index: int, offset: int, shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> None:
-        self.index, self.offset, self.shape, self.dtype, self.nbytes = index, offset, shape, dtype, nbytes
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        dtype = self.dtype
-        token = dtype.str if dtype.fields is None and dtype.subdtype is None else dtype
-        return (_array_ref, (self.index, self.offset, self.shape, token, self.nbytes))
-
-    def __repr__(self) -> str:
-        return f"ArrayRef({self.index}, offset={self.offset}, shape={self.shape}, dtype={self.dtype})"
-
-
-def _array_ref(index: int, offset: int, shape: tuple[int, ...], dtype: Any, nbytes: int) -> ArrayRef:
-    return ArrayRef(index, offset, shape, np.dtype(dtype), nbytes)
 
 
 # -- the segment trio -----------------------------------------------------------------
@@ -238,75 +234,269 @@ def reclaim_orphans(directory: str, pid: int | None = None, wait_s: float = 0.0)
     return removed
 
 
-# -- flattening results ---------------------------------------------------------------------
-# The leaf functions are small classes, not closures over the walk: see awkgen/_tree.py.
-
-def _shippable(value: Any) -> bool:
-    """A plain array whose bytes say it all; subclasses (masked arrays, ``np.matrix``, record
-    arrays) are pickled instead, so they arrive with their class, mask and fields."""
-    return type(value) is np.ndarray and not value.dtype.hasobject and value.nbytes > 0
-
-
 def _aligned(nbytes: int) -> int:
     return -(-nbytes // _ALIGN) * _ALIGN
 
 
-class _Flattener:
-    """The leaf function of :func:`flatten_arrays`: swaps arrays for refs, lays them out."""
-
-    def __init__(self, placed: Callable[[np.ndarray], int | None] | None, start: int) -> None:
-        self.arrays: list[np.ndarray] = []
-        self.refs: list[ArrayRef] = []
-        self.offset = start
-        self.placed = placed
-
-    def __call__(self, value: Any) -> Any:
-        if not _shippable(value):
-            return value
-        where = self.placed(value) if self.placed is not None else None
-        if where is None:
-            where = self.offset
-            self.offset += _aligned(value.nbytes)
-        ref = ArrayRef(len(self.arrays), where, value.shape, value.dtype, value.nbytes)
-        self.arrays.append(value)
-        self.refs.append(ref)
-        return ref
+def _pages(nbytes: int) -> int:
+    return -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
 
 
-def flatten_arrays(value: Any, placed: Callable[[np.ndarray], int | None] | None = None,
-                   start: int = 0) -> tuple[Any, list[np.ndarray], int]:
-    """Replace the arrays in *value* (through tuples, lists, dicts) by :class:`ArrayRef`.
+# -- results: pickled whole, arrays laid out as raw bytes ------------------------------------
+#
+# A result is pickled as one object graph (so every Python type, namedtuple, dict subclass and
+# shared reference comes back as the loader built it); plain numpy arrays anywhere in it are
+# swapped, by the pickler's ``reducer_override``, for a call to :func:`_array_view` that
+# names where their bytes lie. Pickle's memo sees each array object once: the same array
+# returned twice is one array again in the parent (aliasing kept). What an array keeps:
+#
+# - values bit for bit, dtype (byte order, fields, metadata), shape;
+# - its layout: C order; Fortran order and every other *dense* layout (transposes: the
+#   elements fill their span exactly) keep their exact strides; a view with gaps or negative
+#   strides (``a[::2]``, ``a[::-1]``) arrives dense, in the same axis order (as numpy's
+#   ``copy(order="K")``): the bytes between its elements are not part of the result;
+# - its write flag (a read-only array arrives read-only, a writable one writable).
+#
+# Arrays of objects, and ndarray subclasses (masked arrays, ``np.matrix``), are pickled as
+# numpy pickles them.
 
-    Returns ``(tree, arrays, nbytes)``: the tree to pickle, the arrays to copy in
-    order, and the aligned bytes they need. *placed* names arrays that already lie in
-    the slot (built there by :func:`empty`): their offset, else ``None``; the others
-    are laid out from *start* on.
+def _dtype_token(dtype: np.dtype[Any]) -> Any:
+    """The dtype as its string when that says it all (a few bytes on the wire), else itself."""
+    return dtype.str if dtype.fields is None and dtype.subdtype is None and dtype.metadata is None else dtype
+
+
+def _dense(array: np.ndarray) -> bool:
+    """Whether *array*'s elements fill the bytes from its first element on, with no gap, all strides >= 0."""
+    span = array.itemsize
+    for n, s in zip(array.shape, array.strides):
+        if n > 1:
+            if s < 0:
+                return False
+            span += (n - 1) * s
+    return span == array.nbytes
+
+
+def _k_strides(array: np.ndarray) -> tuple[int, ...]:
+    """Dense strides in *array*'s axis order (numpy's ``order="K"``: axes by decreasing |stride|)."""
+    order = sorted(range(array.ndim), key=lambda axis: -abs(array.strides[axis]))
+    strides = [0] * array.ndim
+    step = array.itemsize
+    for axis in reversed(order):
+        strides[axis] = step
+        step *= array.shape[axis]
+    return tuple(strides)
+
+
+def layout_strides(array: np.ndarray) -> tuple[int, ...] | None:
+    """The strides *array*'s copy gets: ``None`` for C order (the common case, rebuilt by a
+    reshape), its own for any other dense layout, dense ones in its axis order otherwise."""
+    if array.flags.c_contiguous or array.size == 0:
+        return None
+    return array.strides if _dense(array) else _k_strides(array)
+
+
+def _byte_range(array: np.ndarray) -> tuple[int, int]:
+    """The addresses ``[low, high)`` *array*'s elements lie within."""
+    low = high = int(array.ctypes.data)
+    for n, s in zip(array.shape, array.strides):
+        if n > 1:
+            if s < 0:
+                low += (n - 1) * s
+            else:
+                high += (n - 1) * s
+    return low, high + array.itemsize
+
+
+class Layout:
+    """Where the arrays of one result go: filled by the pickler, then written by :func:`write_arrays`.
+
+    *placed* names arrays already where they belong (built in the slot by :func:`empty`):
+    their offset, else ``None``; the others are laid out from *start* on, aligned. With
+    *separate*, each array gets a buffer of its own (the Ray backend) and its "offset" is
+    its index in :attr:`writes`.
     """
-    flattener = _Flattener(placed, start)
-    tree = map_tree(value, flattener)
-    return tree, flattener.arrays, flattener.offset
+
+    __slots__ = ("writes", "nbytes", "placed", "separate")
+
+    def __init__(self, placed: Callable[[np.ndarray], int | None] | None = None, start: int = 0,
+                 separate: bool = False) -> None:
+        self.writes: list[tuple[np.ndarray, int, tuple[int, ...] | None]] = []  # (array, offset, strides)
+        self.nbytes = start
+        self.placed = placed
+        self.separate = separate
+
+    def add(self, array: np.ndarray) -> tuple[Any, ...]:
+        """Lay *array* out; return the reduce tuple that rebuilds it in the parent."""
+        nbytes = array.nbytes
+        strides = layout_strides(array)
+        where = None
+        if nbytes and self.placed is not None and (strides is None or strides == array.strides):
+            where = self.placed(array)
+        if where is None and nbytes:
+            if self.separate:
+                where = len(self.writes)
+            else:
+                where = self.nbytes
+                self.nbytes += _aligned(nbytes)
+            self.writes.append((array, where, strides))
+        args = (where or 0, array.shape, _dtype_token(array.dtype), nbytes, strides, array.flags.writeable)
+        return (_array_view, args)
 
 
-def write_arrays(buffer: mmap.mmap | bytearray, tree: Any, arrays: list[np.ndarray]) -> None:
-    """Copy *arrays* into *buffer* (a slot's mapping, or a message's blob) at the offsets *tree* records."""
+class _ResultPickler(pickle.Pickler):
+    def __init__(self, file: Any, layout: Layout) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.layout = layout
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is np.ndarray and not obj.dtype.hasobject:
+            return self.layout.add(obj)
+        return NotImplemented
+
+
+class _DillResultPickler(dill.Pickler):  # type: ignore[misc]
+    """The fallback for results plain pickle refuses (lambdas, closures): the same array rule."""
+
+    def __init__(self, file: Any, layout: Layout) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.layout = layout
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is np.ndarray and not obj.dtype.hasobject:
+            return self.layout.add(obj)
+        return NotImplemented
+
+
+def encode_result(value: Any, placed: Callable[[np.ndarray], int | None] | None = None, start: int = 0,
+                  separate: bool = False) -> tuple[bytes, Layout]:
+    """Pickle *value* with its plain arrays swapped for references; return the pickle and the
+    :class:`Layout` of those arrays (see :class:`Layout` for *placed*, *start*, *separate*).
+    Raises what pickling raises when even dill cannot pickle the rest.
+
+    >>> data, layout = encode_result({"x": np.zeros((2, 3)), "n": 5})
+    >>> layout.nbytes, len(layout.writes)  # 48 bytes, aligned to 64
+    (64, 1)
+    """
+    layout = Layout(placed, start, separate)
+    buffer = io.BytesIO()
+    try:
+        _ResultPickler(buffer, layout).dump(value)
+    except Exception:
+        layout = Layout(placed, start, separate)
+        buffer = io.BytesIO()
+        _DillResultPickler(buffer, layout).dump(value)
+    return buffer.getvalue(), layout
+
+
+def write_arrays(buffer: mmap.mmap | bytearray, layout: Layout) -> None:
+    """Copy the arrays of *layout* into *buffer* (a slot's mapping, or a message's blob).
+
+    Overlap-safe: a source whose bytes lie where the layout writes (an array from an
+    earlier loader call in this very slot) is copied out before anything is written, so
+    no copy ever overwrites the source of another. Arrays built in place are skipped.
+    """
     whole = np.frombuffer(buffer, dtype=np.uint8)
+    if not layout.writes:
+        return
+    first = min(offset for _, offset, _ in layout.writes)
+    low, high = int(whole.ctypes.data) + first, int(whole.ctypes.data) + layout.nbytes
+    sources = []
+    for src, _, _ in layout.writes:
+        src_low, src_high = _byte_range(src)
+        if src_low < high and low < src_high:  # overlaps what is about to be written: take it out first
+            src = src.copy(order="K")
+        sources.append(src)
     dst = None
-    refs: list[ArrayRef] = []
-    map_tree(tree, lambda v: refs.append(v) if isinstance(v, ArrayRef) else None)
-    for ref in refs:
-        src = arrays[ref.index]
-        dst = whole[ref.offset:ref.offset + src.nbytes].view(src.dtype).reshape(src.shape)
-        if dst.ctypes.data != src.ctypes.data:  # not built in place by empty()
-            np.copyto(dst, src, casting="no")
-    del whole, dst  # release the buffer exports so the mapping can be closed
+    for src, (_, offset, strides) in zip(sources, layout.writes):
+        dst = _carve(whole, offset, src.shape, src.dtype, src.nbytes, strides)
+        np.copyto(dst, src, casting="no")
+    del whole, dst, sources  # release the buffer exports so the mapping can be closed
+
+
+def separate_buffers(layout: Layout) -> list[np.ndarray]:
+    """The arrays of a *separate* layout as flat byte arrays, each in its layout (the Ray backend
+    sends these through the object store). Dense arrays are not copied."""
+    buffers = []
+    for src, _, strides in layout.writes:
+        if strides is not None and strides != src.strides:  # gaps or negative strides: make it dense
+            dense = np.empty(src.nbytes, np.uint8)
+            np.copyto(_carve(dense, 0, src.shape, src.dtype, src.nbytes, strides), src, casting="no")
+            buffers.append(dense)
+            continue
+        if strides is not None:  # dense in another axis order: a C-ordered view of the same bytes
+            src = src.transpose(sorted(range(src.ndim), key=lambda axis: -src.strides[axis]))
+        buffers.append(src.reshape(-1).view(np.uint8) if src.ndim else src.reshape(1).view(np.uint8))
+    return buffers
+
+
+def _carve(whole: np.ndarray, offset: int, shape: tuple[int, ...], dtype: np.dtype[Any], nbytes: int,
+           strides: tuple[int, ...] | None) -> np.ndarray:
+    """The array at *offset* of *whole* (flat bytes) with *shape*, *dtype* and *strides* (``None``: C order)."""
+    piece = whole[offset:offset + nbytes]
+    if strides is None:
+        return piece.view(dtype).reshape(shape)
+    return np.ndarray(shape, dtype, buffer=piece, strides=strides)
+
+
+def _array_view(base: Any, offset: int, shape: tuple[int, ...], dtype: Any, nbytes: int,
+                strides: tuple[int, ...] | None, writeable: bool) -> np.ndarray:
+    """An array of a result, rebuilt: a view of *base* (the slot's or the blob's bytes), or, when
+    *base* is a list (separate buffers), of its buffer number *offset*, copied if the
+    buffer is read-only (Ray's object store) and the array was writable."""
+    dtype = np.dtype(dtype)
+    if not nbytes:
+        array = np.empty(shape, dtype)
+    elif isinstance(base, list):
+        buffer = base[offset]
+        if writeable and not buffer.flags.writeable:
+            buffer = buffer.copy()
+        array = _carve(buffer, 0, shape, dtype, nbytes, strides)
+    else:
+        array = _carve(base, offset, shape, dtype, nbytes, strides)
+    if not writeable:
+        array.flags.writeable = False
+    return array
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, base: Any) -> None:
+        super().__init__(io.BytesIO(data))
+        self.base = base
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "_array_view" and module == __name__:
+            return functools.partial(_array_view, self.base)
+        return super().find_class(module, name)
+
+
+def load_result(data: bytes, base: np.ndarray | list[np.ndarray] | None) -> Any:
+    """The result :func:`encode_result` pickled, its arrays views of *base*: the slot's or the
+    blob's bytes (a flat ``uint8`` array), or the list of separate buffers."""
+    return _ResultUnpickler(data, base).load()
+
+
+class _ArenaOwner:
+    """The ``base`` of every array :meth:`_Arena.carve` hands out (numpy collapses a view's
+    base to the first non-array owner), so whether any of them is still alive after the
+    loader call is one weak reference away."""
+
+    def __init__(self, buffer: mmap.mmap, capacity: int) -> None:
+        self._bytes = np.frombuffer(buffer, dtype=np.uint8, count=capacity)  # keeps the mapping alive
+        self.__array_interface__ = {
+            "shape": (capacity,), "typestr": "|u1", "version": 3,
+            "data": (self._bytes.ctypes.data, False),
+        }
 
 
 class _Arena:
     """The slot of the task a worker's loader is running, for :func:`empty` to carve arrays from.
 
     Carving is a bump of :attr:`used` under a lock (a loader may call ``empty`` from
-    threads of its own). :meth:`close` drops the arena's own view; arrays handed out
-    keep the mapping alive as long as they live.
+    threads of its own). :meth:`close` ends carving and drops the arena's own reference;
+    :meth:`outlived` then tells whether an array it handed out is still alive (kept by the
+    loader, or by a thread of its own): the worker then copies the batch out of the slot
+    and has the parent retire that slot, so a later write to the kept array can reach no
+    batch.
     """
 
     def __init__(self, buffer: mmap.mmap, capacity: int) -> None:
@@ -314,96 +504,91 @@ class _Arena:
         self.capacity = capacity
         self.used = 0
         self._lock = threading.Lock()
-        self._bytes: np.ndarray | None = np.frombuffer(buffer, dtype=np.uint8)
+        owner = _ArenaOwner(buffer, capacity)
+        self._owner_ref = weakref.ref(owner)
+        self._bytes: np.ndarray | None = np.asarray(owner)
         self._address = int(self._bytes.ctypes.data)
 
-    def carve(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | None:
-        """An array of *shape* and *dtype* in the slot, or ``None`` when it does not fit."""
+    def carve(self, shape: tuple[int, ...], dtype: np.dtype[Any], fortran: bool = False) -> np.ndarray | None:
+        """An array of *shape* and *dtype* (C order, or Fortran with *fortran*) in the slot, or
+        ``None`` when it does not fit or carving has ended."""
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         with self._lock:
             whole = self._bytes
             if whole is None or nbytes <= 0 or self.used + nbytes > self.capacity:
                 return None
             offset, self.used = self.used, self.used + _aligned(nbytes)
-        return whole[offset:offset + nbytes].view(dtype).reshape(shape)
+        piece = whole[offset:offset + nbytes].view(dtype)
+        return piece.reshape(shape[::-1]).T if fortran else piece.reshape(shape)
 
     def offset_of(self, array: np.ndarray) -> int | None:
-        """Where *array* lies in the slot, if it lies within what :meth:`carve` handed out."""
-        if not array.flags.c_contiguous:
+        """Where *array* lies in the slot, if it is dense (no gaps: it can be read back from
+        there as it is) and within what :meth:`carve` handed out."""
+        if not _dense(array):
             return None
-        offset = int(array.ctypes.data) - self._address
-        return offset if 0 <= offset and offset + array.nbytes <= self.used else None
+        low, high = _byte_range(array)
+        offset = low - self._address
+        return offset if 0 <= offset and high - self._address <= self.used else None
 
     def close(self) -> None:
         with self._lock:
             self._bytes = None
 
+    def outlived(self) -> bool:
+        """After :meth:`close`: whether an array carved here is still referenced."""
+        return self._owner_ref() is not None
 
-#: The arena of the loader call running in this worker process; ``None`` elsewhere.
+
+#: The arena of the loader call running in this worker process; ``None`` elsewhere. Set and
+#: cleared by the worker's main thread around each loader call; a thread that calls
+#: :func:`empty` at another moment gets ``numpy.empty`` or carves scratch from the running
+#: call's slot, which :meth:`_Arena.outlived` then catches.
 _arena: _Arena | None = None
 
 
-def empty(shape: int | tuple[int, ...], dtype: Any = float) -> np.ndarray:
+def empty(shape: Any, dtype: Any = float, order: str = "C", *, like: Any = None) -> np.ndarray:
     """An uninitialised array for a loader's result, built where the parent will read it.
 
     On the process backend the array lies in the shared-memory slot of the batch being
-    loaded, so returning it (alone or inside a tuple, list or dict, whole or as a
-    contiguous slice) costs no copy. It must be filled by the loader and not kept after
-    the loader returns. Anywhere else (thread, serial and Ray backends, outside a
-    loader, an object dtype, a request larger than what is left of the slot) it is
-    ``numpy.empty(shape, dtype)``. Arrays a loader takes but does not return still use
-    that batch's slot space; results that outgrow the slot are copied, as without it.
+    loaded, so returning it (alone or inside any result, whole or as a slice) costs no
+    copy. Anywhere else (thread, serial and Ray backends, outside a loader, an object
+    dtype, ``like=``, a request larger than what is left of the slot) it is
+    ``numpy.empty(shape, dtype, order)``. Arguments are checked by ``numpy.empty`` itself
+    on every backend, so a loader behaves the same everywhere (same shapes, same errors).
+
+    What a loader may do with it: fill it, return it (or views of it, or not at all:
+    scratch space), call ``empty`` from threads of its own while the call runs. What it
+    should not do: keep such an array after it returns (a cache). That is never *wrong*
+    (the worker notices, copies the batch out and retires the slot, and the parent logs a
+    warning) but it costs the copy ``empty`` exists to save.
 
     Args:
-        shape: The array's shape, an int or a tuple of ints (as ``numpy.empty``).
+        shape: The array's shape (as ``numpy.empty``).
         dtype: Its dtype (as ``numpy.empty``; default ``float``).
+        order: ``"C"`` or ``"F"`` (as ``numpy.empty``).
+        like: Passed to ``numpy.empty`` (an array-like of another library: never in the slot).
 
     Returns:
-        A plain, writable, C-ordered ``numpy.ndarray`` of *shape* and *dtype*.
+        A plain, writable ``numpy.ndarray`` of *shape*, *dtype* and *order*, exactly what
+        ``numpy.empty`` returns for the same arguments.
 
     Raises:
-        ValueError: A negative dimension (from ``numpy.empty``).
-        TypeError: A dtype numpy does not understand.
+        ValueError: A negative or too large dimension, or a bad order (from ``numpy.empty``).
+        TypeError: A shape or dtype numpy does not understand (from ``numpy.empty``).
 
     >>> a = empty((2, 3), dtype="float32")
     >>> a.shape, a.dtype, a.flags.c_contiguous, a.flags.writeable
     ((2, 3), dtype('float32'), True, True)
     """
-    dtype = np.dtype(dtype)
+    # numpy.empty checks the arguments and gives the shape and dtype (a sub-array dtype adds
+    # axes); its memory is only reserved, never touched, and freed at once when carved.
+    probe = np.empty(shape, dtype, order) if like is None else np.empty(shape, dtype, order, like=like)
     arena = _arena
-    if arena is not None and not dtype.hasobject:
-        dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        carved = arena.carve(tuple(int(d) for d in dims), dtype)
-        if carved is not None:
-            return carved
-    return np.empty(shape, dtype)
-
-
-def _pages(nbytes: int) -> int:
-    return -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
-
-
-def _view(base: np.ndarray | None, ref: ArrayRef) -> np.ndarray:
-    """The array *ref* describes, as a view of *base* (a slot's or a message's bytes)."""
-    assert base is not None
-    return base[ref.offset:ref.offset + ref.nbytes].view(ref.dtype).reshape(ref.shape)
-
-
-class _Rebuilder:
-    """The leaf function of :func:`rebuild`: a view of the slot's bytes for each ref."""
-
-    def __init__(self, base: np.ndarray | None) -> None:
-        self.base = base
-
-    def __call__(self, value: Any) -> Any:
-        return _view(self.base, value) if isinstance(value, ArrayRef) else value
-
-
-def rebuild(tree: Any, base: np.ndarray | None) -> Any:
-    """Put arrays back into *tree*: views of *base* (the slot's bytes) for each ref."""
-    if type(tree) is ArrayRef:  # a loader returning one array: the common case, kept quick
-        return _view(base, tree)
-    return map_tree(tree, _Rebuilder(base))
+    if arena is None or like is not None or type(probe) is not np.ndarray or probe.dtype.hasobject:
+        return probe
+    fortran = probe.flags.f_contiguous and not probe.flags.c_contiguous
+    carved = arena.carve(probe.shape, probe.dtype, fortran)
+    return probe if carved is None else carved
 
 
 # -- the parent's ring ---------------------------------------------------------------------
@@ -549,6 +734,13 @@ class SlotRing:
         """Give back a slot whose task put nothing in it."""
         if ref is not None:
             self._give_back(self._slots[ref.path])
+
+    def retire(self, ref: SlotRef) -> None:
+        """Unlink slot *ref* and never hand it out again: a worker still has an array viewing it."""
+        with self._lock:
+            slot = self._slots.get(ref.path)
+            if slot is not None:
+                self._drop(slot)
 
     def _give_back(self, slot: _Slot) -> None:
         """Queue *slot* for reuse. Runs in finalizers: no lock, no allocation beyond the append."""

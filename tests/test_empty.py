@@ -23,11 +23,15 @@ ROWS = 40_000  # 40_000 x 4 float32 = 640 KB per batch: well above the 64 KiB sh
 def in_slot(array):
     """Whether *array*'s memory is a shared-memory slot's mapping (walks the base chain)."""
     base = array
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if isinstance(base, memoryview):  # numpy 2 keeps a memoryview of the mapping
-        base = base.obj
-    return isinstance(base, mmap.mmap)
+    while True:
+        if isinstance(base, np.ndarray):
+            base = base.base
+        elif isinstance(base, transport._ArenaOwner):  # what every carved array's base is
+            base = base._bytes
+        elif isinstance(base, memoryview):  # numpy 2 keeps a memoryview of the mapping
+            base = base.obj
+        else:
+            return isinstance(base, mmap.mmap)
 
 
 def built_in_place(ids):
@@ -155,3 +159,112 @@ def test_carving_respects_capacity_and_alignment(tmp_path):
     del a, b
     arena.close()
     arena.buffer.close()
+
+
+R = 20_000  # float64 items per array: 160 kB, above the shared-memory threshold
+
+
+def reorders(ids):
+    """Scratch space, two empty arrays returned in another order than they were carved, and an
+    ordinary array first: once the in-place layout outgrows the slot, the arrays must still
+    arrive as built (a compact copy into the same slot once copied x over y's source)."""
+    k = int(np.asarray(ids)[0])
+    scratch = awkgen.empty(R * (k % 3))
+    scratch[:] = -1
+    y = awkgen.empty(R)
+    y[:] = k + 0.5
+    x = awkgen.empty(R)
+    x[:] = k
+    z = np.full(R, k + 0.25)
+    return z, x, y
+
+
+def test_arrays_built_in_place_survive_a_layout_that_outgrows_the_slot():
+    with awkgen.DataGeneratorMultiProc(reorders, np.arange(30), batch_size=1, n_workers=1, shuffle=False) as gen:
+        for k in range(30):
+            ((z, x, y),) = gen()
+            assert (z == k + 0.25).all() and (x == k).all() and (y == k + 0.5).all(), k
+
+
+def keeps_one(ids, kept=[]):  # noqa: B006 - the cache is the point: an array kept past the call
+    k = int(np.asarray(ids)[0])
+    a = awkgen.empty(R)
+    a[:] = k
+    if k == 2:
+        kept.append(a)
+    if kept:
+        kept[0][:] = -7  # writes into the slot batch 2 was carved from, on every later call
+    return a
+
+
+def test_an_array_kept_from_empty_never_corrupts_a_later_batch(caplog):
+    with awkgen.DataGeneratorMultiProc(keeps_one, np.arange(40), batch_size=1, n_workers=1, shuffle=False,
+                                       prefetch=2) as gen:
+        got = [gen()[0] for _ in range(40)]  # held, so the parent keeps leasing fresh and reused slots
+        want = [-7.0 if k == 2 else float(k) for k in range(40)]  # batch 2: the loader's own write, as serially
+        assert [float(a[0]) for a in got] == want
+        assert all((a == w).all() for w, a in zip(want, got))
+    assert "kept an array it got from awkgen.empty" in caplog.text
+
+
+class _Stray:
+    """A loader whose own thread calls awkgen.empty after the call that started it returned."""
+
+    def __init__(self):
+        self.thread = None
+
+    def __call__(self, ids):
+        import threading
+        import time
+
+        k = int(np.asarray(ids)[0])
+
+        def late():
+            time.sleep(0.05)
+            late_array = awkgen.empty(R)  # during a later call: carved from that call's slot
+            late_array[:] = -1
+            time.sleep(0.2)
+            late_array[:] = -2
+
+        if k % 4 == 0:
+            self.thread = threading.Thread(target=late)
+            self.thread.start()
+        a = awkgen.empty(R)
+        a[:] = k
+        time.sleep(0.02)
+        return a
+
+
+def test_empty_from_a_thread_that_outlives_the_call_never_corrupts_a_batch():
+    with awkgen.DataGeneratorMultiProc(_Stray(), np.arange(24), batch_size=1, n_workers=1, shuffle=False) as gen:
+        got = [gen()[0] for _ in range(24)]
+        assert all((a == k).all() for k, a in enumerate(got)), [float(a[0]) for a in got]
+
+
+@pytest.mark.parametrize("args", [
+    ((2, 3), ("f4", (3,))),  # a sub-array dtype adds axes
+    ((2, 3.0), float), ("99", float), (2**63, float), ((-1,), float), ((2, 2), "no such dtype"),
+    ((2, 2), float, "Z"), ((3, 4), np.int16, "F"), ((0, 5), float), ((), np.uint8),
+])
+def test_empty_in_a_worker_behaves_as_numpy_empty(args):
+    """The same call gives the same shape, dtype and layout, or the same exception type,
+    in a worker that holds a slot as in numpy.empty."""
+
+    def outcome(call):
+        try:
+            a = call(*args)
+        except Exception as exc:
+            return type(exc)
+        return a.shape, a.dtype, a.flags.c_contiguous, a.flags.f_contiguous
+
+    def in_worker(ids, args=args):
+        sized = awkgen.empty(10_000)  # the first batches teach the ring a slot size
+        sized[:] = 0
+        if int(np.asarray(ids)[0]) < 3:
+            return sized, None
+        return sized, outcome(awkgen.empty)
+
+    want = outcome(np.empty)
+    with awkgen.DataGeneratorMultiProc(in_worker, np.arange(6), batch_size=1, n_workers=1, shuffle=False) as gen:
+        got = [gen()[0][1] for _ in range(6)][3:]
+    assert got == [want] * 3

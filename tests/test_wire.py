@@ -108,10 +108,10 @@ def test_ids_nothing_can_pickle_raise_instead_of_sending_garbage():
         encode_task(1, [(i for i in range(3))], None, None)  # not even dill pickles a generator
 
 
-def rebuild_reply(head: bytes, blob: bytes):
-    kind, seq, load_s, nbytes, tree, in_slot = pickle.loads(head)
-    assert kind == VALUE and not in_slot
-    return transport.rebuild(tree, np.frombuffer(bytearray(blob), dtype=np.uint8)) if nbytes else tree
+def rebuild_reply(fields: tuple, blob: bytes):
+    kind, seq, load_s, nbytes, data, in_slot, retire = pickle.loads(pickle.dumps(fields))  # as the pipe carries it
+    assert kind == VALUE and not in_slot and not retire
+    return transport.load_result(data, np.frombuffer(bytearray(blob), dtype=np.uint8) if nbytes else None)
 
 
 def test_small_results_travel_in_the_blob_and_come_back_writable_and_exact():

@@ -16,12 +16,11 @@ What travels how:
 - **Classes of your own** come back as *the same class*: a worker re-registers the
   classes that travelled by value with the loader under their module and name
   (:func:`adopt_classes`), so results and ids pickle them by reference again and the
-  parent's ``isinstance`` holds. Ray's serializer sends ``__main__`` classes by value
-  whatever is registered, so the driver puts such results back in its own class
-  (:func:`rehome`; results and the containers awkgen walks, not objects inside them).
-- **Results**: plain numpy arrays go through shared memory; array subclasses (masked
-  arrays, ``np.matrix``, record arrays) and everything else are pickled, so they keep
-  their class, mask and fields.
+  parent's ``isinstance`` holds (results on Ray too: they are pickled by awkgen's own
+  codec, :func:`awkgen.transport.encode_result`, not by Ray's serializer).
+- **Results**: plain numpy arrays go through shared memory (Ray: the object store);
+  array subclasses (masked arrays, ``np.matrix``, record arrays) and everything else are
+  pickled, so they keep their class, mask and fields.
 
 A loader that cannot travel fails at construction with :func:`unpicklable` (one
 wording for every backend).
@@ -42,7 +41,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["user_paths", "user_modules", "pickle_by_value", "adopt_classes", "unpicklable", "dill_dumps",
-           "add_paths", "rehome", "cloudpickle_dumps"]
+           "add_paths", "cloudpickle_dumps"]
 
 
 def _installed_roots() -> tuple[str, ...]:
@@ -180,20 +179,6 @@ def _names(code: types.CodeType) -> set[str]:
         if isinstance(const, types.CodeType):
             names |= _names(const)
     return names
-
-
-def rehome(value: Any) -> Any:
-    """*value*, made an instance of this process's own ``__main__`` class of the same name
-    when it arrived as a by-value copy of it (cloudpickle always sends ``__main__`` classes
-    by value, so Ray results would otherwise fail ``isinstance`` in the driver)."""
-    cls = type(value)
-    if cls.__module__ != "__main__":
-        return value
-    home = getattr(sys.modules.get("__main__"), cls.__qualname__, None)
-    if isinstance(home, type) and home is not cls and home.__name__ == cls.__name__:
-        with contextlib.suppress(TypeError):  # a layout that differs (slots, C base): keep the copy
-            value.__class__ = home
-    return value
 
 
 def dill_dumps(loader: Any) -> bytes:

@@ -11,8 +11,8 @@ this module *is* the per-batch overhead. Three choices keep it to a few microsec
   :meth:`Channel.receive` does one ``read`` and returns every frame that read
   completed, so replies that piled up while the caller trained arrive in one
   system call; a large frame is read straight into its own buffer.
-- **Tuples, not objects.** Heads are tuples of plain values; the only class that
-  travels per batch is :class:`~awkgen.transport.ArrayRef`, which pickles compactly.
+- **Tuples, not objects.** Heads are tuples of plain values; a result travels as the
+  pickle :func:`awkgen.transport.encode_result` made (its arrays as a few-field reference each).
 - **Arrays as raw bytes.** Pickling a numpy array costs ~10 us (reduce protocol,
   dtype object); a task's numpy ids travel as ``(dtype, shape, bytes)``, and a
   reply's arrays that do not go to shared memory travel in the frame's blob, laid
@@ -25,8 +25,11 @@ Messages (``kind`` is the head's first item)::
                        None                                       stop
     worker -> parent   (READY,)                                   the loader is loaded
                        (INIT_FAILED, traceback_text)              it could not be
-                       (VALUE, seq, load_s, nbytes, tree, in_slot) + blob of inline arrays
-                       (FAILED, seq, load_s, pickled_exception | None, traceback_text, by_loader)
+                       (VALUE, seq, load_s, nbytes, data, in_slot, retire) + blob of inline arrays
+                       (FAILED, seq, load_s, pickled_exception | None, traceback_text, by_loader, retire)
+
+``retire`` (the last field of both replies): an array the loader got from ``awkgen.empty``
+outlived its call, so the parent must never reuse the task's slot.
 
 ``ids_dtype`` is ``None`` when the ids are not a plain numpy array; ``ids`` is then
 the ids pickled on their own (dill when pickle refuses), so a worker that cannot
@@ -274,24 +277,29 @@ def decode_task(head: Any) -> tuple[Task, transport.SlotRef | None]:
 # -- replies -------------------------------------------------------------------------------
 
 def encode_value(seq: int, value: Any, load_s: float, slot: transport.SlotRef | None,
-                 attach: Any, arena: transport._Arena | None = None) -> tuple[bytes, Any]:
-    """A result's head and blob: its arrays go into *slot* (mapped by ``attach(path)``)
+                 attach: Any, arena: transport._Arena | None = None) -> tuple[tuple[Any, ...], Any]:
+    """A result's head fields and blob: its arrays go into *slot* (mapped by ``attach(path)``)
     when they are worth it and fit, else into the blob. Raises if the rest cannot be pickled.
 
     With an *arena* (the slot, as the loader's ``awkgen.empty`` used it), arrays built
     there stay where they are and the others are laid out after them; if that does not
-    fit, everything is copied into the blob instead.
+    fit, everything goes to the blob: a second layout in the same slot could copy one
+    array over the source of another (see :mod:`awkgen.transport`).
+    The head fields are ``(VALUE, seq, load_s, nbytes, data, in_slot, retire)``; the caller
+    pickles them once it knows whether the slot must be retired.
     """
-    if arena is not None and arena.used and slot is not None:
-        tree, arrays, nbytes = transport.flatten_arrays(value, placed=arena.offset_of, start=arena.used)
-        if nbytes <= slot.capacity:
-            transport.write_arrays(arena.buffer, tree, arrays)
-            return dumps((VALUE, seq, load_s, nbytes, tree, True)), b""
-    tree, arrays, nbytes = transport.flatten_arrays(value)
-    if slot is not None and transport.MIN_SHM_BYTES <= nbytes <= slot.capacity:
-        transport.write_arrays(attach(slot.path), tree, arrays)
-        return dumps((VALUE, seq, load_s, nbytes, tree, True)), b""
-    blob = bytearray(nbytes)
-    if arrays:
-        transport.write_arrays(blob, tree, arrays)
-    return dumps((VALUE, seq, load_s, nbytes, tree, False)), blob
+    placed = arena is not None and arena.used > 0 and slot is not None
+    if placed:
+        assert arena is not None and slot is not None
+        data, layout = transport.encode_result(value, placed=arena.offset_of, start=arena.used)
+        if layout.nbytes <= slot.capacity:
+            transport.write_arrays(arena.buffer, layout)
+            return (VALUE, seq, load_s, layout.nbytes, data, True, False), b""
+    data, layout = transport.encode_result(value)
+    if slot is not None and transport.MIN_SHM_BYTES <= layout.nbytes <= slot.capacity and not placed:
+        transport.write_arrays(attach(slot.path), layout)
+        return (VALUE, seq, load_s, layout.nbytes, data, True, False), b""
+    blob = bytearray(layout.nbytes)
+    transport.write_arrays(blob, layout)
+    return (VALUE, seq, load_s, layout.nbytes, data, False, False), blob
+

@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import procfs, transport
 from . import _travel
-from ._wire import FAILED, INIT_FAILED, READY, Channel, UnreadableIds, decode_task, dumps, encode_value
+from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, UnreadableIds, decode_task, dumps, encode_value
 from .base import call_loader
 
 __all__ = ["worker_main"]
@@ -194,7 +194,7 @@ def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) ->
     except UnreadableIds as exc:
         error = TypeError(str(exc))
         error.__cause__ = exc.__cause__
-        return _failure(exc.seq, error, by_loader=False), b""
+        return dumps(_failure(exc.seq, error, by_loader=False)), b""
     arena = None
     if slot is not None:  # awkgen.empty() builds the loader's arrays in this slot
         try:
@@ -202,22 +202,43 @@ def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) ->
         except (OSError, ValueError):  # the slot cannot be mapped: encode_value will say so, or pickle
             arena = None
     try:
-        try:
-            value, load_s = call_loader(loader, task)
-        except BaseException as exc:
-            return _failure(task.seq, exc), b""
-        finally:
-            transport._arena = None
-        try:
-            return encode_value(task.seq, value, load_s, slot, lambda path: _attach(path, attached), arena)
-        except Exception as exc:
-            unsendable = TypeError(f"the loader's result cannot be sent back from the worker process "
-                                   f"({type(exc).__name__}: {exc}); return arrays or picklable objects")
-            unsendable.__cause__ = exc
-            return _failure(task.seq, unsendable, load_s, by_loader=False), b""
-    finally:  # one place releases the arena's view, on every path
+        fields, blob = _load_and_encode(loader, task, slot, attached, arena)
+    finally:  # one place ends the arena, on every path
+        transport._arena = None
         if arena is not None:
             arena.close()
+    if arena is not None and arena.outlived():  # an array from awkgen.empty lives on: retire the slot
+        fields, blob = _out_of_slot(fields, blob, arena)
+    return dumps(fields), blob
+
+
+def _load_and_encode(loader: Any, task: Any, slot: transport.SlotRef | None,
+                     attached: collections.OrderedDict[str, Any],
+                     arena: transport._Arena | None) -> tuple[tuple[Any, ...], Any]:
+    """The reply fields and blob for one task; nothing of the loader's result outlives this call."""
+    try:
+        value, load_s = call_loader(loader, task)
+    except BaseException as exc:
+        return _failure(task.seq, exc), b""
+    finally:
+        transport._arena = None
+    try:
+        return encode_value(task.seq, value, load_s, slot, lambda path: _attach(path, attached), arena)
+    except Exception as exc:
+        unsendable = TypeError(f"the loader's result cannot be sent back from the worker process "
+                               f"({type(exc).__name__}: {exc}); return arrays or picklable objects")
+        unsendable.__cause__ = exc
+        return _failure(task.seq, unsendable, load_s, by_loader=False), b""
+
+
+def _out_of_slot(fields: tuple[Any, ...], blob: Any, arena: transport._Arena) -> tuple[tuple[Any, ...], Any]:
+    """The reply of a batch whose slot is to be retired (``retire``, its last field, set). A
+    value's bytes are copied from the slot into the blob: the layout is the same from offset
+    0, so the pickled references stay valid."""
+    if fields[0] == VALUE and fields[5]:
+        blob = bytearray(memoryview(arena.buffer)[:fields[3]])
+        fields = (*fields[:5], False, fields[6])
+    return (*fields[:-1], True), blob
 
 
 def _attach(path: str, attached: collections.OrderedDict[str, Any]) -> Any:
@@ -238,12 +259,12 @@ def _close_mapping(mm: Any) -> None:
         pass
 
 
-def _failure(seq: int, exc: BaseException, load_s: float = 0.0, by_loader: bool = True) -> bytes:
-    """A FAILED reply; *by_loader* is False when the worker, not the loader, failed the batch."""
+def _failure(seq: int, exc: BaseException, load_s: float = 0.0, by_loader: bool = True) -> tuple[Any, ...]:
+    """A FAILED reply's fields; *by_loader* is False when the worker, not the loader, failed the batch."""
     text = "".join(traceback.format_exception(exc))
     try:
         pickling_support.install(exc)  # ship the worker-side traceback along with the exception
         blob: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
         blob = None
-    return dumps((FAILED, seq, load_s, blob, text, by_loader))
+    return (FAILED, seq, load_s, blob, text, by_loader, False)

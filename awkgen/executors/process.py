@@ -270,6 +270,7 @@ class ProcessExecutor(ManagedExecutor):
         self._state_lock = threading.RLock()
         self._replied = False  # a first result arrived: the ring knows what size slots to make
         self._load_s = float("inf")  # running mean of loader call times; small means coalesce messages
+        self._warned_kept = False  # warned once that the loader keeps arrays from awkgen.empty
         self._per_worker = max(_PER_WORKER, -(-prefetch // n_workers))
         self._prefetch = prefetch
         self._selector = selectors.DefaultSelector()  # the manager's: sentinels, wake pipe, unready workers
@@ -714,20 +715,35 @@ class ProcessExecutor(ManagedExecutor):
         self._replied = True
         task, slot = worker.tasks.popleft()
         worker.started = time.monotonic()  # the next queued task starts now
+        if message[-1]:  # retire: an array the loader got from awkgen.empty outlived the call
+            self._retire(slot)
+            slot = None  # gone from the ring: nothing to release
         if kind == FAILED:
             self._ring.release(slot)
             self._put(_failure(seq, message[3], message[4], message[5], load_s, worker.proc.pid))
             return
-        _, seq, load_s, nbytes, tree, in_slot = message
+        _, seq, load_s, nbytes, data, in_slot, _ = message
         self._load_s = load_s if self._load_s == float("inf") else 0.8 * self._load_s + 0.2 * load_s
         if nbytes >= transport.MIN_SHM_BYTES:
             self._ring.need(nbytes)
         if in_slot and slot is not None:
-            value = transport.rebuild(tree, self._ring.lease(slot))
+            value = transport.load_result(data, self._ring.lease(slot))
         else:
             self._ring.release(slot)
-            value = transport.rebuild(tree, np.frombuffer(blob, dtype=np.uint8)) if nbytes else tree
+            value = transport.load_result(data, np.frombuffer(blob, dtype=np.uint8) if nbytes else None)
         self._put(Outcome(seq, value, None, "", None, load_s))
+
+    def _retire(self, slot: transport.SlotRef | None) -> None:
+        """Never reuse *slot* (an array of the loader's still views it in the worker). Under ``_state_lock``."""
+        if slot is None:
+            return
+        if not self._warned_kept:
+            self._warned_kept = True
+            logger.warning("awkgen: the loader kept an array it got from awkgen.empty after returning (a cache, "
+                           "or a thread of its own): its batch was copied out of shared memory and the slot "
+                           "retired, so the batch is intact, but each such batch costs a copy. Keep a copy "
+                           "(np.array(a)) instead of the array itself.")
+        self._ring.retire(slot)
 
     def _break(self, error_type: type[AwkgenError], why: str, cause: BaseException | None) -> None:
         """The pool cannot go on: fail every queued and future task with *why*. Under ``_state_lock``."""

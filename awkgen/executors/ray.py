@@ -20,8 +20,9 @@ What runs where:
 - **actors** (:class:`_LoaderActor`, ``n_workers`` of them, placed with Ray's
   ``SPREAD`` strategy): each unpickles the loader once and runs one call at a time,
   so per-worker state (open files, caches) is reused. A result goes back as the
-  actor call's return value, through Ray's object store; numpy arrays in it are
-  copied once out of the store, so they arrive writable like every other backend's.
+  actor call's return value, through Ray's object store, encoded as on the process
+  backend (:mod:`awkgen.transport`): read-only arrays stay zero-copy views of the
+  store, writable ones are copied out of it once, so each arrives as the loader built it.
 
 One call per actor at a time, and at most ``prefetch`` tasks submitted by the
 generator: what is in flight on the cluster and waiting in ``_todo`` stays bounded.
@@ -49,9 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .._tree import map_tree
+from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
 from . import _travel
 from .base import Outcome, Task, call_loader, loader_failure
@@ -83,9 +82,16 @@ def _import_ray() -> Any:
 
 @dataclass(frozen=True)
 class Loaded:
-    """Actor to driver: a task's result, the loader's run time and the actor's pid."""
+    """Actor to driver: a task's result, the loader's run time and the actor's pid.
 
-    value: Any
+    The result travels as :func:`awkgen.transport.encode_result` pickled it (``data``), its
+    arrays as flat byte buffers (``buffers``) that Ray moves through the object store
+    without pickling: the driver gets the loader's result with every type, layout, write
+    flag and shared reference it had, as on the process backend.
+    """
+
+    data: bytes
+    buffers: list[Any]
     load_s: float
     pid: int
 
@@ -146,7 +152,8 @@ class _LoaderActor:
             except Exception:  # the text still travels in Ray's error
                 pass
             raise
-        return Loaded(value, load_s, os.getpid())
+        data, layout = transport.encode_result(value, separate=True)
+        return Loaded(data, transport.separate_buffers(layout), load_s, os.getpid())
 
 
 # -- the driver's side -------------------------------------------------------------------------
@@ -332,7 +339,14 @@ class RayExecutor(ManagedExecutor):
         if isinstance(result, Interrupted):
             self._outcomes.put(loader_failure(task.seq, result.exc, result.load_s, result.pid))
             return
-        self._outcomes.put(Outcome(task.seq, value=_writable(result.value), load_s=result.load_s, pid=result.pid))
+        try:
+            value = transport.load_result(result.data, result.buffers)
+        except Exception as exc:  # a class the driver cannot import, ...
+            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
+                                       detail=f"the result from {worker.describe()} cannot be rebuilt in this "
+                                              f"process: {type(exc).__name__}: {_first_line(exc)}"))
+            return
+        self._outcomes.put(Outcome(task.seq, value=value, load_s=result.load_s, pid=result.pid))
 
     def _resolve_pid(self, worker: _Worker, wait_s: float = 0.0) -> None:
         if worker.pid is None:
@@ -454,20 +468,3 @@ def _swallow(ray: Any, ref: Any) -> None:
         ray.get(ref, timeout=0)
     except Exception:  # a killed actor's call: its error is what we expect, and already reported
         pass
-
-
-def _writable(value: Any) -> Any:
-    """*value* with read-only numpy arrays (zero-copy views of the object store) copied.
-
-    >>> a = np.zeros(3); a.flags.writeable = False
-    >>> out = _writable({"x": [a], "n": 1})
-    >>> out["x"][0].flags.writeable, out["n"]
-    (True, 1)
-    """
-    return map_tree(value, _writable_leaf)
-
-
-def _writable_leaf(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value if value.flags.writeable else value.copy()
-    return _travel.rehome(value)
