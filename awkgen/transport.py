@@ -80,6 +80,7 @@ import mmap
 import os
 import pickle
 import stat
+import sys
 import threading
 import time
 import warnings
@@ -343,15 +344,29 @@ class Layout:
         return (_array_view, args)
 
 
+def _reduce_array(layout: Layout, array: np.ndarray) -> Any:
+    """How the result pickler reduces a plain ndarray: its bytes laid out (:meth:`Layout.add`),
+    or, for an array of objects, numpy's own pickle (which keeps Fortran order) plus its
+    write flag, which numpy's pickle of object arrays drops."""
+    if not array.dtype.hasobject:
+        return layout.add(array)
+    if array.flags.writeable:
+        return NotImplemented
+    return (_read_only, (array.copy(order="K"),))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
 class _ResultPickler(pickle.Pickler):
     def __init__(self, file: Any, layout: Layout) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.layout = layout
 
     def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is np.ndarray and not obj.dtype.hasobject:
-            return self.layout.add(obj)
-        return NotImplemented
+        return _reduce_array(self.layout, obj) if type(obj) is np.ndarray else NotImplemented
 
 
 class _DillResultPickler(dill.Pickler):  # type: ignore[misc]
@@ -362,9 +377,7 @@ class _DillResultPickler(dill.Pickler):  # type: ignore[misc]
         self.layout = layout
 
     def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is np.ndarray and not obj.dtype.hasobject:
-            return self.layout.add(obj)
-        return NotImplemented
+        return _reduce_array(self.layout, obj) if type(obj) is np.ndarray else NotImplemented
 
 
 def encode_result(value: Any, placed: Callable[[np.ndarray], int | None] | None = None, start: int = 0,
@@ -464,9 +477,20 @@ class _ResultUnpickler(pickle.Unpickler):
         self.base = base
 
     def find_class(self, module: str, name: str) -> Any:
-        if name == "_array_view" and module == __name__:
+        if name == "_array_view" and module == __name__:  # the only name that needs the base
             return functools.partial(_array_view, self.base)
+        if name == "_create_type" and module == "dill._dill":
+            return _home_type
         return super().find_class(module, name)
+
+
+def _home_type(*args: Any) -> type:
+    """A class that came by value (dill; a class of the loader's that the worker could not
+    pickle by name), replaced by this process's own class of that module and name: the
+    caller's ``isinstance`` holds, as for classes that travel by reference."""
+    cls: type = dill._dill._create_type(*args)
+    home = getattr(sys.modules.get(cls.__module__), cls.__qualname__, None)
+    return home if isinstance(home, type) and home.__name__ == cls.__name__ else cls
 
 
 def load_result(data: bytes, base: np.ndarray | list[np.ndarray] | None) -> Any:

@@ -118,7 +118,7 @@ def pickle_by_value(cloudpickle: Any) -> Iterator[None]:
                 cloudpickle.unregister_pickle_by_value(module)
 
 
-def adopt_classes(loader: Any, depth: int = 3) -> None:
+def adopt_classes(loader: Any, depth: int = 6) -> None:
     """Register the classes that came with *loader* by value under their module and name.
 
     A class defined in the user's ``__main__`` (or a module a worker cannot import)
@@ -148,11 +148,20 @@ def _classes_reachable(value: Any, depth: int, seen: set[int]) -> Iterator[type]
     if depth < 0 or id(value) in seen:
         return
     seen.add(id(value))
-    if isinstance(value, type):
-        if value.__module__ not in ("builtins",):
-            yield value
-        return
     children: list[Any] = []
+    if isinstance(value, type):
+        if value.__module__ in ("builtins",):
+            return
+        yield value
+        module = sys.modules.get(value.__module__)
+        if module is None or getattr(module, value.__qualname__, None) is not value:  # came by value:
+            for member in vars(value).values():  # what its methods use came with it
+                member = getattr(member, "__func__", member)  # staticmethod, classmethod
+                if isinstance(member, types.FunctionType):
+                    children.append(member)
+        for child in children:
+            yield from _classes_reachable(child, depth - 1, seen)
+        return
     if isinstance(value, types.FunctionType):
         names = _names(value.__code__)
         children += [v for k, v in value.__globals__.items() if k in names]

@@ -59,9 +59,14 @@ from .. import transport
 from .base import Task
 
 __all__ = ["Channel", "READY", "INIT_FAILED", "VALUE", "FAILED", "TASK", "dumps", "encode_task",
-           "decode_task", "encode_value", "UnreadableIds", "MalformedFrame"]
+           "decode_task", "encode_value", "ROUTES", "UnreadableIds", "MalformedFrame"]
 
 TASK, READY, INIT_FAILED, VALUE, FAILED = range(5)
+#: Where a VALUE's arrays lie (its ``in_slot`` field; true means the slot): in the blob; in the
+#: slot, copied there; in the slot, some built there by ``awkgen.empty``; in the blob because
+#: the in-place layout outgrew the slot.
+IN_BLOB, IN_SLOT, IN_PLACE, OVERFLOW = 0, 1, 2, 3
+ROUTES = {IN_BLOB: "blob", IN_SLOT: "slot", IN_PLACE: "in-place", OVERFLOW: "overflow to blob"}
 _HEADER = struct.Struct("<IQI")  # magic; bytes after the header; bytes of the pickled head
 _MAGIC = 0x4B574101  # "\x01AWK" little-endian: what every frame starts with
 try:  # no frame can be larger than the machine's memory
@@ -294,12 +299,12 @@ def encode_value(seq: int, value: Any, load_s: float, slot: transport.SlotRef | 
         data, layout = transport.encode_result(value, placed=arena.offset_of, start=arena.used)
         if layout.nbytes <= slot.capacity:
             transport.write_arrays(arena.buffer, layout)
-            return (VALUE, seq, load_s, layout.nbytes, data, True, False), b""
+            return (VALUE, seq, load_s, layout.nbytes, data, IN_PLACE, False), b""
     data, layout = transport.encode_result(value)
     if slot is not None and transport.MIN_SHM_BYTES <= layout.nbytes <= slot.capacity and not placed:
         transport.write_arrays(attach(slot.path), layout)
-        return (VALUE, seq, load_s, layout.nbytes, data, True, False), b""
+        return (VALUE, seq, load_s, layout.nbytes, data, IN_SLOT, False), b""
     blob = bytearray(layout.nbytes)
     transport.write_arrays(blob, layout)
-    return (VALUE, seq, load_s, layout.nbytes, data, False, False), blob
+    return (VALUE, seq, load_s, layout.nbytes, data, OVERFLOW if placed else IN_BLOB, False), blob
 

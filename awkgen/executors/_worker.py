@@ -42,7 +42,20 @@ from threadpoolctl import threadpool_limits
 
 from .. import procfs, transport
 from . import _travel
-from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, UnreadableIds, decode_task, dumps, encode_value
+from ._wire import (
+    FAILED,
+    IN_BLOB,
+    IN_PLACE,
+    IN_SLOT,
+    INIT_FAILED,
+    READY,
+    VALUE,
+    Channel,
+    UnreadableIds,
+    decode_task,
+    dumps,
+    encode_value,
+)
 from .base import call_loader
 
 __all__ = ["worker_main"]
@@ -235,9 +248,9 @@ def _out_of_slot(fields: tuple[Any, ...], blob: Any, arena: transport._Arena) ->
     """The reply of a batch whose slot is to be retired (``retire``, its last field, set). A
     value's bytes are copied from the slot into the blob: the layout is the same from offset
     0, so the pickled references stay valid."""
-    if fields[0] == VALUE and fields[5]:
+    if fields[0] == VALUE and fields[5] in (IN_SLOT, IN_PLACE):
         blob = bytearray(memoryview(arena.buffer)[:fields[3]])
-        fields = (*fields[:5], False, fields[6])
+        fields = (*fields[:5], IN_BLOB, fields[6])
     return (*fields[:-1], True), blob
 
 

@@ -95,7 +95,7 @@ from multiprocess.context import ForkServerProcess, reduction, set_spawning_pope
 from .. import procfs, transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
 from . import _travel
-from ._wire import FAILED, INIT_FAILED, READY, VALUE, Channel, MalformedFrame, encode_task
+from ._wire import FAILED, IN_PLACE, IN_SLOT, INIT_FAILED, READY, ROUTES, VALUE, Channel, MalformedFrame, encode_task
 from ._worker import _hold_no_servers, worker_main
 from .base import Outcome, Task, held_here, loader_failure, usable_cpus
 from .managed import ManagedExecutor
@@ -271,6 +271,7 @@ class ProcessExecutor(ManagedExecutor):
         self._replied = False  # a first result arrived: the ring knows what size slots to make
         self._load_s = float("inf")  # running mean of loader call times; small means coalesce messages
         self._warned_kept = False  # warned once that the loader keeps arrays from awkgen.empty
+        self._routes: collections.Counter[str] = collections.Counter()  # how results travelled (tests read it)
         self._per_worker = max(_PER_WORKER, -(-prefetch // n_workers))
         self._prefetch = prefetch
         self._selector = selectors.DefaultSelector()  # the manager's: sentinels, wake pipe, unready workers
@@ -716,6 +717,7 @@ class ProcessExecutor(ManagedExecutor):
         task, slot = worker.tasks.popleft()
         worker.started = time.monotonic()  # the next queued task starts now
         if message[-1]:  # retire: an array the loader got from awkgen.empty outlived the call
+            self._routes["retired"] += 1
             self._retire(slot)
             slot = None  # gone from the ring: nothing to release
         if kind == FAILED:
@@ -723,14 +725,21 @@ class ProcessExecutor(ManagedExecutor):
             self._put(_failure(seq, message[3], message[4], message[5], load_s, worker.proc.pid))
             return
         _, seq, load_s, nbytes, data, in_slot, _ = message
+        self._routes[ROUTES[in_slot] if nbytes else "pickled"] += 1
         self._load_s = load_s if self._load_s == float("inf") else 0.8 * self._load_s + 0.2 * load_s
         if nbytes >= transport.MIN_SHM_BYTES:
             self._ring.need(nbytes)
-        if in_slot and slot is not None:
-            value = transport.load_result(data, self._ring.lease(slot))
-        else:
-            self._ring.release(slot)
-            value = transport.load_result(data, np.frombuffer(blob, dtype=np.uint8) if nbytes else None)
+        try:
+            if in_slot in (IN_SLOT, IN_PLACE) and slot is not None:
+                value = transport.load_result(data, self._ring.lease(slot))
+            else:
+                self._ring.release(slot)
+                value = transport.load_result(data, np.frombuffer(blob, dtype=np.uint8) if nbytes else None)
+        except Exception as exc:  # e.g. a class this process cannot import: the batch fails, the stream goes on
+            self._put(Outcome(seq, error_type=LoaderError, cause=exc, load_s=load_s, pid=worker.proc.pid,
+                              detail=f"the result from worker process {worker.proc.pid} cannot be rebuilt in "
+                                     f"this process ({type(exc).__name__}: {exc})"))
+            return
         self._put(Outcome(seq, value, None, "", None, load_s))
 
     def _retire(self, slot: transport.SlotRef | None) -> None:
