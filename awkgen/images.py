@@ -113,7 +113,9 @@ def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.
         OSError: A file cannot be read or decoded (e.g. ``FileNotFoundError``).
     """
     with open(path, "rb") as file:
-        data = file.read()
+        data = file.read(len(PNG_SIGNATURE))
+        if data == PNG_SIGNATURE:
+            data += file.read()
     if data[:8] == PNG_SIGNATURE:
         decode = _png_decode()
         try:
