@@ -66,6 +66,15 @@ def test_labels_with_gaps_get_the_columns_they_need():
         encode_class_list([0.5, 1])
 
 
+def test_a_label_below_the_first_column_is_refused():
+    # R: EncodeClassList(list(0, 1, 2), value_offset = 0) silently drops label 0 (column 0): rows 000, 100, 010;
+    # EncodeClassList(list(-2, 1, 2), value_offset = 1, nclass = 3)'s first row is 0 1 1 (column -1: all others)
+    with pytest.raises(ValueError, match=r"cls_list\[0\] has 0 \(\+ offset -1 = column -1\)"):
+        encode_class_list([0, 1, 2], offset=-1)
+    with pytest.raises(ValueError, match=r"cls_list\[0\] has -2 \(\+ offset 0 = column -2\)"):
+        encode_class_list([-2, 1, 2], offset=0, n_classes=3)
+
+
 @given(label_lists)
 @settings(max_examples=60, deadline=None)
 def test_decode_inverts_encode(rows):
@@ -97,6 +106,8 @@ def test_reduce_takes_rs_extra_arguments():
     assert class_to_idx([0, 1, 2], R_TABLE, reduce=union, tag="t").tolist() == [0, 1, 2, 3]
     assert calls == ["t", "t"]  # purrr::reduce: once per class after the first
     assert class_to_idx([1, 2], R_TABLE, reduce=functools.partial(np.intersect1d, assume_unique=True)).tolist() == [1]
+    # R: ClassToIdx(integer(0), m, f_reduce = intersect) is an error (purrr: "Must supply .init when .x is empty")
+    assert class_to_idx([], R_TABLE, reduce=np.intersect1d).tolist() == []
     with pytest.raises(TypeError, match=r"reduce to be given with arguments for it. Received: reduce=None and \['t"):
         class_to_idx([1], R_TABLE, tag="t")
 
