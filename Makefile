@@ -7,7 +7,7 @@ MXPY   := $(MXVENV)/bin/python
 # Ray refuses to start a local cluster without this on these machines.
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: test lint docs dist core demo bench bench-quick soak stress clean
+.PHONY: test lint docs dist core demo bench bench-quick soak stress r-compat clean
 
 # The main venv. torch goes in first and pinned: on this machine torch==2.13.0 is the CPU build
 # (an open torch requirement pulls GBs of CUDA packages). The extras state lower bounds only;
@@ -90,5 +90,15 @@ STRESS_JOBS ?= 4
 stress: $(VENV)/.installed
 	$(PY) -m tests.stress --minutes $(STRESS_MINUTES) --jobs $(STRESS_JOBS)
 
+# awkgen's R toolkit (awkgen.images, awkgen.classes) and generators against real R running AwkwardMLTools
+# (tools/rcompat/): installs R from Debian's packages (apt-get; root or sudo) and the package from a copy of
+# AWKWARD_SRC into .rcompat/, then compares every case and prints the counts; any difference beyond R's
+# errors, NULLs and known bugs (README, R users) fails. Not part of `make test`: it needs apt.
+AWKWARD_SRC ?= ../shared/AwkwardMLTools
+RCOMPAT_CASES ?= 300
+r-compat: $(VENV)/.installed
+	tools/rcompat/install.sh $(AWKWARD_SRC) .rcompat/R
+	$(PY) tools/rcompat/run.py --rlib .rcompat/R --cases $(RCOMPAT_CASES)
+
 clean:
-	rm -rf $(VENV) $(MXVENV) .venv-core* build dist docs/_build *.egg-info .awkgen-cache
+	rm -rf $(VENV) $(MXVENV) .venv-core* build dist docs/_build *.egg-info .awkgen-cache .rcompat

@@ -5,7 +5,7 @@ What it does, in order:
 1. writes scikit-learn's 8x8 digits as one PNG file per image into a cache
    folder (``$AWKGEN_CACHE/digits``, else ``./.awkgen-cache/digits``; reused on the
    next run) and holds out a fifth of the files; the loader decodes them with
-   :func:`awkgen.images.load_image_batch` (Pillow);
+   :func:`awkgen.images.load_image_batch` (libpng, through imagecodecs);
 2. trains a small CNN (Keras, TensorFlow backend unless ``KERAS_BACKEND`` says
    otherwise) with ``model.fit(gen, steps_per_epoch=gen.steps_per_epoch)``, where
    ``gen`` is a :func:`~awkgen.DataGeneratorMultiProc` on the process backend;
@@ -118,7 +118,7 @@ def run_demo(cache_dir: str | None = None, epochs: int = 5, batch_size: int = 64
              out: Callable[[str], object] = print) -> DemoResult:
     """Build the data set, train, compare blocking and prefetching, evaluate; see the module docstring.
 
-    Needs ``keras``, a backend, ``scikit-learn`` and Pillow (``pip install "awkgen[demo]"``).
+    Needs ``keras``, a backend, ``scikit-learn``, Pillow and imagecodecs (``pip install "awkgen[demo]"``).
     Returns the measurements; everything it prints goes through *out*.
     """
     if epochs < 1:
@@ -128,7 +128,7 @@ def run_demo(cache_dir: str | None = None, epochs: int = 5, batch_size: int = 64
     paths, labels = digits_on_disk(cache_dir)
     train_x, train_y, test_x, test_y = split_files(paths, labels, holdout, seed)
     out(f"data set: {len(paths)} digit images, one PNG file each, in {os.path.abspath(cache_dir)}")
-    out("loader:   awkgen.images.load_image_batch decodes each batch's files with Pillow")
+    out("loader:   awkgen.images.load_image_batch decodes each batch's PNG files (libpng, through imagecodecs)")
     out(f"          {len(train_x)} files to train on, {len(test_x)} held out")
     loader = SlowStorageLoader(latency_ms)
     if latency_ms:

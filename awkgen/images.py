@@ -3,14 +3,16 @@
 :func:`load_image_batch` is a ready-made loader: it takes a batch of ids where each id
 is one image file, or a list of files concatenated along channels (R's per-channel
 files: ``["r.png", "g.png", "b.png"]``), and returns one array ``(n, h, w, c)`` (or
-``(n, c, h, w)`` with ``channel_last=False``). Files are decoded with Pillow (the
-``images`` extra; imported when the first file is read), or with your own *reader*.
+``(n, c, h, w)`` with ``channel_last=False``). PNG files are decoded by libpng through
+imagecodecs, exactly as R's ``png::readPNG`` decodes them; other formats by Pillow;
+or every file by your own *reader* (R's ``loader``). Both decoders come with the
+``images`` extra and are imported when the first file is read.
 
 Pixels: a float *dtype* (the default, ``float32``) gives values scaled to [0, 1] by
-the image's bit depth, as R's ``png::readPNG``; an integer *dtype* gives the stored
-values. Channels: grayscale gives ``c == 1``, grayscale+alpha 2, RGB 3, RGBA 4; a
-palette image is expanded to RGB (RGBA when it has transparency), CMYK and YCbCr
-to RGB.
+the image's bit depth, as ``png::readPNG`` (``float64`` gives its values exactly); an
+integer *dtype* gives the stored 8- or 16-bit samples. Channels: grey gives
+``c == 1``, grey+alpha 2, RGB 3, RGBA 4; a palette becomes RGB, and a ``tRNS``
+chunk an alpha channel (:func:`read_image` has the details).
 
 Every image of a batch must have the same height and width, else ``ValueError``
 names the file and both sizes; pass ``size=(h, w)`` to resize instead. The functions
@@ -52,13 +54,15 @@ PathLike = Union[str, "os.PathLike[str]"]
 ImageId = Union[PathLike, Sequence[PathLike]]
 Reader = Callable[[str], np.ndarray]
 
-# Pillow mode -> (mode to convert to, or None, and the largest stored value)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Pillow mode -> (mode to convert to, or None, and the largest stored value); for files other than PNG
 _MODES: dict[str, tuple[str | None, float]] = {
     "1": ("L", 255.0), "L": (None, 255.0), "LA": (None, 255.0), "RGB": (None, 255.0), "RGBA": (None, 255.0),
     "P": ("RGB", 255.0), "PA": ("RGBA", 255.0), "CMYK": ("RGB", 255.0), "YCbCr": ("RGB", 255.0),
     "LAB": ("RGB", 255.0), "HSV": ("RGB", 255.0), "La": ("LA", 255.0), "RGBa": ("RGBA", 255.0),
     "I;16": (None, 65535.0), "I;16L": (None, 65535.0), "I;16B": (None, 65535.0), "I;16N": (None, 65535.0),
-    "I": (None, 65535.0),  # Pillow opens 16-bit PNGs as "I"; values beyond 65535 are not scaled down
+    "I": (None, 65535.0),  # 16-bit TIFFs open as "I"; values beyond 65535 are not scaled down
     "F": (None, 1.0),
 }
 
@@ -67,15 +71,33 @@ def _pillow() -> Any:
     try:
         from PIL import Image
     except ImportError as exc:
-        raise ImportError('awkgen.images decodes files with Pillow, which is not installed: '
-                          'pip install "awkgen[images]" (or pass reader=)') from exc
+        raise ImportError('awkgen.images decodes files other than PNG, and resizes, with Pillow, which is not '
+                          'installed: pip install "awkgen[images]" (or pass reader=)') from exc
     return Image
 
 
-def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
-    """Decode one file with Pillow: ``(pixels (h, w, c), the largest value its bit depth can store)``.
+def _png_decode() -> Callable[[bytes], np.ndarray]:
+    try:
+        from imagecodecs import png_decode
+    except ImportError as exc:
+        raise ImportError('awkgen.images decodes PNG files with imagecodecs (libpng, as png::readPNG), which is '
+                          'not installed: pip install "awkgen[images]" (or pass reader=)') from exc
+    decode: Callable[[bytes], np.ndarray] = png_decode
+    return decode
 
-    *size* ``(h, w)`` resizes (bilinear) before anything else.
+
+def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
+    """Decode one file: ``(pixels (h, w, c), the largest value its bit depth can store)``.
+
+    PNG files (told by their signature, whatever their name) are decoded by libpng
+    through imagecodecs with the transformations R's ``png::readPNG`` asks of libpng,
+    so that ``pixels / peak`` is ``readPNG``'s array value for value, for every colour
+    type and bit depth: grey of 1, 2 or 4 bits is expanded to 8 (a 2-bit 1 reads 85,
+    1/3 of 255), a palette to RGB, a ``tRNS`` chunk to an alpha channel (grey+tRNS
+    gives 2 channels, RGB+tRNS and palette+tRNS 4), 16-bit samples stay 16-bit
+    (*peak* 65535); ``gAMA`` and ``sBIT`` are not applied, as R. Other formats are
+    decoded by Pillow (palette to RGB or RGBA, CMYK and YCbCr to RGB). *size*
+    ``(h, w)`` resizes (bilinear, with Pillow) after decoding.
 
     Args:
         path: The image file.
@@ -86,9 +108,31 @@ def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.
         value the image's bit depth can store (255.0 for 8 bits, 65535.0 for 16).
 
     Raises:
-        ImportError: Pillow is needed and not installed (``pip install "awkgen[images]"``).
+        ImportError: imagecodecs (PNG) or Pillow (other formats, resizing) is needed
+            and not installed (``pip install "awkgen[images]"``).
         OSError: A file cannot be read or decoded (e.g. ``FileNotFoundError``).
     """
+    with open(path, "rb") as file:
+        data = file.read(len(PNG_SIGNATURE))
+        if data == PNG_SIGNATURE:
+            data += file.read()
+    if data[:8] == PNG_SIGNATURE:
+        decode = _png_decode()
+        try:
+            pixels = decode(data)
+        except Exception as exc:  # imagecodecs.PngError (a RuntimeError): a damaged file
+            raise OSError(f"Expected {os.fspath(path)!r} to be a PNG file libpng can decode. Received: {exc}") from exc
+        peak = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    else:
+        pixels, peak = _read_pillow(path)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if size is not None and pixels.shape[:2] != tuple(size):
+        pixels = _resize(pixels, size)
+    return pixels, peak
+
+
+def _read_pillow(path: PathLike) -> tuple[np.ndarray, float]:
     image_module = _pillow()
     with image_module.open(path) as image:
         image.load()
@@ -100,14 +144,27 @@ def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.
             convert_to, peak = _MODES.get(mode, ("RGB", 255.0))
         if convert_to is not None:
             image = image.convert(convert_to)
-        if size is not None and (image.height, image.width) != tuple(size):
-            if image.mode.startswith("I;16"):
-                image = image.convert("I")
-            image = image.resize((size[1], size[0]), resample=image_module.Resampling.BILINEAR)
-        pixels = np.asarray(image)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    return pixels, peak
+        return np.asarray(image), peak
+
+
+def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize with Pillow: 8-bit grey, RGB and RGBA in their own modes, anything else a channel at a time."""
+    image_module = _pillow()
+    bilinear = image_module.Resampling.BILINEAR
+    height, width = size
+    channels = pixels.shape[2]
+    if pixels.dtype == np.uint8 and channels in (1, 3, 4):
+        resized = np.asarray(image_module.fromarray(pixels[:, :, 0] if channels == 1 else pixels)
+                             .resize((width, height), resample=bilinear))
+        return resized[:, :, None] if resized.ndim == 2 else resized
+    planes = [np.asarray(image_module.fromarray(np.ascontiguousarray(pixels[:, :, k], dtype=np.float32))
+                         .resize((width, height), resample=bilinear)) for k in range(channels)]
+    stacked = np.stack(planes, axis=2)
+    if np.issubdtype(pixels.dtype, np.integer):
+        limits = np.iinfo(pixels.dtype)
+        rounded: np.ndarray = np.clip(np.rint(stacked), limits.min, limits.max).astype(pixels.dtype)
+        return rounded
+    return stacked.astype(pixels.dtype, copy=False)
 
 
 def _as_files(item: Any, where: str) -> list[str]:
@@ -140,14 +197,23 @@ def _to_dtype(pixels: np.ndarray, peak: float, dtype: np.dtype[Any]) -> np.ndarr
 
 
 def load_image(files: ImageId, *, size: tuple[int, int] | None = None, channel_last: bool = True,
-               dtype: Any = np.float32, reader: Reader | None = None) -> np.ndarray:
+               dtype: Any = np.float32, reader: Reader | None = None,
+               reader_channel_last: bool = True) -> np.ndarray:
     """One image ``(h, w, c)`` (``(c, h, w)`` if not *channel_last*) from one file or per-channel files.
 
     R's ``LoadImage``/``LoadPNG``. *files* is a path, or a list of paths whose
-    channels are concatenated in order. *reader* replaces Pillow: a function from a
-    path to an array ``(h, w)`` or ``(h, w, c)``, used as is (no scaling, no
-    resizing). Raises ``ValueError`` when the files' sizes differ (unless *size*)
-    and ``TypeError`` for something that is not a path or a list of paths.
+    channels are concatenated in order. *reader* replaces the decoders: a function
+    from a path to an array ``(h, w)`` or ``(h, w, c)`` (``(c, h, w)`` with
+    ``reader_channel_last=False``), used as is (no scaling, no resizing).
+
+    R's one ``channel_last`` says both what the loader returns and what comes out;
+    here *channel_last* says what comes out and *reader_channel_last* what the reader
+    returns, so R's ``LoadImage(files, loader, channel_last = FALSE)`` is
+    ``load_image(files, reader=loader, channel_last=False, reader_channel_last=False)``
+    (R relabels what its loader returns; for several files R's relabelling mixes
+    pixels into channels, and here channels are concatenated). R's
+    ``ret.flatten = TRUE`` is ``image.ravel(order="F")`` of the ``channel_last`` image
+    (R's column-major order: height fastest, channels slowest).
 
     Args:
         files: One image file, or a list of files whose channels make one image.
@@ -155,7 +221,9 @@ def load_image(files: ImageId, *, size: tuple[int, int] | None = None, channel_l
         channel_last: ``(h, w, c)`` when true, else ``(c, h, w)``.
         dtype: A float type scales values to [0, 1] by the bit depth; an integer type
             keeps the stored values.
-        reader: A function from a path to an array, used instead of Pillow.
+        reader: A function from a path to an array, used instead of the decoders.
+        reader_channel_last: Whether *reader* returns ``(h, w, c)`` (or ``(h, w)``);
+            ``False``: ``(c, h, w)``.
 
     Returns:
         The image, an array of *dtype*.
@@ -164,14 +232,25 @@ def load_image(files: ImageId, *, size: tuple[int, int] | None = None, channel_l
         TypeError: *files* is not a path or a non-empty list of paths.
         ValueError: The files' sizes differ (without *size*), *size* is not two ints
             >= 1, or *reader* returned something that is not an image array.
-        ImportError: Pillow is needed and not installed (``pip install "awkgen[images]"``).
+        ImportError: A decoder is needed and not installed (``pip install "awkgen[images]"``).
         OSError: A file cannot be read or decoded (e.g. ``FileNotFoundError``).
     """
-    return _load_one(files, _check_size(size), channel_last, np.dtype(dtype), reader, "files")
+    return _load_one(files, _check_size(size), channel_last, np.dtype(dtype), reader, reader_channel_last, "files")
+
+
+def _from_reader(reader: Reader, path: str, channel_last: bool) -> np.ndarray:
+    pixels = np.asarray(reader(path))
+    if pixels.ndim == 2:
+        return pixels[:, :, None]
+    if pixels.ndim != 3:
+        layout = "(h, w) or (h, w, c)" if channel_last else "(c, h, w)"
+        raise ValueError(f"Expected reader({path!r}) to return an array {layout}. Received: an array of shape "
+                         f"{pixels.shape}")
+    return pixels if channel_last else np.moveaxis(pixels, 0, 2)
 
 
 def _load_one(item: Any, size: tuple[int, int] | None, channel_last: bool, dtype: np.dtype[Any],
-              reader: Reader | None, where: str) -> np.ndarray:
+              reader: Reader | None, reader_channel_last: bool, where: str) -> np.ndarray:
     parts = []
     shape: tuple[int, int] | None = None
     first = ""
@@ -180,13 +259,7 @@ def _load_one(item: Any, size: tuple[int, int] | None, channel_last: bool, dtype
             pixels, peak = read_image(path, size)
             pixels = _to_dtype(pixels, peak, dtype)
         else:
-            pixels = np.asarray(reader(path))
-            if pixels.ndim == 2:
-                pixels = pixels[:, :, None]
-            if pixels.ndim != 3:
-                raise ValueError(f"Expected reader({path!r}) to return an array (h, w) or (h, w, c). Received: "
-                                 f"an array of shape {pixels.shape}")
-            pixels = pixels.astype(dtype, copy=False)
+            pixels = _from_reader(reader, path, reader_channel_last).astype(dtype, copy=False)
         here = (int(pixels.shape[0]), int(pixels.shape[1]))
         if shape is None:
             shape, first = here, path
@@ -200,14 +273,19 @@ def _load_one(item: Any, size: tuple[int, int] | None, channel_last: bool, dtype
 
 def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None = None,
                      channel_last: bool = True, dtype: Any = np.float32,
-                     reader: Reader | None = None) -> np.ndarray:
+                     reader: Reader | None = None, reader_channel_last: bool = True) -> np.ndarray:
     """A batch of images as one array ``(n, h, w, c)`` (``(n, c, h, w)`` if not *channel_last*).
 
     R's ``LoadImageBatch``/``LoadPNGBatch``, and a ready-made awkgen loader: each item
     of *files* is one image file or a list of files concatenated along channels.
     Images of different sizes raise ``ValueError`` naming the file and both sizes,
     unless *size* ``(h, w)`` asks for every image to be resized to it. See the module
-    docstring for *dtype* and channels, :func:`load_image` for *reader*.
+    docstring for *dtype* and channels, :func:`load_image` for *reader* and
+    *reader_channel_last*. R's other arguments, as numpy expressions on the
+    ``channel_last`` batch ``b`` of shape ``(n, h, w, c)``: ``batch_last = TRUE`` is
+    ``numpy.moveaxis(b, 0, -1)``; ``ret.flatten = TRUE`` (R's ``(n, h * w, c)``, pixels
+    in column-major order) is ``b.transpose(0, 2, 1, 3).reshape(n, h * w, c)``, and
+    with ``batch_last = TRUE`` ``b.transpose(2, 1, 3, 0).reshape(h * w, c, n)``.
 
     Args:
         files: The batch's ids: each one image file, or a list of per-channel files.
@@ -215,6 +293,7 @@ def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None =
         channel_last: ``(n, h, w, c)`` when true, else ``(n, c, h, w)``.
         dtype: As for :func:`load_image`.
         reader: As for :func:`load_image`.
+        reader_channel_last: As for :func:`load_image`.
 
     Returns:
         One array ``(n, h, w, c)`` (or ``(n, c, h, w)``) of *dtype*.
@@ -223,7 +302,7 @@ def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None =
         TypeError: *files* is not a batch of paths (or of per-channel path lists).
         ValueError: The batch is empty, its images differ in channels (or in size,
             without *size*), or an argument is out of range.
-        ImportError: Pillow is needed and not installed (``pip install "awkgen[images]"``).
+        ImportError: A decoder is needed and not installed (``pip install "awkgen[images]"``).
         OSError: A file cannot be read or decoded (e.g. ``FileNotFoundError``).
     """
     checked = _check_size(size)
@@ -234,7 +313,7 @@ def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None =
     images: list[np.ndarray] = []
     first_name = ""
     for index, item in enumerate(files):
-        image = _load_one(item, checked, True, dtype, reader, f"files[{index}]")
+        image = _load_one(item, checked, True, dtype, reader, reader_channel_last, f"files[{index}]")
         if images and image.shape != images[0].shape:
             (h0, w0, c0), (h, w, c) = images[0].shape, image.shape
             name = _as_files(item, "")[0]
@@ -250,42 +329,44 @@ def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None =
     return batch if channel_last else np.moveaxis(batch, 3, 1)
 
 
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
-          "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}
+_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
 
 
 def estimate_mem(n: int, h: int, w: int, nch: int, unit: str = "k", dtype: Any = np.float32) -> float:
     """Memory of *n* images of ``h x w x nch`` values of *dtype*, in *unit* (R's ``EstimateMem``).
 
-    *unit* is ``"b"``, ``"k"``, ``"m"`` or ``"g"`` (powers of 1024; ``"KiB"``, ``"MB"``
-    and the like too, any case). R assumes 8-byte doubles; the default here is
-    ``float32``, what :func:`load_image_batch` returns. An unknown unit raises
-    ``ValueError`` (R returned bytes).
+    As R, only *unit*'s first letter counts, in any case: ``k`` for KiB, ``m`` for
+    MiB, ``g`` for GiB (powers of 1024: ``"kilo"``, ``"MB"``, ``"Gigabytes"`` all
+    work), anything else bytes. R assumes 8-byte doubles; the default here is
+    ``float32``, what :func:`load_image_batch` returns (``dtype="float64"`` gives R's
+    figure).
 
     Args:
         n: Images.
         h: Height of each, in pixels.
         w: Width of each, in pixels.
         nch: Channels of each.
-        unit: ``"b"``, ``"k"``, ``"m"`` or ``"g"`` (or ``"KiB"``, ``"MB"``, ...).
+        unit: Its first letter: ``k``, ``m`` or ``g``; anything else is bytes.
         dtype: The type of one value.
 
     Returns:
         The memory, in *unit*.
 
     Raises:
-        ValueError: A count is not an int >= 0, or *unit* is unknown.
+        ValueError: A count is not an int >= 0.
+        TypeError: *unit* is not a string.
 
     >>> estimate_mem(1000, 224, 224, 3, unit="m")  # a batch of 1000 float32 RGB images, in MiB
     574.21875
-    >>> estimate_mem(1, 8, 8, 1, unit="b", dtype="float64")  # R's figure: 8 bytes a value
+    >>> estimate_mem(1, 8, 8, 1, unit="bytes", dtype="float64")  # R's figure: 8 bytes a value
     512.0
+    >>> estimate_mem(1, 8, 8, 1, unit="Kilobytes", dtype="float64")  # R: EstimateMem(1, 8, 8, 1, "Kilobytes")
+    0.5
     """
     for name, value in (("n", n), ("h", h), ("w", w), ("nch", nch)):
         if not is_int(value) or value < 0:
             raise ValueError(f"Expected {name} to be an int >= 0. Received: {name}={value!r:.100}")
-    key = unit.upper() if isinstance(unit, str) else None
-    if key not in _UNITS:
-        raise ValueError(f"Expected unit to be one of 'b', 'k', 'm', 'g' (or 'KiB', 'MB', ...). Received: "
-                         f"unit={unit!r:.100}")
-    return float(np.dtype(dtype).itemsize * int(n) * int(h) * int(w) * int(nch)) / _UNITS[key]
+    if not isinstance(unit, str):
+        raise TypeError(f"Expected unit to be a string (its first letter: k, m or g; else bytes). Received: "
+                        f"unit={unit!r:.100} ({type(unit).__name__})")
+    return float(np.dtype(dtype).itemsize * int(n) * int(h) * int(w) * int(nch)) / _UNITS.get(unit[:1].upper(), 1)

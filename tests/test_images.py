@@ -1,7 +1,9 @@
-"""awkgen.images: real image files decoded by Pillow, as R's LoadImage/LoadImageBatch/LoadPNG* and EstimateMem.
+"""awkgen.images: real image files decoded as R's LoadImage/LoadImageBatch/LoadPNG* (png::readPNG) and EstimateMem.
 
-Every file here is written by Pillow in a real format (PNG, JPEG) and read back;
-the loader runs in-process and as a loader on the thread, process and Ray backends.
+Every file here is a real file: PNGs of every colour type and bit depth written byte by
+byte (tests/pngsuite.py, each checked against real R by ``make r-compat``), and files
+Pillow writes (PNG, JPEG); the loader runs in-process and on the thread, process and Ray
+backends. Each ``R:`` comment is what R 4.2 with AwkwardMLTools 9edd66c and png 0.1-8 gave.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from PIL import Image
 
 import awkgen
 from awkgen.images import estimate_mem, load_image, load_image_batch
+from tests import pngsuite
+
+SUITE = pngsuite.cases()
 
 
 def write(folder, name, array, mode=None, **save):
@@ -61,11 +66,64 @@ def test_a_palette_with_transparency_keeps_its_alpha(tmp_path):
     assert load_image(path, dtype=np.uint8).shape == (2, 3, 4)
 
 
-def test_sixteen_bit_png_is_scaled_by_its_depth(tmp_path):
-    values = np.array([[0, 1000, 65535]], dtype=np.uint16)
-    path = os.path.join(tmp_path, "deep.png")
-    Image.fromarray(values).save(path)
-    np.testing.assert_allclose(load_image(path)[..., 0], values / 65535, rtol=1e-6)
+@pytest.mark.parametrize("case", SUITE, ids=[case.name for case in SUITE])
+def test_every_png_colour_type_and_bit_depth_reads_as_png_readpng(tmp_path, case):
+    path = tmp_path / f"{case.name}.png"
+    path.write_bytes(pngsuite.encode(case))
+    want = pngsuite.expected(case)  # R's png::readPNG(path), value for value
+    got = load_image(path, dtype=np.float64)
+    assert got.shape == want.shape and got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(load_image(path), want, rtol=1e-7, atol=0)  # float32, the default
+    stored = load_image(path, dtype=np.uint16 if case.bit_depth == 16 else np.uint8)
+    np.testing.assert_array_equal(stored, np.rint(want * (65535 if case.bit_depth == 16 else 255)))
+
+
+def test_sixteen_bit_samples_keep_all_sixteen_bits(tmp_path):
+    # R: readPNG gives 0x1234 / 65535 = 0.0711 (not 0x12 / 255 = 0.0706) and 0x00FF / 65535 (not 0)
+    samples = np.array([[[0x1234, 0x00FF, 0xFFFF]]])
+    path = tmp_path / "deep.png"
+    path.write_bytes(pngsuite.encode(pngsuite.Case("deep", samples, pngsuite.RGB, 16)))
+    assert load_image(path, dtype=np.float64)[0, 0].tolist() == [0x1234 / 65535, 0x00FF / 65535, 1.0]
+    assert load_image(path, dtype=np.uint16)[0, 0].tolist() == [0x1234, 0x00FF, 0xFFFF]
+
+
+def test_a_trns_chunk_becomes_an_alpha_channel(tmp_path):
+    # R: readPNG of a grey file with tRNS has 2 channels, of an RGB file with tRNS 4; alpha 0 where transparent
+    grey = np.array([[[3], [7]]])
+    path = tmp_path / "t.png"
+    path.write_bytes(pngsuite.encode(pngsuite.Case("t", grey, pngsuite.GREY, 8, trns=(7,))))
+    assert load_image(path, dtype=np.float64)[0].tolist() == [[3 / 255, 1.0], [7 / 255, 0.0]]
+    image = Image.new("RGB", (2, 1), (10, 20, 30))
+    image.putpixel((1, 0), (1, 2, 3))
+    image.save(tmp_path / "rgb.png", transparency=(1, 2, 3))  # Pillow writes the tRNS chunk, opens it without alpha
+    assert load_image(tmp_path / "rgb.png", dtype=np.uint8)[0].tolist() == [[10, 20, 30, 255], [1, 2, 3, 0]]
+
+
+def test_png_files_are_told_by_their_signature_not_their_name(tmp_path):
+    case = SUITE[0]
+    (tmp_path / "image.dat").write_bytes(pngsuite.encode(case))
+    np.testing.assert_array_equal(load_image(tmp_path / "image.dat", dtype=np.float64), pngsuite.expected(case))
+    damaged = pngsuite.encode(case)[:60]
+    (tmp_path / "damaged.png").write_bytes(damaged)
+    with pytest.raises(OSError, match=r"damaged.png' to be a PNG file libpng can decode"):
+        load_image(tmp_path / "damaged.png")
+
+
+@pytest.mark.parametrize("name", ["grey_alpha8", "rgb16", "grey_alpha16", "grey2_trns"])
+def test_resizing_works_for_every_decoded_layout(tmp_path, name):
+    case = next(c for c in SUITE if c.name == name)
+    path = tmp_path / "x.png"
+    path.write_bytes(pngsuite.encode(case))
+    full = load_image(path)
+    resized = load_image(path, size=(10, 14))
+    assert resized.shape == (10, 14, full.shape[2]) and resized.dtype == np.float32
+    assert full.min() - 1e-6 <= resized.min() <= resized.max() <= full.max() + 1e-6
+    flat = pngsuite.Case("flat", np.full_like(case.samples, 1), case.colour_type, case.bit_depth)
+    path.write_bytes(pngsuite.encode(flat))
+    want = pngsuite.expected(flat)[:1, :1]
+    np.testing.assert_array_equal(load_image(path, size=(3, 4), dtype=np.float64),
+                                  np.broadcast_to(want, (3, 4, want.shape[2])))
 
 
 def test_jpeg_files_decode_too(tmp_path):
@@ -107,7 +165,7 @@ def test_different_sizes_fail_naming_the_file_and_both_sizes_unless_resized(tmp_
         load_image([gray[0], big])
 
 
-def test_a_reader_replaces_pillow_as_rs_loader_argument(tmp_path):
+def test_a_reader_replaces_the_decoders_as_rs_loader_argument(tmp_path):
     paths = []
     for i in range(2):
         paths.append(str(tmp_path / f"{i}.npy"))
@@ -116,6 +174,51 @@ def test_a_reader_replaces_pillow_as_rs_loader_argument(tmp_path):
     assert batch.shape == (2, 3, 3, 1) and batch[1].max() == 1.0  # used as is: no scaling
     with pytest.raises(ValueError, match=r"reader\(.*\) to return an array \(h, w\) or \(h, w, c\)"):
         load_image_batch(paths, reader=lambda path: np.zeros(3))
+
+
+def r_array(values, dim):
+    """R's array(values, dim): column-major."""
+    return np.asarray(values).reshape(dim, order="F")
+
+
+def chw_reader(path):  # R: function(f) array(seq_len(12) + 100 * k, c(2, 2, 3)), k = 1 for "a", 2 for "b"
+    return r_array(np.arange(1, 13) + 100 * {"a": 1, "b": 2}[path], (2, 2, 3))
+
+
+def test_rs_channel_last_false_is_a_reader_returning_channels_first():
+    # R: LoadImage("a", loader, channel_last = FALSE) relabels the loader's (c, h, w) array: the same array
+    one = load_image("a", reader=chw_reader, channel_last=False, reader_channel_last=False, dtype=np.int64)
+    np.testing.assert_array_equal(one, chw_reader("a"))
+    assert load_image("a", reader=chw_reader, reader_channel_last=False).shape == (2, 3, 2)  # (h, w, c) out
+    # R: LoadImage(c("a", "b"), loader, channel_last = FALSE)[, 1, 1] is 101 102 103 104, pixel (2, 1) of "a"
+    # in channels 3 and 4; its documentation concatenates channels: 101 102 201 202, as here.
+    two = load_image(["a", "b"], reader=chw_reader, channel_last=False, reader_channel_last=False, dtype=np.int64)
+    assert two.shape == (4, 2, 3) and two[:, 0, 0].tolist() == [101, 102, 201, 202]
+    with pytest.raises(ValueError, match=r"to return an array \(c, h, w\)"):
+        load_image("a", reader=lambda path: np.zeros((1, 2, 3, 4)), reader_channel_last=False)
+
+
+def hw_reader(path):  # R: function(f) matrix(seq_len(6) + 100 * k, 2, 3)
+    return r_array(np.arange(1, 7) + 100 * {"a": 1, "b": 2}[path], (2, 3))
+
+
+def test_rs_ret_flatten_is_a_numpy_expression():
+    # R: LoadImage(c("a", "b"), loader, ret.flatten = TRUE) is 101:106, 201:206
+    image = load_image(["a", "b"], reader=hw_reader, dtype=np.int64)
+    assert image.ravel(order="F").tolist() == list(range(101, 107)) + list(range(201, 207))
+    # R: LoadImageBatch(list(c("a", "b"), c("b", "a")), loader, 2, 3, 2, ret.flatten = TRUE) has dim 2 6 2,
+    # b[1, , 1] = 101:106, b[2, , 1] = 201:206, b[1, , 2] = 201:206, b[2, , 2] = 101:106
+    b = load_image_batch([["a", "b"], ["b", "a"]], reader=hw_reader, dtype=np.int64)
+    n, h, w, c = b.shape
+    flat = b.transpose(0, 2, 1, 3).reshape(n, h * w, c)
+    assert flat.shape == (2, 6, 2)
+    assert flat[0, :, 0].tolist() == flat[1, :, 1].tolist() == list(range(101, 107))
+    assert flat[1, :, 0].tolist() == flat[0, :, 1].tolist() == list(range(201, 207))
+    # with batch_last = TRUE: dim 6 2 2, c(b) is 101:106, 201:206, 201:206, 101:106
+    last = b.transpose(2, 1, 3, 0).reshape(h * w, c, n)
+    assert last.ravel(order="F").tolist() == [*range(101, 107), *range(201, 207), *range(201, 207), *range(101, 107)]
+    # batch_last = TRUE without ret.flatten: dim h w c n
+    np.testing.assert_array_equal(np.moveaxis(b, 0, -1)[..., 1], b[1])
 
 
 @pytest.mark.parametrize("files, error, match", [
@@ -140,12 +243,16 @@ def test_a_missing_file_raises_the_os_error(tmp_path):
         load_image_batch([str(tmp_path / "nope.png")])
 
 
-def test_without_pillow_the_error_names_the_extra(gray):
-    code = ("import sys; sys.modules['PIL'] = None\n"
-            "from awkgen.images import load_image_batch\n"
-            f"load_image_batch({gray!r})")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1 and 'pip install "awkgen[images]"' in done.stderr
+def test_without_a_decoder_the_error_names_the_extra(tmp_path, gray):
+    jpeg = write(tmp_path, "a.jpg", np.zeros((4, 4, 3), dtype=np.uint8), format="JPEG")
+    for blocked, path in (("imagecodecs", gray[0]), ("PIL", jpeg)):
+        code = (f"import sys; sys.modules[{blocked!r}] = None\n"
+                "from awkgen.images import load_image_batch\n"
+                f"load_image_batch([{path!r}])")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and 'pip install "awkgen[images]"' in done.stderr, done.stderr
+    code = f"import sys; sys.modules['PIL'] = None\nfrom awkgen.images import load_image\nload_image({gray[0]!r})"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0  # PNG needs no Pillow
 
 
 @pytest.mark.parametrize("backend", ["thread", "process", pytest.param("ray", marks=pytest.mark.ray)])
@@ -166,14 +273,18 @@ def test_load_image_batch_is_a_loader_on_every_backend(tmp_path, backend):
 
 
 def test_estimate_mem_follows_r_with_a_dtype():
-    # R: 8 bytes per value; K/M/G in powers of 1024, anything else bytes
+    # R: 8 bytes per value; the unit's first letter K/M/G in powers of 1024, anything else bytes
     assert estimate_mem(10, 32, 32, 3, unit="k", dtype=np.float64) == 8.0 * 10 * 32 * 32 * 3 / 1024
     assert estimate_mem(10, 32, 32, 3, unit="G", dtype="float64") == 8.0 * 10 * 32 * 32 * 3 / 1024**3
     assert estimate_mem(2, 4, 4, 1, unit="MiB") == 4.0 * 32 / 1024**2  # float32 by default: what awkgen loads
     assert estimate_mem(2, 4, 4, 1, unit="b", dtype=np.uint8) == 32.0
+    # R: EstimateMem(1, 8, 8, 1, "kilo") is 0.5, "Gigabytes" is in GiB, "Tera" (and "") is 512 bytes
+    assert estimate_mem(1, 8, 8, 1, unit="kilo", dtype=np.float64) == 0.5
+    assert estimate_mem(1, 8, 8, 1, unit="Gigabytes", dtype=np.float64) == 512 / 1024**3
+    assert estimate_mem(1, 8, 8, 1, unit="Tera", dtype=np.float64) == estimate_mem(1, 8, 8, 1, "", "float64") == 512
     batch = load_image_batch(["a", "b"], reader=lambda path: np.zeros((4, 4)))
     assert estimate_mem(*batch.shape, unit="b") == batch.nbytes
-    with pytest.raises(ValueError, match="unit"):
-        estimate_mem(1, 1, 1, 1, unit="t")
+    with pytest.raises(TypeError, match="Expected unit to be a string"):
+        estimate_mem(1, 1, 1, 1, unit=1024)
     with pytest.raises(ValueError, match="Expected h to be an int >= 0"):
         estimate_mem(1, 2.5, 1, 1)
