@@ -87,7 +87,17 @@ from typing import Any
 
 import numpy as np
 
-from tests.stress_loaders import RESULT_KINDS, DoomedLoader, Shape, StressLoader, check_value, id_numbers, plan
+from tests.fidelity import diff
+from tests.stress_loaders import (
+    RESULT_KINDS,
+    DoomedLoader,
+    Shape,
+    StressLoader,
+    check_value,
+    id_numbers,
+    plan,
+    tree_for,
+)
 
 CALL_DEADLINE_S = 20.0  # a gen() call (or a close, a join) taking longer is a hang
 LEAK_WAIT_S = 5.0  # how long processes, threads, fds and shm files get to go after a close
@@ -178,6 +188,7 @@ class Config:
     pause_s: float
     expected_s: float
     in_place: bool = False  # the loader builds its int64 arrays with awkgen.empty
+    tree: bool = False  # the result carries an oracle tree too (tests/fidelity.py), compared with a serial build
 
     def summary(self) -> str:
         """The configuration on one line: the core fields, and the optional ones that are on."""
@@ -197,7 +208,7 @@ class Config:
                      growth=self.growth, outlier_every=self.outlier_every, outlier_factor=self.outlier_factor,
                      sleep_ms=self.sleep_ms, spin=self.spin, p_raise=self.p_raise, p_exit=self.p_exit,
                      exit_mode=self.exit_mode, p_slow=self.p_slow, slow_s=self.slow_s,
-                     id_offset=self.id_offset, id_stride=self.id_stride, in_place=self.in_place)
+                     id_offset=self.id_offset, id_stride=self.id_stride, in_place=self.in_place, tree=self.tree)
 
     @property
     def call_deadline_s(self) -> float:
@@ -312,6 +323,7 @@ def draw_config(seed: int) -> Config:
         interrupt = False
     overlap = r.random() < 0.5
     in_place = r.random() < 0.3  # drawn last: every earlier draw of a seed stays what it was
+    tree = r.random() < 0.5  # later still, for the same reason
     return Config(seed=seed, backend=backend, n_workers=n_workers, prefetch=prefetch, timeout=timeout, n_ids=n_ids,
                   batch_size=batch_size, ids_kind=ids_kind, id_offset=id_offset, id_stride=id_stride, labels=labels,
                   shuffle=shuffle, gen_seed=gen_seed, drop_last=drop_last, n_calls=n_calls, result=result,
@@ -322,7 +334,8 @@ def draw_config(seed: int) -> Config:
                   interrupt=interrupt, kill_times=kill_times, idle_kill_at=idle_kill_at, stop=stop,
                   state_at=state_at, state_action=state_action, resume_at=resume_at, handoff=handoff, end=end,
                   overlap=overlap and handoff is not None, consumer_ms=round(consumer_ms, 3),
-                  pause_every=pause_every, pause_s=pause_s, expected_s=round(expected_s, 2), in_place=in_place)
+                  pause_every=pause_every, pause_s=pause_s, expected_s=round(expected_s, 2), in_place=in_place,
+                  tree=tree)
 
 
 # -- inside a child interpreter: the watchdog and the processes ---------------------------------
@@ -513,7 +526,7 @@ class ConfigRun:
         self.shared = _Shared()
         self.rng = random.Random(cfg.seed * 7919 + 1)
         self.notes: dict[str, int] = {"values": 0, "errors": 0, "interrupts": 0, "kill_deaths": 0,
-                                      "start_breaks": 0}
+                                      "start_breaks": 0, "trees": 0}
         self.kept: deque[tuple[Any, np.ndarray, Any, str]] = deque()
         self.kill_budget_used = 0
         self.backend = cfg.backend
@@ -753,7 +766,7 @@ class ConfigRun:
             raise Failure(f"{what}: expected {expected}, got a batch")
         if type(batch) is not tuple or len(batch) != (2 if self.cfg.labels else 1):
             raise Failure(f"{what}: gen() returned {type(batch).__name__} of {len(batch)}, not the batch tuple")
-        problem = check_value(self.cfg.result, batch[0], numbers, step)
+        problem = self._check_value(batch[0], numbers, step)
         if problem:
             raise Failure(f"{what}: {problem}")
         if self.cfg.labels:
@@ -769,9 +782,22 @@ class ConfigRun:
             holder: list[Any] = [batch]
             holder.append(holder)  # garbage only the cycle collector frees, on whichever thread it runs
 
+    def _check_value(self, value: Any, numbers: np.ndarray, step: Any) -> str | None:
+        """What is wrong with a delivered result, or None; with ``tree``, the oracle's tree must
+        equal a serial build of it in every respect (``tests.fidelity.diff``)."""
+        if not self.cfg.tree:
+            return check_value(self.cfg.result, value, numbers, step)
+        if type(value) is not tuple or len(value) != 2:
+            return f"expected (value, tree), got {type(value).__name__}"
+        problem = check_value(self.cfg.result, value[0], numbers, step)
+        if problem:
+            return problem
+        self.notes["trees"] += 1
+        return diff(tree_for(self.cfg.seed & 0xFFFFFFFF, numbers), value[1], "tree")
+
     def _check_kept(self, kept: tuple[Any, np.ndarray, Any, str]) -> None:
         batch, numbers, step, what = kept
-        problem = check_value(self.cfg.result, batch[0], numbers, step)
+        problem = self._check_value(batch[0], numbers, step)
         if problem:
             raise Failure(f"a batch kept since {what} changed later: {problem}")
 

@@ -52,6 +52,7 @@ class Shape:
     id_offset: int = 0
     id_stride: int = 1
     in_place: bool = False  # build the int64 arrays with awkgen.empty (in the slot, on processes)
+    tree: bool = False  # return (value, a random result tree of tests.fidelity), checked against a serial build
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,19 @@ class StressLoader:
             if self.shape.exit_mode == "sigkill":
                 os.kill(os.getpid(), signal.SIGKILL)
             os._exit(17)
-        return make_value(self.shape.result, numbers, step.nbytes, step.fill, self.shape.in_place)
+        value = make_value(self.shape.result, numbers, step.nbytes, step.fill, self.shape.in_place)
+        return (value, tree_for(self.shape.salt, numbers)) if self.shape.tree else value
+
+
+def tree_for(salt: int, numbers: np.ndarray) -> Any:
+    """The oracle's tree for a batch: drawn and built from the salt and the ids alone, so the
+    driver builds the same one serially and compares (:func:`tests.fidelity.diff`)."""
+    import random
+
+    from tests.fidelity import build, draw_recipe
+
+    seed = zlib.crc32(numbers.tobytes(), salt & 0xFFFFFFFF)
+    return build(draw_recipe(random.Random(seed).randrange, max_bytes=200_000), seed)
 
 
 def _exit_in_worker(host_pid: int, how: str) -> None:
