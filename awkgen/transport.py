@@ -445,10 +445,12 @@ def separate_buffers(layout: Layout) -> list[np.ndarray]:
 def _carve(whole: np.ndarray, offset: int, shape: tuple[int, ...], dtype: np.dtype[Any], nbytes: int,
            strides: tuple[int, ...] | None) -> np.ndarray:
     """The array at *offset* of *whole* (flat bytes) with *shape*, *dtype* and *strides* (``None``: C order)."""
-    piece = whole[offset:offset + nbytes]
+    piece: np.ndarray = whole[offset:offset + nbytes]
     if strides is None:
-        return piece.view(dtype).reshape(shape)
-    return np.ndarray(shape, dtype, buffer=piece, strides=strides)
+        view: np.ndarray = piece.view(dtype).reshape(shape)
+        return view
+    strided: np.ndarray = np.ndarray(shape, dtype, buffer=piece, strides=strides)
+    return strided
 
 
 def _array_view(base: Any, offset: int, shape: tuple[int, ...], dtype: Any, nbytes: int,
@@ -606,7 +608,8 @@ def empty(shape: Any, dtype: Any = float, order: str = "C", *, like: Any = None)
     """
     # numpy.empty checks the arguments and gives the shape and dtype (a sub-array dtype adds
     # axes); its memory is only reserved, never touched, and freed at once when carved.
-    probe = np.empty(shape, dtype, order) if like is None else np.empty(shape, dtype, order, like=like)
+    make: Any = np.empty  # the arguments are numpy's to judge: its stubs would narrow them
+    probe: np.ndarray = make(shape, dtype, order) if like is None else make(shape, dtype, order, like=like)
     arena = _arena
     if arena is None or like is not None or type(probe) is not np.ndarray or probe.dtype.hasobject:
         return probe

@@ -65,20 +65,20 @@ shapes = dict(items=st.lists(recipes(), min_size=1, max_size=10), batch_size=st.
               n_workers=st.integers(1, 3), prefetch=st.sampled_from([None, 1, 2, 5]), outgrow=st.booleans())
 
 
-@oracle_settings(12)
+@oracle_settings(8)
 @given(**shapes)
 def test_thread_backend_batches_equal_the_serial_loaders(items, batch_size, n_workers, prefetch, outgrow):
     run("thread", items, min(batch_size, len(items)), n_workers, prefetch, outgrow)
 
 
-@oracle_settings(30)
+@oracle_settings(15)
 @given(**shapes)
 def test_process_backend_batches_equal_the_serial_loaders(items, batch_size, n_workers, prefetch, outgrow):
     run("process", items, min(batch_size, len(items)), n_workers, prefetch, outgrow)
 
 
 @pytest.mark.ray
-@oracle_settings(4)
+@oracle_settings(3)
 @given(**shapes)
 def test_ray_backend_batches_equal_the_serial_loaders(items, batch_size, n_workers, prefetch, outgrow):
     run("ray", items, min(batch_size, len(items)), min(n_workers, 2), prefetch, outgrow)
