@@ -62,7 +62,7 @@ def draw_recipe(choose: Choose, depth: int = 0, max_bytes: int = 400_000) -> tup
     container = ("tuple", "list", "dict", "pair", "tagged")[kind - 4]
     if container == "pair":
         children = (children + (("scalar", 0), ("scalar", 1)))[:2]
-    return (container, children)
+    return (container, children, choose(2) == 1)  # built last to first: carved in another order than returned
 
 
 def _draw_array(choose: Choose, max_bytes: int) -> tuple[Any, ...]:
@@ -121,7 +121,11 @@ def _build(recipe: tuple[Any, ...], salt: int, built: list[Any]) -> Any:
         return value
     if kind == "scalar":
         return (salt, float(salt) / 3, f"s{salt}", None, np.float32(salt), b"\x00b")[recipe[1]]
-    children = [_build(child, salt * 31 + i, built) for i, child in enumerate(recipe[1])]
+    order = range(len(recipe[1]))
+    if len(recipe) > 2 and recipe[2]:
+        order = order[::-1]
+    made = {i: _build(recipe[1][i], salt * 31 + i, built) for i in order}
+    children = [made[i] for i in range(len(recipe[1]))]
     if kind == "tuple":
         return tuple(children)
     if kind == "list":
