@@ -199,7 +199,7 @@ def _array(recipe: tuple[Any, ...], salt: int) -> Any:
 
 # -- the comparison -----------------------------------------------------------------------------
 
-def _is_dense(a: np.ndarray) -> bool:
+def _is_dense(a: np.ndarray) -> bool:  # the oracle's own, not awkgen.transport's: it checks that code
     span = a.itemsize
     for n, s in zip(a.shape, a.strides):
         if n > 1:
@@ -272,15 +272,7 @@ def _diff(want: Any, got: Any, path: str, seen_want: dict[int, str], seen_got: d
     if isinstance(want, np.ndarray):
         arrays.append((want, got, path))
         return _array_diff(want, got, path)
-    if isinstance(want, tuple):
-        if len(got) != len(want):
-            return f"{path}: {len(got)} items, expected {len(want)}"
-        for i, (w, g) in enumerate(zip(want, got)):
-            problem = _diff(w, g, f"{path}[{i}]", seen_want, seen_got, arrays)
-            if problem:
-                return problem
-        return None
-    if isinstance(want, list):
+    if isinstance(want, (tuple, list)):
         if len(got) != len(want):
             return f"{path}: {len(got)} items, expected {len(want)}"
         for i, (w, g) in enumerate(zip(want, got)):
