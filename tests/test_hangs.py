@@ -219,6 +219,16 @@ def test_workers_that_die_before_ready_raise_worker_start_error(tmp_path, reduce
     assert ast.literal_eval(errors[1])[0] in ("WorkerStartError", "GeneratorStoppedError"), child.log
 
 
+def test_a_broken_pool_leaves_nothing_in_shared_memory_even_unclosed(tmp_path):
+    # A program that gives up on a pool that cannot start (os._exit, a DataLoader worker's end)
+    # never closes it, and no worker is left to clean up after it: the pool does it when it breaks.
+    body = DIES_BEFORE_READY.replace("return REDUCE", "return (os._exit, (7,))").replace(
+        '    gen.close()\n    print("OK")', '    print("OK", flush=True)\n    os._exit(0)')
+    assert "os._exit(0)" in body
+    child = run_child(tmp_path, body, timeout=45)
+    assert ast.literal_eval(child.lines("ERROR")[0])[0] == "WorkerStartError", child.log
+
+
 def test_a_worker_stuck_before_ready_breaks_the_pool_instead_of_leaving_calls_waiting(tmp_path):
     body = ("import awkgen.executors.process\nawkgen.executors.process.START_TIMEOUT_S = 2\n"
             + textwrap.dedent(DIES_BEFORE_READY).replace("return REDUCE", "return (time.sleep, (600,))"))
@@ -433,6 +443,125 @@ def test_fork_leaves_the_parents_stream_alone(tmp_path, child_does):
         _, mro, message = child.value("CHILD_ERROR")
         assert "AwkgenError" in mro and "fork" in message, child.log
         assert re.search(r"belongs to|another process", message), message
+
+
+FORKED_CHILD_POOL = """
+    def loader(ids):
+        return np.full(10_000, ids[0], dtype=np.float64)  # shared memory
+
+    def own_pool(tag):
+        # a pool of the caller's own, in whatever process this runs: three batches, in order
+        with awkgen.DataGeneratorMultiProc(loader, list(range(100)), batch_size=1, n_workers=2,
+                                           shuffle=False) as gen:
+            return [int(gen()[0][0]) for _ in range(3)]
+
+    parent = awkgen.DataGeneratorMultiProc(loader, list(range(10_000)), batch_size=1, n_workers=2, shuffle=False)
+    got = [int(parent()[0][0]) for _ in range(3)]
+    if PARENT == "closed":  # the parent used awkgen (its forkserver runs) and has no live pool
+        parent.close()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(30)  # a child that hangs dies
+        start = time.monotonic()
+        try:
+            print("CHILD_GOT", own_pool("child"), flush=True)
+            if CLOSE == "never":  # a second pool, left open: the child exits without a word
+                gen = awkgen.DataGeneratorMultiProc(loader, list(range(100)), batch_size=1, n_workers=1)
+                print("CHILD_UNCLOSED", int(gen()[0][0]) >= 0, flush=True)
+        except BaseException as exc:
+            print("CHILD_ERROR", repr(f"{type(exc).__name__}: {exc}"), flush=True)
+        print("CHILD_SECONDS", time.monotonic() - start, flush=True)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print("CHILD_STATUS", os.waitstatus_to_exitcode(status))
+    if PARENT == "live":
+        got += [int(parent()[0][0]) for _ in range(50)]  # the parent's pool is untouched
+        parent.close()
+        print("PARENT_GOT", repr(got == list(range(53)) or got))
+    print("AGAIN", own_pool("parent"))  # and the parent still starts pools
+    print("OK")
+"""
+
+
+@pytest.mark.parametrize("parent, close", [("live", "with"), ("closed", "with"), ("live", "never")])
+def test_a_forked_child_gets_process_pools_of_its_own(tmp_path, parent, close):
+    # The child inherited multiprocess's forkserver singleton (the parent's child, not its own):
+    # every start in the child raised WorkerStartError (ChildProcessError: No child processes).
+    child = run_child(tmp_path, FORKED_CHILD_POOL, params={"PARENT": parent, "CLOSE": close}, timeout=90)
+    assert not child.lines("CHILD_ERROR"), child.log
+    assert child.value("CHILD_GOT") == [0, 1, 2], child.log
+    assert child.value("CHILD_STATUS") == 0, child.log
+    assert child.value("AGAIN") == [0, 1, 2], child.log
+    if parent == "live":
+        assert child.value("PARENT_GOT") is True, child.log
+    if close == "never":  # its workers saw it go and removed its segments (run_child checks the directory)
+        assert child.value("CHILD_UNCLOSED") is True, child.log
+
+
+def test_torch_dataloader_fork_workers_build_generators_of_their_own(tmp_path):
+    pytest.importorskip("torch")
+    child = run_child(tmp_path, """
+        import torch
+        from torch.utils.data import DataLoader, Dataset
+
+        def loader(ids):
+            return np.full((len(ids), 10_000), ids[0], dtype=np.float64)
+
+        class Items(Dataset):
+            gen = None  # built on first use, so in each DataLoader worker (users do this)
+
+            def __len__(self):
+                return 8
+
+            def __getitem__(self, i):
+                if self.gen is None:
+                    self.gen = awkgen.DataGeneratorMultiProc(loader, list(range(100)), batch_size=1,
+                                                             n_workers=1, shuffle=False)
+                return torch.as_tensor(self.gen()[0][0, :2]), os.getpid()
+
+        trainer = awkgen.DataGeneratorMultiProc(loader, list(range(1000)), batch_size=1, n_workers=1, shuffle=False)
+        first = int(trainer()[0][0, 0])  # the training process used awkgen first
+        rows, pids = [], set()
+        for x, pid in DataLoader(Items(), batch_size=2, num_workers=2, multiprocessing_context="fork"):
+            rows += x[:, 0].tolist()
+            pids.update(pid.tolist())
+        print("ROWS", rows)
+        print("WORKERS", len(pids - {os.getpid()}))
+        print("TRAINER", [first] + [int(trainer()[0][0, 0]) for _ in range(3)])
+        trainer.close()
+        print("OK")
+    """, timeout=120)
+    # Each DataLoader worker has its own generator, so each one's items are its batches 0, 1, 2, 3.
+    assert sorted(child.value("ROWS")) == [0, 0, 1, 1, 2, 2, 3, 3], child.log
+    assert child.value("WORKERS") == 2, child.log
+    assert child.value("TRAINER") == [0, 1, 2, 3], child.log
+
+
+@pytest.mark.parametrize("library", ["multiprocessing", "multiprocess"])
+def test_fork_pool_workers_build_generators_of_their_own(tmp_path, library):
+    child = run_child(tmp_path, """
+        import importlib
+
+        def loader(ids):
+            return np.full(10_000, ids[0], dtype=np.float64)
+
+        def batches(start):
+            with awkgen.DataGeneratorMultiProc(loader, list(range(start, start + 10)), batch_size=1, n_workers=1,
+                                               shuffle=False) as gen:
+                return [int(gen()[0][0]) for _ in range(2)], os.getpid()
+
+        trainer = awkgen.DataGeneratorMultiProc(loader, list(range(1000)), batch_size=1, n_workers=1, shuffle=False)
+        trainer()
+        with importlib.import_module(LIBRARY).get_context("fork").Pool(2) as pool:
+            results = pool.map(batches, [0, 10, 20, 30], chunksize=1)
+        print("GOT", [got for got, _ in results])
+        print("IN_CHILDREN", all(pid != os.getpid() for _, pid in results))
+        trainer.close()
+        print("OK")
+    """, params={"LIBRARY": library}, timeout=120)
+    assert child.value("GOT") == [[0, 1], [10, 11], [20, 21], [30, 31]], child.log
+    assert child.value("IN_CHILDREN") is True, child.log
 
 
 # -- 7. a stray message on a worker's socket -----------------------------------------------------

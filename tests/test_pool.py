@@ -195,6 +195,27 @@ def test_the_mainless_launcher_is_multiprocess_own_but_for_the_main_module():
     assert "get_preparation_data" in theirs[0] and "init_main_from_path" in ours[0]
 
 
+def test_the_worker_start_is_multiprocess_own_but_for_the_daemon_check():
+    """_WorkerProcess.start is BaseProcess.start without the assertion that refuses children to
+    daemonic processes (and with the module's globals named through the module)."""
+    import ast
+    import inspect
+    import textwrap
+
+    from multiprocess import process
+
+    from awkgen.executors.process import _WorkerProcess
+
+    def statements(method):
+        function = ast.parse(textwrap.dedent(inspect.getsource(method))).body[0]
+        body = [s for s in function.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+        return [ast.unparse(statement).replace("multiprocess.process.", "") for statement in body]
+
+    theirs, ours = statements(process.BaseProcess.start), statements(_WorkerProcess.start)
+    assert [s for s in theirs if "daemonic" not in s] == ours
+    assert len(theirs) == len(ours) + 1
+
+
 def test_workers_never_run_the_callers_main_script(tmp_path):
     import subprocess
     import sys

@@ -51,9 +51,18 @@ Rules (each one closes a way the pool could hang):
   with :class:`~awkgen.WorkerStartError` instead of respawning forever.
 - **A worker whose messages cannot be trusted** (not a frame, a reply out of order)
   is killed, and its batch fails with :class:`~awkgen.WorkerDiedError` saying so.
-- **fork**: a pool belongs to the process that made it; in a forked child ``close()``
-  touches nothing of the parent's, and the child drops its copy of the lifeline so
-  workers still notice the parent's death.
+- **fork** (what a forked child may touch): a pool belongs to the process that made
+  it. In a forked child (``os.fork``, a PyTorch ``DataLoader`` or ``multiprocessing``
+  fork worker, a pre-fork server) the parent's pools are inert: calls raise, ``close()``
+  touches nothing of the parent's, and an at-fork hook drops the child's copies of
+  the parent's lifelines and lock files (so the parent's death still shows) and of the
+  parent's forkserver (multiprocess's singleton: its pid is not the child's child, so
+  every start there failed with ``ChildProcessError``). The child's own pools start a
+  forkserver of their own and work as anywhere; they end with the child (its workers
+  see the lifeline break and remove its segments), closed or not.
+- **A broken pool** (workers cannot start) with no batch in flight releases its
+  segments and lock file at once: a program that gives up and ``os._exit``s leaves
+  nothing in ``/dev/shm``.
 
 Workers start through multiprocess's ``forkserver``: a clean server process forks
 them, so a parent that already runs TensorFlow, JAX or torch threads is never
@@ -89,7 +98,7 @@ from typing import Any
 
 import multiprocess
 import numpy as np
-from multiprocess import forkserver, popen_forkserver, spawn, util
+from multiprocess import forkserver, popen_forkserver, resource_tracker, spawn, util
 from multiprocess.context import ForkServerProcess, reduction, set_spawning_popen
 
 from .. import procfs, transport
@@ -195,6 +204,29 @@ class _MainlessPopen(popen_forkserver.Popen):  # type: ignore[misc]  # multiproc
 
 
 class _WorkerProcess(ForkServerProcess):  # type: ignore[misc]  # multiprocess has no type hints
+    """A worker's process: multiprocess's, started without re-running ``__main__`` and also
+    from a daemonic process (a worker of a ``multiprocess`` Pool).
+
+    multiprocess refuses children to daemonic processes, which are terminated, not joined,
+    when their parent exits: their children would be orphans. awkgen's workers need no
+    parent to end them (they watch the lifeline and remove the pool's segments when it
+    breaks), so ``start`` mirrors ``BaseProcess.start`` (multiprocess 0.70) without that
+    one assertion; tests/test_pool.py fails when a release changes the rest of it.
+    """
+
+    def start(self) -> None:
+        self._check_closed()
+        assert self._popen is None, 'cannot start a process twice'
+        assert self._parent_pid == os.getpid(), \
+               'can only start a process object created by current process'
+        multiprocess.process._cleanup()
+        self._popen = self._Popen(self)
+        self._sentinel = self._popen.sentinel
+        # Avoid a refcycle if the target function holds an indirect
+        # reference to the process object (see bpo-30775)
+        del self._target, self._args, self._kwargs
+        multiprocess.process._children.add(self)
+
     @staticmethod
     def _Popen(process_obj: Any) -> Any:  # noqa: N802 - multiprocess's name
         return _MainlessPopen(process_obj)
@@ -215,6 +247,37 @@ def _close_live_pools() -> None:
         pool.close()
 
 
+def _own_servers_in_child() -> None:
+    """After ``os.fork()``, in the child: forget the forkserver the parent started.
+
+    multiprocess keeps one forkserver per process (its pid, socket address and "alive"
+    descriptor in a module singleton). A forked child inherits that singleton, but the
+    server is the parent's child, not its own: multiprocess's next start in the child
+    asks ``waitpid`` about it and fails with ``ChildProcessError`` (every pool in a
+    PyTorch ``DataLoader`` fork worker failed that way), and the child's copy of the
+    alive descriptor would keep the parent's server running after the parent is gone.
+    So the child closes that copy and clears the singleton: its first pool starts a
+    server of its own. A server's own children (awkgen's workers) have no pid recorded
+    (multiprocess sets only the address there) and are left as they are.
+
+    The locks of the forkserver and resource tracker singletons are made anew: a
+    parent thread that held one at the fork (a manager starting a worker) does not
+    exist in the child, and would hold it forever. The resource tracker itself may be
+    shared with the parent (multiprocess checks that it lives before using it).
+    """
+    server, tracker = forkserver._forkserver, resource_tracker._resource_tracker
+    for owner in (server, tracker):  # the same kind of lock: the tracker's is reentrant
+        owner._lock = threading.RLock() if hasattr(owner._lock, "_is_owned") else threading.Lock()
+    if server._forkserver_pid is None:  # none started here (or a forkserver's own child)
+        return
+    if server._forkserver_alive_fd is not None:
+        try:
+            os.close(server._forkserver_alive_fd)
+        except OSError:  # closed already: nothing of the parent's server is held
+            pass
+    server._forkserver_address = server._forkserver_alive_fd = server._forkserver_pid = None
+
+
 def _forget_pools_in_child() -> None:
     """After ``os.fork()``, in the child: own nothing of the parent's pools.
 
@@ -226,6 +289,7 @@ def _forget_pools_in_child() -> None:
     off the parent's sentinels). The pools stay in the child's memory, marked as
     another process's (``close()`` there touches nothing).
     """
+    _own_servers_in_child()
     children: set[Any] = getattr(multiprocess.process, "_children", set())
     if _live_pools:  # nor the forkserver and resource tracker awkgen started: they serve the parent
         _hold_no_servers()
@@ -536,6 +600,7 @@ class ProcessExecutor(ManagedExecutor):
                 with self._state_lock:
                     if self._broken is not None:
                         self._fail_todo()
+                        self._release_ring_if_idle()
                     self._dispatch()
                     for worker in self._workers:
                         if worker.channel.pending:
@@ -760,7 +825,15 @@ class ProcessExecutor(ManagedExecutor):
             logger.warning("awkgen: %s", why)
         self._broken = why
         self._broken_as = (error_type, cause)
+        self._release_ring_if_idle()  # before any caller hears of it: it may then exit at once
         self._fail_todo()
+
+    def _release_ring_if_idle(self) -> None:
+        """Once broken, with no batch in flight, no slot is used again: the segments and lock
+        file go now, not at ``close()``, which a program that gave up (``os._exit``, a DataLoader
+        worker's end) never calls. Under ``_state_lock``."""
+        if not any(w.tasks for w in self._workers):
+            self._ring.close()
 
     def _fail_todo(self) -> None:
         """Once workers cannot start or load the loader, fail every queued task rather than wait forever."""
