@@ -229,6 +229,76 @@ def test_a_broken_pool_leaves_nothing_in_shared_memory_even_unclosed(tmp_path):
     assert ast.literal_eval(child.lines("ERROR")[0])[0] == "WorkerStartError", child.log
 
 
+def _other_awkgen(tmp_path: Path, patch: list[tuple[str, str, str]]) -> dict:
+    """A program that runs this checkout's awkgen while its workers run a copy patched by
+    *patch*, ``(file, old text, new text)`` each.
+
+    The program's own directory holds a link to this awkgen (it comes first on the program's
+    sys.path); the forkserver, a new interpreter started in another directory, finds the copy
+    on PYTHONPATH, as when PYTHONPATH names an older tree. Returns run_child's arguments."""
+    import shutil
+
+    copy = tmp_path / "other"
+    shutil.copytree(os.path.join(ROOT, "awkgen"), copy / "awkgen", ignore=shutil.ignore_patterns("__pycache__"))
+    for name, old, new in patch:
+        path = copy / "awkgen" / name
+        text = path.read_text()
+        assert old in text, (name, old)
+        path.write_text(text.replace(old, new))
+    os.symlink(os.path.join(ROOT, "awkgen"), tmp_path / "awkgen")
+    (tmp_path / "elsewhere").mkdir()
+    return {"env": {"PYTHONPATH": str(copy)}, "cwd": tmp_path / "elsewhere"}
+
+
+OTHER_AWKGEN = """
+    def loader(ids):
+        return np.asarray(ids)
+
+    assert awkgen.__file__.startswith(os.path.dirname(os.path.abspath(__file__))), awkgen.__file__
+    gen = awkgen.DataGeneratorMultiProc(loader, list(range(10)), batch_size=2, n_workers=2)
+    for call in range(2):
+        start = time.monotonic()
+        try:
+            gen()
+            print("BATCH")
+        except awkgen.AwkgenError as exc:
+            print("ERROR", repr((type(exc).__name__, str(exc))))
+        print("SECONDS", time.monotonic() - start)
+    time.sleep(1.0)  # a pool that respawned workers would go on printing their tracebacks meanwhile
+    gen.close()
+    print("OK")
+"""
+
+_OLD_SIGNATURE = ("def worker_main(conn: Any, lifeline: Any, setup: dict[str, Any]) -> None:",
+                  "def worker_main(conn, lifeline, loader_bytes, parent_pid, blas_threads, shm_dir, paths):")
+
+
+_NO_CHECK = ("executors/_worker.py", "if not IDENTITY.same_code(parent_identity):", "if False:")
+
+
+@pytest.mark.parametrize("other, says", [
+    pytest.param([("__init__.py", '__version__ = "', '__version__ = "old-')],
+                 r"they run awkgen old-\S+ from \S*other/awkgen .*this process runs awkgen \S+ from", id="version"),
+    pytest.param([("executors/_worker.py", "digest.hexdigest()[:16]", "digest.hexdigest()[:15] + '!'")],
+                 r"they run awkgen \S+ from \S*other/awkgen \(files \w+!\)", id="files"),
+    pytest.param([_NO_CHECK], r"they run awkgen \S+ from \S*other/awkgen", id="checked_by_the_parent"),
+    pytest.param([_NO_CHECK, ("executors/_worker.py", "dumps((READY, tuple(IDENTITY)))", "dumps((READY,))")],
+                 r"does not say which", id="ready_without_identity"),
+    pytest.param([("executors/_worker.py", *_OLD_SIGNATURE)],
+                 r"died before they were ready.*another awkgen than this process's awkgen", id="old_signature"),
+])
+def test_workers_running_another_awkgen_fail_clearly_within_seconds(tmp_path, other, says):
+    # The parent imports this checkout; the workers' forkserver imports a patched copy.
+    child = run_child(tmp_path, OTHER_AWKGEN, timeout=60, **_other_awkgen(tmp_path, other))
+    errors = [ast.literal_eval(e) for e in child.lines("ERROR")]
+    assert len(errors) == 2 and "BATCH" not in child.out, child.log
+    assert all(name == "WorkerStartError" for name, _ in errors), child.log
+    assert re.search(says, errors[0][1], re.DOTALL), errors[0][1]
+    assert all(float(s) < 10 for s in child.lines("SECONDS")), child.log
+    # No respawn loop: a handful of workers started, each died once.
+    assert child.err.count("Traceback") <= 6, child.log
+
+
 def test_a_worker_stuck_before_ready_breaks_the_pool_instead_of_leaving_calls_waiting(tmp_path):
     body = ("import awkgen.executors.process\nawkgen.executors.process.START_TIMEOUT_S = 2\n"
             + textwrap.dedent(DIES_BEFORE_READY).replace("return REDUCE", "return (time.sleep, (600,))"))

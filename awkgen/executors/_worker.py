@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import hashlib
 import os
 import pickle
 import signal
@@ -34,7 +35,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, NamedTuple
 
 import dill
 from tblib import pickling_support
@@ -58,7 +59,7 @@ from ._wire import (
 )
 from .base import call_loader
 
-__all__ = ["worker_main"]
+__all__ = ["worker_main", "Identity", "IDENTITY"]
 
 _PARENT_EXIT_WAIT_S = 2.0  # after the lifeline breaks, how long to wait for the parent to be gone
 _ATTACHED_MAX = 8
@@ -67,8 +68,66 @@ _KEEP_BYTES = 1 << 30  # mappings a worker keeps open; stale ones are dropped ol
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, blas_threads: int,
-                shm_dir: str, paths: list[str]) -> None:
+class Identity(NamedTuple):
+    """Which awkgen a process runs: the version, where the package lies, and a digest of its
+    source files (computed once, when this module is imported: what the process loaded).
+    It travels as a plain tuple, which any version can unpickle."""
+
+    version: str
+    path: str
+    digest: str
+
+    @classmethod
+    def of(cls, value: Any) -> Identity | None:
+        """*value* as received (a tuple of three strings), or ``None`` for anything else."""
+        if isinstance(value, tuple) and len(value) == 3 and all(isinstance(v, str) for v in value):
+            return cls(*value)
+        return None
+
+    def same_code(self, other: Identity | None) -> bool:
+        """Same version and same files; the path may differ (two checkouts of one commit)."""
+        return other is not None and (self.version, self.digest) == (other.version, other.digest)
+
+    def __str__(self) -> str:
+        return f"awkgen {self.version} from {self.path} (files {self.digest})"
+
+
+def _identity() -> Identity:
+    from .. import __version__
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digest = hashlib.sha256()
+    for directory, subdirectories, files in sorted(os.walk(root)):
+        subdirectories.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                digest.update(os.path.relpath(path, root).encode() + b"\0")
+                try:
+                    with open(path, "rb") as f:
+                        digest.update(f.read())
+                except OSError:  # unreadable: its name still counts
+                    pass
+    return Identity(__version__, root, digest.hexdigest()[:16])
+
+
+#: This process's awkgen. The forkserver imports this module before it forks any worker, so
+#: workers report the code the server loaded, whatever sys.path says when they start.
+IDENTITY = _identity()
+
+
+def worker_main(conn: Any, lifeline: Any, setup: dict[str, Any]) -> None:
+    """A worker's life. *setup* is one dict (``loader``, ``parent_pid``, ``blas_threads``,
+    ``shm_dir``, ``paths``, ``identity``) so that a worker running another awkgen than its
+    parent still reads it and reports the mismatch, rather than dying on its arguments."""
+    channel = Channel(conn.fileno())
+    parent_identity = Identity.of(setup.get("identity"))
+    if not IDENTITY.same_code(parent_identity):  # first, before anything that other code may do differently
+        channel.send(dumps((INIT_FAILED, f"this worker runs {IDENTITY}, its parent {parent_identity}",
+                            tuple(IDENTITY))))
+        sys.exit(1)
+    loader_bytes, parent_pid, blas_threads = setup["loader"], setup["parent_pid"], setup["blas_threads"]
+    shm_dir, paths = setup["shm_dir"], setup["paths"]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _leave_process_group()
     _hold_no_servers()
@@ -78,16 +137,15 @@ def worker_main(conn: Any, lifeline: Any, loader_bytes: bytes, parent_pid: int, 
     for name in _THREAD_ENV:
         os.environ[name] = str(blas_threads)
     _keep_freed_memory()
-    channel = Channel(conn.fileno())
     try:
         threadpool_limits(limits=blas_threads)
         _travel.add_paths(paths)  # the parent's own modules, also those the loader imports lazily
         loader = dill.loads(loader_bytes)
         _travel.adopt_classes(loader)  # results of its __main__ classes go back as the parent's classes
     except BaseException:
-        channel.send(dumps((INIT_FAILED, traceback.format_exc())))
+        channel.send(dumps((INIT_FAILED, traceback.format_exc(), tuple(IDENTITY))))
         sys.exit(1)
-    channel.send(dumps((READY,)))
+    channel.send(dumps((READY, tuple(IDENTITY))))
     attached: collections.OrderedDict[str, Any] = collections.OrderedDict()
     waiting: collections.deque[Any] = collections.deque()  # tasks that arrived in one read
     try:

@@ -105,7 +105,7 @@ from .. import procfs, transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
 from . import _travel
 from ._wire import FAILED, IN_PLACE, IN_SLOT, INIT_FAILED, READY, ROUTES, VALUE, Channel, MalformedFrame, encode_task
-from ._worker import _hold_no_servers, worker_main
+from ._worker import IDENTITY, Identity, _hold_no_servers, worker_main
 from .base import Outcome, Task, held_here, loader_failure, usable_cpus
 from .managed import ManagedExecutor
 
@@ -508,8 +508,9 @@ class ProcessExecutor(ManagedExecutor):
         process_class = _WorkerProcess if START_METHOD == "forkserver" else self._ctx.Process
         proc = process_class(
             target=worker_main, name="awkgen-worker", daemon=True,
-            args=(child_conn, self._life_r, self._loader_bytes, os.getpid(), self._blas_threads,
-                  self._ring.directory, self._paths))
+            args=(child_conn, self._life_r, {
+                "loader": self._loader_bytes, "parent_pid": os.getpid(), "blas_threads": self._blas_threads,
+                "shm_dir": self._ring.directory, "paths": self._paths, "identity": tuple(IDENTITY)}))
         try:
             proc.start()
         except BaseException:
@@ -763,6 +764,14 @@ class ProcessExecutor(ManagedExecutor):
             return
         message = pickle.loads(head)
         kind = message[0]
+        if kind in (READY, INIT_FAILED):
+            # The handshake: a worker says which awkgen it runs, whatever it says next.
+            theirs = Identity.of(message[1 if kind == READY else 2] if len(message) > (1 if kind == READY else 2)
+                                 else None)
+            if not IDENTITY.same_code(theirs):
+                self._break(WorkerStartError, _mismatch(theirs), None)
+                worker.proc.kill()  # its sentinel fires next; _on_death cleans up
+                return
         if kind == READY:
             worker.ready = True
             self._start_failures = 0
@@ -867,8 +876,10 @@ class ProcessExecutor(ManagedExecutor):
             if self._start_failures >= _START_FAILURES:
                 self._break(WorkerStartError, f"worker processes died before they were ready, {self._start_failures} "
                             f"in a row (the last: {describe_exit(pid, code)}). Unpickling the loader kills the "
-                            f"worker (a C extension that crashes on import, a __reduce__ that exits), or the "
-                            f"'{START_METHOD}' start method cannot start workers from this program", None)
+                            f"worker (a C extension that crashes on import, a __reduce__ that exits), the "
+                            f"'{START_METHOD}' start method cannot start workers from this program, or the "
+                            f"workers import another awkgen than this process's {IDENTITY} (PYTHONPATH or the "
+                            "working directory putting another awkgen tree first)", None)
         if worker.tasks:
             (task, slot), waiting = worker.tasks[0], list(worker.tasks)[1:]
             self._ring.release(slot)
@@ -928,6 +939,15 @@ def _forget_forkserver() -> None:
         if server._forkserver_alive_fd is not None:
             os.close(server._forkserver_alive_fd)
         server._forkserver_address = server._forkserver_alive_fd = server._forkserver_pid = None
+
+
+def _mismatch(theirs: Identity | None) -> str:
+    """Why a pool cannot use workers that run *theirs*, another awkgen than this process's."""
+    them = str(theirs) if theirs is not None else "an awkgen that does not say which (older than 0.1.0)"
+    return (f"worker processes run another awkgen than this process: they run {them}, this process runs "
+            f"{IDENTITY}. Their forkserver imported its own copy: PYTHONPATH or the working directory puts "
+            "another awkgen tree first for a new interpreter, or awkgen's files changed after this program "
+            "imported them. Make both find the same awkgen, or restart the program")
 
 
 def _failure(seq: int, error: bytes | None, error_text: str, by_loader: bool, load_s: float,
