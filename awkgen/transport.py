@@ -199,7 +199,14 @@ def reclaim_orphans(directory: str, pid: int | None = None, wait_s: float = 0.0)
     """Unlink the segments and lock files of pools whose owner is gone (their lock can be
     taken); only pools of process *pid* when given, trying each lock for up to *wait_s*
     (a killed process shows as a zombie while its last threads still close its files).
-    Returns the names removed."""
+    Returns the names removed.
+
+    Never raises, and one file it cannot remove stops nothing else: a pool's file owned by
+    another user (a planted name) is left alone, one that cannot be unlinked (``EPERM`` in
+    a sticky directory, ``EACCES`` in a read-only one) is skipped, and the rest of that pool
+    and every other pool are still reclaimed. The lock file goes last, and only once all of
+    its pool's own files are gone, so a later pool retries what was left.
+    """
     try:
         names = [n for n in os.listdir(directory) if n.startswith(PREFIX)]
     except OSError:
@@ -209,6 +216,7 @@ def reclaim_orphans(directory: str, pid: int | None = None, wait_s: float = 0.0)
         key = name[:-len(_LOCK_SUFFIX)] if name.endswith(_LOCK_SUFFIX) else name.rpartition("-")[0]
         pools[key].append(name)
     mine = None if pid is None else f"{PREFIX}{pid}-"
+    uid = os.getuid()
     removed = []
     for key, members in pools.items():
         lock_name = key + _LOCK_SUFFIX
@@ -220,19 +228,44 @@ def reclaim_orphans(directory: str, pid: int | None = None, wait_s: float = 0.0)
             continue
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():  # not ours to judge
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:  # not ours to judge
                 continue
-            _lock_within(fd, wait_s)  # raises while the owner lives
-            for name in sorted(members, key=lambda n: n == lock_name):  # the lock file last
-                path = os.path.join(directory, name)
-                if os.path.isfile(path) and not os.path.islink(path):
-                    os.unlink(path)
-                    removed.append(name)
-        except OSError:  # held (its owner lives), or not ours to remove
-            continue
+            try:
+                _lock_within(fd, wait_s)
+            except OSError:  # held: its owner lives
+                continue
+            kept = False
+            for name in members:
+                if name != lock_name:
+                    kept |= not _unlink_ours(directory, name, uid, removed)
+            if not kept:
+                _unlink_ours(directory, lock_name, uid, removed)
         finally:
             os.close(fd)
     return removed
+
+
+def _unlink_ours(directory: str, name: str, uid: int, removed: list[str]) -> bool:
+    """Unlink *name* if it is a regular file of user *uid* (added to *removed*); False if one
+    of ours is still there (it could not be unlinked). Another user's file counts as done."""
+    path = os.path.join(directory, name)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:  # gone meanwhile
+        return True
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:  # a planted name, a link, a directory
+        return True
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return True
+    except OSError as exc:  # EPERM (sticky directory), EACCES (read-only one), EBUSY...
+        logger.debug("awkgen: could not remove %s, left from a dead pool (%s)", path, exc)
+        return False
+    removed.append(name)
+    return True
 
 
 def _aligned(nbytes: int) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import _thread
 import gc
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -292,6 +294,64 @@ def test_a_pool_starts_whatever_else_lies_in_the_directory_and_removes_none_of_i
         assert gen()[0].shape == (10, 10_000)
         assert gen()[0].shape == (10, 10_000)
     assert sorted(os.listdir(tmp_path)) == planted
+
+
+def _reclaim_as(uid: int, directory: str) -> list[str]:
+    """What reclaim_orphans removes when user *uid* runs it (a forked child that drops root)."""
+    import json
+
+    from awkgen import transport
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.write(write, json.dumps(transport.reclaim_orphans(directory)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        out = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and out, "the child failed"
+    return sorted(json.loads(out))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files of several users")
+@pytest.mark.parametrize("mode", [0o1777, 0o555])
+def test_files_a_pool_cannot_remove_stop_nothing_else(mode):
+    """A dead pool of user nobody in a shared directory, one of whose segments belongs to root.
+    Sticky 1777 (as /dev/shm): nobody may unlink only its own files (EPERM for root's); read-only
+    555: it may unlink nothing (EACCES). Root's segment is never removed (a planted name), nor
+    anything that fails; everything else is, in this pool and the next, and nothing raises."""
+    nobody = 65534
+    directory = tempfile.mkdtemp(prefix="awkgen-test-reclaim-", dir="/tmp")  # /tmp: nobody may enter
+    try:
+        files = {"awkgen-4000003-aa-0": nobody, "awkgen-4000003-aa-1": 0, "awkgen-4000003-aa-2": nobody,
+                 "awkgen-4000003-aa.lock": nobody, "awkgen-4000004-bb-0": nobody, "awkgen-4000004-bb.lock": nobody}
+        for name, owner in files.items():
+            path = os.path.join(directory, name)
+            with open(path, "wb") as f:
+                f.write(b"\0" * 4096)
+            os.chown(path, owner, owner)
+            os.chmod(path, 0o600)
+        os.chmod(directory, mode)
+        removed = _reclaim_as(nobody, directory)
+        left = sorted(os.listdir(directory))
+        if mode == 0o555:
+            assert removed == [] and left == sorted(files)
+        else:
+            assert removed == sorted(name for name, owner in files.items() if owner == nobody)
+            assert left == ["awkgen-4000003-aa-1"]
+    finally:
+        os.chmod(directory, 0o700)
+        shutil.rmtree(directory)
 
 
 UNSHARED_POOL = """
