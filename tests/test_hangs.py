@@ -279,7 +279,7 @@ _NO_CHECK = ("executors/_worker.py", "if not IDENTITY.same_code(parent_identity)
 @pytest.mark.parametrize("other, says", [
     pytest.param([("__init__.py", '__version__ = "', '__version__ = "old-')],
                  r"they run awkgen old-\S+ from \S*other/awkgen .*this process runs awkgen \S+ from", id="version"),
-    pytest.param([("executors/_worker.py", "digest.hexdigest()[:16]", "digest.hexdigest()[:15] + '!'")],
+    pytest.param([("executors/_identity.py", "digest.hexdigest()[:16]", "digest.hexdigest()[:15] + '!'")],
                  r"they run awkgen \S+ from \S*other/awkgen \(files \w+!\)", id="files"),
     pytest.param([_NO_CHECK], r"they run awkgen \S+ from \S*other/awkgen", id="checked_by_the_parent"),
     pytest.param([_NO_CHECK, ("executors/_worker.py", "dumps((READY, tuple(IDENTITY)))", "dumps((READY,))")],

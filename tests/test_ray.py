@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,6 +167,157 @@ def test_timeout_raises_LoaderTimeoutError_and_the_actor_is_killed_and_replaced(
         assert wait_until(lambda: not pid_alive(pid), within_s=10), "the timed-out actor's process still runs"
         x, new_pid = gen()[0]
         assert x.tolist() == [3] and new_pid != pid
+
+
+class SlowToSend:
+    """Part of a result: pickling it (in the actor, as Ray sends the result) says so in a file,
+    then takes a minute, so a test can kill the actor in the middle of the transfer."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        with open(self.marker + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(self.marker + ".tmp", self.marker)
+        time.sleep(60)
+        return (SlowToSend, (self.marker,))
+
+
+def one_megabyte_then_stuck_sending_id_1(ids, marker):
+    x = np.full(125_000, ids[0], dtype=np.float64)
+    return (x, SlowToSend(marker)) if ids[0] == 1 else (x, None)
+
+
+def test_an_actor_killed_while_sending_its_result_fails_only_that_batch_within_seconds(tmp_path):
+    import functools
+
+    marker = str(tmp_path / "sending")
+    loader = functools.partial(one_megabyte_then_stuck_sending_id_1, marker=marker)
+    with DataGeneratorMultiProc(loader, list(range(5)), batch_size=1, n_workers=1, prefetch=1, backend="ray",
+                                shuffle=False) as gen:
+        assert gen()[0][0][0] == 0
+        assert wait_until(lambda: os.path.exists(marker), within_s=30), "the actor never began to send batch 1"
+        pid = int(open(marker).read())
+        os.kill(pid, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(WorkerDiedError, match=rf"\(pid {pid}\) died: .*replaced.*ids \[1\]"):
+            gen()
+        assert time.monotonic() - start < 10
+        for i in (2, 3, 4):  # nothing lost: the stream goes on, each batch intact
+            x, extra = gen()[0]
+            assert extra is None and x.shape == (125_000,) and (x == i).all()
+        assert wait_until(lambda: not pid_alive(pid), within_s=10)
+
+
+SMALL_STORE_DRIVER = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    import ray
+    import awkgen
+
+    # A cluster of its own (the session's has the default store): 80 MiB of object store,
+    # batches of 100 MB, two in flight; Ray must fall back to memory outside the store.
+    ray.init(address="local", num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False,
+             log_to_driver=False, _temp_dir=sys.argv[1])
+
+    def big(ids):
+        return np.full(12_500_000, ids[0], dtype=np.float64), os.getpid()
+
+    gen = awkgen.DataGeneratorMultiProc(big, list(range(8)), batch_size=1, n_workers=2, backend="ray",
+                                        shuffle=False, prefetch=2)
+    pids, got = set(), []
+    for _ in range(6):
+        x, pid = gen()[0]
+        got.append(float(x[0]) if (x == x[0]).all() and x.shape == (12_500_000,) else "damaged")
+        pids.add(pid)
+    print("GOT", got)
+    print("ACTORS", sorted(pids), flush=True)
+    # and exits without stop(), close() or ray.shutdown()
+""")
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:  # gone meanwhile
+                pass
+    return found
+
+
+def test_a_small_object_store_loses_nothing_and_a_driver_exiting_without_stop_leaves_nothing():
+    import ast
+    import shutil
+    import tempfile
+
+    session = tempfile.mkdtemp(prefix="awkray-", dir="/tmp")  # short: Ray's socket paths must fit
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    try:
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-c", SMALL_STORE_DRIVER, session], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - start
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+        assert ast.literal_eval(lines["GOT"]) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], proc.stdout
+        actors = ast.literal_eval(lines["ACTORS"])
+        assert len(actors) == 2, proc.stdout
+        assert took < 90, f"the driver took {took:.0f} s"
+        # Ray's exit hook stopped the cluster it started; awkgen's actors went with it.
+        assert wait_until(lambda: not any(pid_alive(p) for p in actors), within_s=20), actors
+        assert wait_until(lambda: not _processes_mentioning(session), within_s=20), _processes_mentioning(session)
+    finally:
+        shutil.rmtree(session, ignore_errors=True)
+
+
+OTHER_AWKGEN_DRIVER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, sys.argv[2])  # this driver runs the checkout; its cluster's workers find PYTHONPATH's copy
+    import ray
+    import awkgen
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=sys.argv[1])
+    gen = awkgen.DataGeneratorMultiProc(lambda ids: ids, [1, 2, 3], batch_size=1, n_workers=1, backend="ray")
+    for _ in range(2):
+        start = time.monotonic()
+        try:
+            gen()
+            print("BATCH", flush=True)
+        except awkgen.AwkgenError as exc:
+            print("ERROR", repr((type(exc).__name__, str(exc), time.monotonic() - start)), flush=True)
+""")
+
+
+def test_actors_running_another_awkgen_fail_with_a_worker_start_error_naming_both(tmp_path):
+    import ast
+    import shutil
+    import tempfile
+
+    copy = tmp_path / "other"
+    shutil.copytree(os.path.join(ROOT, "awkgen"), copy / "awkgen", ignore=shutil.ignore_patterns("__pycache__"))
+    init = copy / "awkgen" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "old-'))
+    session = tempfile.mkdtemp(prefix="awkray-", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = str(copy)
+    try:
+        proc = subprocess.run([sys.executable, "-c", OTHER_AWKGEN_DRIVER, session, ROOT], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        errors = [ast.literal_eval(line[6:]) for line in proc.stdout.splitlines() if line.startswith("ERROR ")]
+        assert len(errors) == 2 and "BATCH" not in proc.stdout, proc.stdout + proc.stderr[-3000:]
+        for name, message, seconds in errors:
+            assert name == "WorkerStartError" and seconds < 30, (name, message, seconds)
+            assert re.search(r"Ray actors .* run another awkgen than this process: they run awkgen old-\S+ from "
+                             r"\S*other/awkgen .*this process runs awkgen", message), message
+    finally:
+        shutil.rmtree(session, ignore_errors=True)
 
 
 # -- lifecycle -------------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import hashlib
 import os
 import pickle
 import signal
@@ -35,7 +34,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, NamedTuple
+from typing import Any
 
 import dill
 from tblib import pickling_support
@@ -43,6 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import procfs, transport
 from . import _travel
+from ._identity import IDENTITY, Identity
 from ._wire import (
     FAILED,
     IN_BLOB,
@@ -59,61 +59,13 @@ from ._wire import (
 )
 from .base import call_loader
 
-__all__ = ["worker_main", "Identity", "IDENTITY"]
+__all__ = ["worker_main"]
 
 _PARENT_EXIT_WAIT_S = 2.0  # after the lifeline breaks, how long to wait for the parent to be gone
 _ATTACHED_MAX = 8
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _KEEP_BYTES = 1 << 30  # mappings a worker keeps open; stale ones are dropped oldest first
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
-class Identity(NamedTuple):
-    """Which awkgen a process runs: the version, where the package lies, and a digest of its
-    source files (computed once, when this module is imported: what the process loaded).
-    It travels as a plain tuple, which any version can unpickle."""
-
-    version: str
-    path: str
-    digest: str
-
-    @classmethod
-    def of(cls, value: Any) -> Identity | None:
-        """*value* as received (a tuple of three strings), or ``None`` for anything else."""
-        if isinstance(value, tuple) and len(value) == 3 and all(isinstance(v, str) for v in value):
-            return cls(*value)
-        return None
-
-    def same_code(self, other: Identity | None) -> bool:
-        """Same version and same files; the path may differ (two checkouts of one commit)."""
-        return other is not None and (self.version, self.digest) == (other.version, other.digest)
-
-    def __str__(self) -> str:
-        return f"awkgen {self.version} from {self.path} (files {self.digest})"
-
-
-def _identity() -> Identity:
-    from .. import __version__
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    digest = hashlib.sha256()
-    for directory, subdirectories, files in sorted(os.walk(root)):
-        subdirectories.sort()
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(directory, name)
-                digest.update(os.path.relpath(path, root).encode() + b"\0")
-                try:
-                    with open(path, "rb") as f:
-                        digest.update(f.read())
-                except OSError:  # unreadable: its name still counts
-                    pass
-    return Identity(__version__, root, digest.hexdigest()[:16])
-
-
-#: This process's awkgen. The forkserver imports this module before it forks any worker, so
-#: workers report the code the server loaded, whatever sys.path says when they start.
-IDENTITY = _identity()
 
 
 def worker_main(conn: Any, lifeline: Any, setup: dict[str, Any]) -> None:

@@ -104,8 +104,9 @@ from multiprocess.context import ForkServerProcess, reduction, set_spawning_pope
 from .. import procfs, transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
 from . import _travel
+from ._identity import IDENTITY, Identity, mismatch
 from ._wire import FAILED, IN_PLACE, IN_SLOT, INIT_FAILED, READY, ROUTES, VALUE, Channel, MalformedFrame, encode_task
-from ._worker import IDENTITY, Identity, _hold_no_servers, worker_main
+from ._worker import _hold_no_servers, worker_main
 from .base import Outcome, Task, held_here, loader_failure, usable_cpus
 from .managed import ManagedExecutor
 
@@ -125,6 +126,9 @@ _JOIN_S = 2.0
 #: Loader calls quicker than this (a running mean) cost less than the messages around them:
 #: tasks then go several per write, to a worker that is already awake when one is.
 COALESCE_BELOW_S = 0.001
+_FORKSERVER_REMEDY = ("Their forkserver, a new interpreter, imported its own copy: PYTHONPATH or the working "
+                      "directory puts another awkgen tree first there, or awkgen's files changed after this "
+                      "program imported them. Make both find the same awkgen, or restart the program")
 _SIGNAL_HINTS = {
     signal.SIGKILL: "killed: out of memory, or kill -9",
     signal.SIGSEGV: "segmentation fault in the loader or a C extension",
@@ -766,10 +770,10 @@ class ProcessExecutor(ManagedExecutor):
         kind = message[0]
         if kind in (READY, INIT_FAILED):
             # The handshake: a worker says which awkgen it runs, whatever it says next.
-            theirs = Identity.of(message[1 if kind == READY else 2] if len(message) > (1 if kind == READY else 2)
-                                 else None)
+            at = 1 if kind == READY else 2
+            theirs = Identity.of(message[at] if len(message) > at else None)
             if not IDENTITY.same_code(theirs):
-                self._break(WorkerStartError, _mismatch(theirs), None)
+                self._break(WorkerStartError, mismatch("worker processes", theirs, _FORKSERVER_REMEDY), None)
                 worker.proc.kill()  # its sentinel fires next; _on_death cleans up
                 return
         if kind == READY:
@@ -939,15 +943,6 @@ def _forget_forkserver() -> None:
         if server._forkserver_alive_fd is not None:
             os.close(server._forkserver_alive_fd)
         server._forkserver_address = server._forkserver_alive_fd = server._forkserver_pid = None
-
-
-def _mismatch(theirs: Identity | None) -> str:
-    """Why a pool cannot use workers that run *theirs*, another awkgen than this process's."""
-    them = str(theirs) if theirs is not None else "an awkgen that does not say which (older than 0.1.0)"
-    return (f"worker processes run another awkgen than this process: they run {them}, this process runs "
-            f"{IDENTITY}. Their forkserver imported its own copy: PYTHONPATH or the working directory puts "
-            "another awkgen tree first for a new interpreter, or awkgen's files changed after this program "
-            "imported them. Make both find the same awkgen, or restart the program")
 
 
 def _failure(seq: int, error: bytes | None, error_text: str, by_loader: bool, load_s: float,

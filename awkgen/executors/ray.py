@@ -51,8 +51,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import transport
-from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError
+from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
 from . import _travel
+from ._identity import IDENTITY, Identity, mismatch
 from .base import Outcome, Task, call_loader, loader_failure
 from .managed import ManagedExecutor
 
@@ -133,8 +134,9 @@ class _LoaderActor:
         except BaseException:
             self._broken = traceback.format_exc()
 
-    def pid(self) -> int:
-        return os.getpid()
+    def pid(self) -> tuple[int, tuple[str, ...]]:
+        """The actor's pid and which awkgen it runs (the handshake, see :mod:`._identity`)."""
+        return os.getpid(), tuple(IDENTITY)
 
     def load(self, task: Task) -> Loaded | Interrupted | Broken:
         if self._loader is None:
@@ -161,9 +163,10 @@ class _LoaderActor:
 @dataclass(eq=False)
 class _Worker:
     actor: Any
-    pid_ref: Any  # ObjectRef of the actor's pid, asked for when it was created; ready once it is up
+    pid_ref: Any  # ObjectRef of the actor's pid and awkgen, asked for when it was created; ready once it is up
     spawned: float
     up: bool = False  # the actor answered (or failed) its pid call: it was scheduled and started
+    checked: bool = False  # its answer was read: its pid is known and its awkgen was compared with ours
     pid: int | None = None
     task: Task | None = None
     ref: Any = None  # ObjectRef of the running call
@@ -207,6 +210,7 @@ class RayExecutor(ManagedExecutor):
         self._spawn_lock = threading.Lock()  # no actor is spawned once close() has begun
         self._workers: list[_Worker] = []
         self._graveyard: list[Any] = []  # refs of killed actors' calls: awaited so Ray logs no "unhandled error"
+        self._broken_as: type[AwkgenError] = LoaderError  # what tasks fail with once _broken is set
         self._start()
 
     # -- the caller's side ---------------------------------------------------------------
@@ -290,7 +294,7 @@ class RayExecutor(ManagedExecutor):
             except IndexError:  # cancelled meanwhile
                 return
             if self._broken is not None:
-                self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+                self._outcomes.put(Outcome(task.seq, error_type=self._broken_as, detail=self._broken))
                 continue
             worker.task, worker.started = task, time.monotonic()
             worker.ref = worker.actor.load.remote(task)
@@ -308,6 +312,11 @@ class RayExecutor(ManagedExecutor):
         task, ref = worker.task, worker.ref
         assert task is not None
         worker.task, worker.ref = None, None
+        self._resolve_pid(worker, wait_s=_PID_WAIT_S)  # answered before this call: its awkgen is known
+        if self._broken_as is WorkerStartError:  # it runs another awkgen: what it sent cannot be read
+            _swallow(ray, ref)
+            self._outcomes.put(Outcome(task.seq, error_type=WorkerStartError, detail=self._broken or ""))
+            return
         try:
             result = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # the loader raised (or its result would not pickle)
@@ -349,11 +358,24 @@ class RayExecutor(ManagedExecutor):
         self._outcomes.put(Outcome(task.seq, value=value, load_s=result.load_s, pid=result.pid))
 
     def _resolve_pid(self, worker: _Worker, wait_s: float = 0.0) -> None:
-        if worker.pid is None:
-            try:
-                worker.pid = self._ray.get(worker.pid_ref, timeout=wait_s)
-            except Exception:  # died before it could say
-                pass
+        """Learn *worker*'s pid and check that it runs this process's awkgen (else break the
+        pool: every task fails with a WorkerStartError naming both)."""
+        if worker.checked:
+            return
+        try:
+            said = self._ray.get(worker.pid_ref, timeout=wait_s)
+        except Exception:  # died before it could say, or not up yet
+            return
+        worker.checked = True
+        pid, theirs = (said[0], Identity.of(said[1])) if isinstance(said, tuple) and len(said) == 2 else (said, None)
+        worker.pid = pid if isinstance(pid, int) else -1
+        if not IDENTITY.same_code(theirs) and self._broken_as is not WorkerStartError:
+            self._broken_as = WorkerStartError
+            self._broken = mismatch(f"Ray actors (the first: {worker.describe()})", theirs,
+                                    "Ray's worker processes import awkgen themselves, from their own sys.path: "
+                                    "install the same awkgen on every node (an editable checkout used through "
+                                    "PYTHONPATH or sys.path in the driver is not seen there), or ship it with "
+                                    "ray.init(runtime_env={'py_modules': [awkgen]})")
 
     def _expire(self) -> None:
         """Fail calls past ``timeout`` (counted from when their actor was up) or whose actor never started."""
