@@ -44,7 +44,9 @@ host, so a pid number alone proves nothing: another PID namespace reuses it):
 - a pool starting up (:func:`reclaim_orphans`) removes a pool's segments and lock file
   only if it can take that lock itself: the owner is gone. No lock file, a lock it
   cannot open (another user's), a name that is not awkgen's or not a regular file:
-  left alone;
+  left alone. A file it cannot remove (``EPERM``, ``EACCES``) or another user's file
+  under the pool's name is skipped, the rest still removed; the lock file goes last,
+  once every file of the pool's owner is gone;
 - a worker that sees its parent die removes that parent's pools the same way;
 - the lock file is created under a hidden name, locked, then renamed into place, so no
   one ever sees it unlocked while its owner lives. ``os.fork()`` children drop their
@@ -217,7 +219,7 @@ def reclaim_orphans(directory: str, pid: int | None = None, wait_s: float = 0.0)
         pools[key].append(name)
     mine = None if pid is None else f"{PREFIX}{pid}-"
     uid = os.getuid()
-    removed = []
+    removed: list[str] = []
     for key, members in pools.items():
         lock_name = key + _LOCK_SUFFIX
         if lock_name not in members or (mine is not None and not key.startswith(mine)):

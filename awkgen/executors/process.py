@@ -49,6 +49,11 @@ Rules (each one closes a way the pool could hang):
   fails, the queued ones go back to ``_todo``. Workers that die before they say Ready
   ``_START_FAILURES`` times in a row, or that cannot be started at all, break the pool
   with :class:`~awkgen.WorkerStartError` instead of respawning forever.
+- **Handshake**: a worker's first message (``READY`` or ``INIT_FAILED``) names the awkgen it
+  runs (:mod:`._identity`); one that runs other code than the parent, or does not say,
+  breaks the pool with a :class:`~awkgen.WorkerStartError` naming both. Workers of an
+  awkgen too old to say die before Ready and are counted as above; either way a
+  bootstrap failure ends in one typed error within seconds, never a respawn loop.
 - **A worker whose messages cannot be trusted** (not a frame, a reply out of order)
   is killed, and its batch fails with :class:`~awkgen.WorkerDiedError` saying so.
 - **fork** (what a forked child may touch): a pool belongs to the process that made
@@ -220,12 +225,12 @@ class _WorkerProcess(ForkServerProcess):  # type: ignore[misc]  # multiprocess h
 
     def start(self) -> None:
         self._check_closed()
-        assert self._popen is None, 'cannot start a process twice'
+        assert self._popen is None, 'cannot start a process twice'  # type: ignore[has-type]
         assert self._parent_pid == os.getpid(), \
                'can only start a process object created by current process'
         multiprocess.process._cleanup()
         self._popen = self._Popen(self)
-        self._sentinel = self._popen.sentinel
+        self._sentinel = self._popen.sentinel  # type: ignore[attr-defined]
         # Avoid a refcycle if the target function holds an indirect
         # reference to the process object (see bpo-30775)
         del self._target, self._args, self._kwargs

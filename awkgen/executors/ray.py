@@ -35,7 +35,17 @@ any ``ray.init``: Ray's own exit hook stops it; call ``ray.shutdown()`` to stop 
 earlier. awkgen never shuts down a cluster, only its own actors.
 
 The actors belong to this process (Ray "fate-shares" them with their owner): if it
-dies, even by ``SIGKILL``, Ray kills them. Every node needs awkgen, numpy and the
+dies, even by ``SIGKILL``, or exits without a stop, Ray kills them.
+
+Faults (each a typed error for its batch, within seconds; nothing else lost): an actor
+that dies, also while its result is being sent, fails its call with ``RayActorError``
+(``WorkerDiedError``, the actor replaced); a result larger than the object store is
+stored outside it by Ray and arrives intact; Ray failing to deliver one is a
+``LoaderError`` for that batch. The handshake: an actor answers the pid call made at
+its creation with the awkgen it runs (:mod:`._identity`), and the manager reads that
+answer before any result of the actor; an actor of other code (Ray's workers import
+awkgen from their own ``sys.path``) breaks the pool with a ``WorkerStartError`` naming
+both, instead of results whose classes differ. Every node needs awkgen, numpy and the
 installed packages the loader imports (or ``ray.init(runtime_env=...)`` to ship them);
 the user's own modules travel by value with the loader (:mod:`._travel`).
 """
