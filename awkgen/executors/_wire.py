@@ -23,14 +23,15 @@ Messages (``kind`` is the head's first item)::
 
     parent -> worker   (TASK, seq, ids_dtype, ids_shape, ids, rng_entropy, slot_path, slot_capacity)
                        None                                       stop
-    worker -> parent   (READY,)                                   the loader is loaded
-                       (INIT_FAILED, traceback_text)              it could not be
+    worker -> parent   (READY, identity)                          the loader is loaded
+                       (INIT_FAILED, traceback_text, identity)    it could not be (or other code)
                        (VALUE, seq, load_s, nbytes, data, in_slot, retire) + blob of inline arrays
                        (FAILED, seq, load_s, pickled_exception | None, traceback_text, by_loader, retire)
 
 ``retire`` (the last field of both replies): an array the loader got from ``awkgen.empty``
 outlived its call, so the parent must never reuse the task's slot.
 
+``identity`` is the awkgen the worker runs, a plain tuple (see :mod:`._identity`).
 ``ids_dtype`` is ``None`` when the ids are not a plain numpy array; ``ids`` is then
 the ids pickled on their own (dill when pickle refuses), so a worker that cannot
 unpickle them can still fail the right batch.

@@ -1,14 +1,13 @@
 """What runs inside a worker process of the ``"process"`` backend.
 
 The forkserver preloads this module, so a new worker forks with numpy, dill and
-tblib already imported. Each worker:
+tblib already imported. First of all, a worker compares the awkgen it runs
+(:data:`._identity.IDENTITY`, computed when the server imported this module) with its
+parent's: a worker of other code (the server found another awkgen tree on its
+``sys.path``) says so and exits, and every later message names its awkgen too, so the
+parent can refuse it (the *handshake*). ``worker_main`` takes one setup dict, not
+positional arguments, so that a worker of another version still gets this far. Then it:
 
-0. compares the awkgen it runs (:data:`._identity.IDENTITY`, computed when the server
-   imported this module) with its parent's, first of all: a worker of other code
-   (the server found another awkgen tree on its ``sys.path``) says so and exits, and
-   every later message names its awkgen too, so the parent can refuse it (the
-   *handshake*). ``worker_main`` takes one setup dict, not positional arguments, so
-   that a worker of another version still gets this far;
 1. ignores SIGINT (Ctrl-C belongs to the parent, which stops the pool), leaves the
    parent's process group (a kill of that whole group must leave it time to clean up)
    and runs under ``SCHED_BATCH`` (its wake-ups never preempt the training loop);
