@@ -569,6 +569,45 @@ def test_a_forked_child_gets_process_pools_of_its_own(tmp_path, parent, close):
         assert child.value("CHILD_UNCLOSED") is True, child.log
 
 
+def test_a_child_forked_while_a_parent_thread_holds_multiprocess_locks_still_starts_pools(tmp_path):
+    # A manager thread starting a worker holds the forkserver's lock (for the whole first start
+    # of the server) and the resource tracker's: a fork in that window left them held in the
+    # child by a thread that does not exist there, and the child's first pool waited forever.
+    child = run_child(tmp_path, """
+        import awkgen.executors.process  # noqa: F401 - as the parent's own pool starting its workers has
+        from multiprocess import forkserver, resource_tracker
+
+        def loader(ids):
+            return np.full(10_000, ids[0], dtype=np.float64)
+
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with forkserver._forkserver._lock, resource_tracker._resource_tracker._lock:
+                held.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(30)  # a child that hangs dies (and the test sees no CHILD_GOT)
+            with awkgen.DataGeneratorMultiProc(loader, list(range(10)), batch_size=1, n_workers=1,
+                                               shuffle=False) as gen:
+                print("CHILD_GOT", [int(gen()[0][0]) for _ in range(2)], flush=True)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("CHILD_STATUS", os.waitstatus_to_exitcode(status))
+        release.set()
+        holder.join()
+        print("OK")
+    """, timeout=60)
+    assert child.value("CHILD_GOT") == [0, 1], child.log
+    assert child.value("CHILD_STATUS") == 0, child.log
+
+
 def test_torch_dataloader_fork_workers_build_generators_of_their_own(tmp_path):
     pytest.importorskip("torch")
     child = run_child(tmp_path, """

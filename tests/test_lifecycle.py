@@ -129,7 +129,7 @@ def test_interpreter_exit_with_a_live_generator_cleans_up(tmp_path):
                 gen()
             print("done", flush=True)
             # no close: interpreter exit must clean up
-    """)
+    """, sleep=0.2)  # slow enough that both workers load (a quick loader's batches all went to one)
     out, _ = assert_exited_leaving_nothing(proc, pid_dir)
     assert "done" in out
 
