@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             configs += 1
             trees += n
             failures += f
+            if configs % 250 == 0:
+                print(f"  {backend}: {configs} configurations, {trees} trees, {failures} failures, "
+                      f"{time.monotonic() - started:.0f} s, routes {dict(routes)}", flush=True)
         print(f"  {backend}: done, {trees} trees so far, {failures} failures, {time.monotonic() - started:.0f} s",
               flush=True)
     print(f"process routes: {dict(routes)}")

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import awkgen
@@ -71,8 +71,17 @@ def test_thread_backend_batches_equal_the_serial_loaders(items, batch_size, n_wo
     run("thread", items, min(batch_size, len(items)), n_workers, prefetch, outgrow)
 
 
+BIG = ("array", "<f8", "C", 20_000, 4, False, False, False, False)  # 640 kB: the slot route
+BIG_IN_PLACE = ("array", "<f4", "F", 20_000, 4, False, True, True, False)  # built with awkgen.empty
+
+
 @oracle_settings(15)
 @given(**shapes)
+@example(items=[BIG] * 5, batch_size=1, n_workers=2, prefetch=None, outgrow=False)  # every route is taken:
+@example(items=[(*BIG_IN_PLACE[:3], 500 * (i + 1), *BIG_IN_PLACE[4:]) for i in range(8)],  # test_..._every_route
+         batch_size=1, n_workers=1, prefetch=None, outgrow=True)
+@example(items=[("tuple", (BIG_IN_PLACE, ("scalar", 2), BIG), True)] * 4, batch_size=2, n_workers=2, prefetch=1,
+         outgrow=False)
 def test_process_backend_batches_equal_the_serial_loaders(items, batch_size, n_workers, prefetch, outgrow):
     run("process", items, min(batch_size, len(items)), n_workers, prefetch, outgrow)
 
@@ -130,14 +139,18 @@ def _rebuild(host: int) -> _ExplodesInParent:
     return _ExplodesInParent(host)
 
 
-def _unrebuildable_every_other(ids, host=os.getpid()):
-    k = int(np.asarray(ids)[0])
-    return (np.full(10, k), _ExplodesInParent(host) if k % 2 else None)
+class _UnrebuildableEveryOther:
+    def __init__(self) -> None:
+        self.host = os.getpid()  # the test's process, carried to the workers with the loader
+
+    def __call__(self, ids):
+        k = int(np.asarray(ids)[0])
+        return (np.full(10, k), _ExplodesInParent(self.host) if k % 2 else None)
 
 
 @pytest.mark.parametrize("backend", ["process", pytest.param("ray", marks=pytest.mark.ray)])
 def test_a_result_the_parent_cannot_rebuild_fails_its_batch_only(backend):
-    with awkgen.DataGeneratorMultiProc(_unrebuildable_every_other, np.arange(6), batch_size=1, n_workers=2,
+    with awkgen.DataGeneratorMultiProc(_UnrebuildableEveryOther(), np.arange(6), batch_size=1, n_workers=2,
                                        backend=backend, shuffle=False) as gen:
         for k in range(6):
             if k % 2:

@@ -109,7 +109,8 @@ def test_ids_nothing_can_pickle_raise_instead_of_sending_garbage():
 
 
 def rebuild_reply(fields: tuple, blob: bytes):
-    kind, seq, load_s, nbytes, data, in_slot, retire = pickle.loads(pickle.dumps(fields))  # as the pipe carries it
+    fields = pickle.loads(pickle.dumps(fields))  # as the pipe carries it
+    kind, seq, load_s, nbytes, data, in_slot, wanted, retire = fields
     assert kind == VALUE and not in_slot and not retire
     return transport.load_result(data, np.frombuffer(bytearray(blob), dtype=np.uint8) if nbytes else None)
 

@@ -25,7 +25,7 @@ Messages (``kind`` is the head's first item)::
                        None                                       stop
     worker -> parent   (READY, identity)                          the loader is loaded
                        (INIT_FAILED, traceback_text, identity)    it could not be (or other code)
-                       (VALUE, seq, load_s, nbytes, data, in_slot, retire) + blob of inline arrays
+                       (VALUE, seq, load_s, nbytes, data, in_slot, wanted, retire) + blob of inline arrays
                        (FAILED, seq, load_s, pickled_exception | None, traceback_text, by_loader, retire)
 
 ``retire`` (the last field of both replies): an array the loader got from ``awkgen.empty``
@@ -291,21 +291,25 @@ def encode_value(seq: int, value: Any, load_s: float, slot: transport.SlotRef | 
     there stay where they are and the others are laid out after them; if that does not
     fit, everything goes to the blob: a second layout in the same slot could copy one
     array over the source of another (see :mod:`awkgen.transport`).
-    The head fields are ``(VALUE, seq, load_s, nbytes, data, in_slot, retire)``; the caller
+    The head fields are ``(VALUE, seq, load_s, nbytes, data, in_slot, wanted, retire)`` (*wanted*:
+    the slot size this result needs, its in-place layout's when that outgrew the slot); the caller
     pickles them once it knows whether the slot must be retired.
     """
     placed = arena is not None and arena.used > 0 and slot is not None
+    wanted = 0
     if placed:
         assert arena is not None and slot is not None
         data, layout = transport.encode_result(value, placed=arena.offset_of, start=arena.used)
         if layout.nbytes <= slot.capacity:
             transport.write_arrays(arena.buffer, layout)
-            return (VALUE, seq, load_s, layout.nbytes, data, IN_PLACE, False), b""
+            return (VALUE, seq, load_s, layout.nbytes, data, IN_PLACE, layout.nbytes, False), b""
+        wanted = layout.nbytes  # the parent grows its slots to this: the next batch fits in place
     data, layout = transport.encode_result(value)
     if slot is not None and transport.MIN_SHM_BYTES <= layout.nbytes <= slot.capacity and not placed:
         transport.write_arrays(attach(slot.path), layout)
-        return (VALUE, seq, load_s, layout.nbytes, data, IN_SLOT, False), b""
+        return (VALUE, seq, load_s, layout.nbytes, data, IN_SLOT, layout.nbytes, False), b""
     blob = bytearray(layout.nbytes)
     transport.write_arrays(blob, layout)
-    return (VALUE, seq, load_s, layout.nbytes, data, OVERFLOW if placed else IN_BLOB, False), blob
+    return (VALUE, seq, load_s, layout.nbytes, data, OVERFLOW if placed else IN_BLOB, max(wanted, layout.nbytes),
+            False), blob
 

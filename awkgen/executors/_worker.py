@@ -265,7 +265,7 @@ def _out_of_slot(fields: tuple[Any, ...], blob: Any, arena: transport._Arena) ->
     0, so the pickled references stay valid."""
     if fields[0] == VALUE and fields[5] in (IN_SLOT, IN_PLACE):
         blob = bytearray(memoryview(arena.buffer)[:fields[3]])
-        fields = (*fields[:5], IN_BLOB, fields[6])
+        fields = (*fields[:5], IN_BLOB, *fields[6:])
     return (*fields[:-1], True), blob
 
 

@@ -807,11 +807,11 @@ class ProcessExecutor(ManagedExecutor):
             self._ring.release(slot)
             self._put(_failure(seq, message[3], message[4], message[5], load_s, worker.proc.pid))
             return
-        _, seq, load_s, nbytes, data, in_slot, _ = message
+        _, seq, load_s, nbytes, data, in_slot, wanted, _ = message
         self._routes[ROUTES[in_slot] if nbytes else "pickled"] += 1
         self._load_s = load_s if self._load_s == float("inf") else 0.8 * self._load_s + 0.2 * load_s
-        if nbytes >= transport.MIN_SHM_BYTES:
-            self._ring.need(nbytes)
+        if wanted >= transport.MIN_SHM_BYTES:
+            self._ring.need(wanted)
         try:
             if in_slot in (IN_SLOT, IN_PLACE) and slot is not None:
                 value = transport.load_result(data, self._ring.lease(slot))
