@@ -7,6 +7,7 @@ message names the argument and the value received.
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import numbers
@@ -353,9 +354,11 @@ def _check_ids(sample_ids: Any) -> Any:
     elif isinstance(sample_ids, (Mapping, Set)):
         raise TypeError("sample_ids must be an ordered sequence (list, tuple, range, numpy array); received "
                         f"a {type(sample_ids).__name__}, whose order is not reproducible")
+    elif isinstance(sample_ids, Sequence) and not isinstance(sample_ids, collections.deque):
+        ids = sample_ids  # lazy: indexed per batch, never copied (a deque's indexing is linear: copied below)
     else:
         try:
-            ids = list(sample_ids)
+            ids = list(sample_ids)  # an iterator, a generator, a pandas Series, ...: read once, kept as a list
         except TypeError:
             raise TypeError(f"sample_ids must be a sequence of ids; received: {sample_ids!r:.100} "
                             f"({type(sample_ids).__name__})") from None
