@@ -164,7 +164,7 @@ class Plan:
     rank: int = 0
     world_size: int = 1
 
-    @property
+    @functools.cached_property  # asked for every batch; a Plan never changes
     def size(self) -> int:
         """Ids in this rank's shard: every rank gets ``n_ids // world_size``."""
         return self.n_ids // self.world_size
@@ -182,6 +182,7 @@ class Plan:
         """Places ``[start, stop)`` of this shard's order in epoch *epoch*: positions in the ids (int64).
 
         Computes only the chunks of order those places fall in (see the module docstring).
+        A shuffled batch within one chunk is a read-only view of it.
         """
         if not 0 <= start <= stop <= self.size:
             raise IndexError(f"places must satisfy 0 <= start <= stop <= size={self.size}; "
@@ -189,10 +190,13 @@ class Plan:
         if not self.shuffle or start == stop:
             return self.rank + np.arange(start, stop, dtype=np.int64) * self.world_size
         first, last = start // CHUNK, (stop - 1) // CHUNK
-        parts = [self._chunk(epoch, c)[max(start - c * CHUNK, 0):stop - c * CHUNK] for c in range(first, last + 1)]
-        return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+        if first == last:
+            return self._chunk(epoch, first)[start - first * CHUNK:stop - first * CHUNK]
+        return np.concatenate([self._chunk(epoch, c)[max(start - c * CHUNK, 0):stop - c * CHUNK]
+                               for c in range(first, last + 1)])
 
     def _chunk(self, epoch: int, index: int) -> np.ndarray:
+        """Places ``[index * CHUNK, (index + 1) * CHUNK)`` of the shard's order, read-only, cached."""
         cache = self._chunks
         chunk = cache.get((epoch, index))
         if chunk is None:
@@ -203,6 +207,7 @@ class Plan:
                 chunk = rng.permutation(self.n_ids)[places]
             else:
                 chunk = permute(places, self.n_ids, order_keys(self.seed, epoch))
+            chunk.flags.writeable = False  # batches are views of it
             while len(cache) >= _CACHED_CHUNKS:
                 del cache[next(iter(cache))]
             cache[(epoch, index)] = chunk
@@ -217,10 +222,15 @@ class Plan:
         return self.positions(epoch, 0, self.size)
 
     def batch_positions(self, epoch: int, step: int) -> np.ndarray:
-        """Positions of batch *step* of epoch *epoch* (int64, a fresh array)."""
+        """Positions of batch *step* of epoch *epoch* (int64; when shuffled, usually a read-only view)."""
         if not 0 <= step < self.steps_per_epoch:
             raise IndexError(f"step must be in [0, {self.steps_per_epoch}); received: {step}")
         start = step * self.batch_size
+        if self.shuffle:  # the usual case inlined (it runs for every batch): a whole batch in one cached chunk
+            index, offset = divmod(start, CHUNK)
+            chunk = self._chunks.get((epoch, index))
+            if chunk is not None and offset + self.batch_size <= len(chunk):
+                return chunk[offset:offset + self.batch_size]
         return self.positions(epoch, start, min(start + self.batch_size, self.size))
 
     def next_cursor(self, epoch: int, step: int) -> tuple[int, int]:

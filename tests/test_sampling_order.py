@@ -99,7 +99,11 @@ def test_batches_asked_in_any_order_are_the_epochs_slices(plan, epoch, data):
     for step in steps:
         got = plan.batch_positions(epoch, step)
         assert np.array_equal(got, order[step * plan.batch_size:(step + 1) * plan.batch_size])
-        got[:] = -1  # a fresh array: scribbling on it changes nothing the plan keeps
+        if got.flags.writeable:  # a batch across two chunks: a fresh array
+            got[:] = -1
+        else:  # a view of a chunk the plan keeps: it cannot be scribbled on
+            with pytest.raises(ValueError, match="read-only"):
+                got[:] = -1
     seen = np.concatenate([plan.batch_positions(epoch, s) for s in range(plan.steps_per_epoch)])
     dropped = plan.size % plan.batch_size if plan.drop_last else 0
     assert len(seen) == len(np.unique(seen)) == plan.size - dropped
