@@ -260,12 +260,13 @@ def _per_batch(make: Any, steps: int, budget_s: float) -> tuple[float, int]:
     return (time.perf_counter() - started) / done, done
 
 
-def run_order(n: int, budget_s: float) -> list[dict[str, Any]]:
-    """Microseconds per batch of each way to order *n* ids, over one epoch (or *budget_s*)."""
+def run_order(n: int, budget_s: float, methods: tuple[str, ...] = ORDER_METHODS,
+              batch_sizes: tuple[int, ...] = (1, BATCH)) -> list[dict[str, Any]]:
+    """Microseconds per batch of each way (*methods*) to order *n* ids, over one epoch (or *budget_s*)."""
     from awkgen.sampling import Plan
 
     records = []
-    for batch_size in (1, BATCH):
+    for batch_size in batch_sizes:
         steps = -(-n // batch_size)
 
         def awkgen_plan(batch_size: int = batch_size) -> Any:
@@ -298,6 +299,8 @@ def run_order(n: int, budget_s: float) -> list[dict[str, Any]]:
             return lambda: list(itertools.islice(order, batch_size))
 
         for method, make in zip(ORDER_METHODS, (awkgen_plan, before, grain_sampler, torch_sampler)):
+            if method not in methods:
+                continue
             try:
                 seconds, done = _per_batch(make, steps, budget_s)
                 records.append({"case": "order", "contender": method, "ids": n, "batch_size": batch_size,
@@ -315,10 +318,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=None, help="ids (default: 10^9 range, 10^8 memmap, 10^6 order)")
     parser.add_argument("--batches", type=int, default=10_000)
     parser.add_argument("--budget-s", type=float, default=15.0, help="most seconds of batches after the first")
+    parser.add_argument("--method", choices=ORDER_METHODS, action="append",
+                        help="order case: the ways to order, repeatable (default: all)")
+    parser.add_argument("--batch-size", type=int, action="append", help="order case: repeatable (default: 1, 256)")
     args = parser.parse_args(argv)
     n = args.n or {"range": 10**9, "memmap": 10**8, "order": 10**6}[args.case]
     if args.case == "order":
-        for record in run_order(n, args.budget_s):
+        for record in run_order(n, args.budget_s, tuple(args.method or ORDER_METHODS),
+                                tuple(args.batch_size or (1, BATCH))):
             print(json.dumps(record))
         return
     if args.contender is None:

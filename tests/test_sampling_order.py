@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from awkgen.sampling import CHUNK, EXACT_MAX, Plan, order_keys, permute
+from awkgen.sampling import CHUNK, EXACT_MAX, ROUNDS, Plan, order_keys, permute
 
 PRIMES = [2, 3, 5, 7, 11, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 65521, 65537, 131071]
 
@@ -53,12 +53,13 @@ def test_each_position_is_computed_on_its_own(n, seed, data):
 def test_the_order_is_pinned_the_same_on_every_numpy():
     """The Feistel order is plain uint64 arithmetic and SeedSequence: these values hold on numpy 1.23 and 2.x."""
     assert order_keys(0, 0).tolist()[:2] == [15793235383387715774, 12390638538380655177]
+    assert ROUNDS == 8 and len(order_keys(0, 0)) == 2 * ROUNDS
     assert Plan(10**6, 8, True, seed=0).batch_positions(0, 0).tolist() == [
-        492902, 733489, 720631, 541142, 89500, 243795, 972846, 661986]
+        123455, 13938, 70533, 943613, 593323, 809005, 480896, 443843]
     assert Plan(10**6, 8, True, seed=0).batch_positions(3, 12345).tolist() == [
-        521731, 981301, 697768, 537818, 230690, 492917, 152103, 920372]
+        680041, 639870, 619358, 226457, 700985, 587482, 194387, 625994]
     assert Plan(10**9, 5, True, seed=2**63 - 1, rank=2, world_size=3).batch_positions(1, 10**7).tolist() == [
-        711418884, 278776900, 308823369, 796653469, 548478086]
+        67463004, 329910842, 308242739, 560687936, 3090584]
 
 
 @settings(max_examples=30, deadline=None)
@@ -154,13 +155,31 @@ def _statistics(p: np.ndarray) -> dict[str, float]:
     expected = (n - 1) / 16
     low_bits = float(((counts - expected) ** 2 / expected).sum())
     return {"displacement_ks": ks, "serial_corr": serial, "trend": trend, "pairs_chi2": pairs,
-            "low_bits_chi2": low_bits}
+            "low_bits_chi2": low_bits, "lagged_pairs_z": _lagged_pairs(p)}
+
+
+def _lagged_pairs(p: np.ndarray) -> float:
+    """The largest z-score of 14 chi-squares: places ``i`` and ``i + lag`` (lags 1, 2, 3 and the powers of
+    two where a Feistel network splits its input), their 32 x 32 joint cells (1023 degrees of freedom)
+    and their difference modulo n in 64 cells (63). Five rounds of the network fail it (z ~ 20)."""
+    n = len(p)
+    bits = (n - 1).bit_length()
+    worst = 0.0
+    for lag in (1, 2, 3, 2 ** (bits // 2), 2 ** (bits // 2 + 1), 2 ** (bits - bits // 2), 2 ** (bits - 2)):
+        a, b = p[:-lag], p[lag:]
+        for cells, k in (((a * 32 // n) * 32 + b * 32 // n, 1024), ((b - a) % n * 64 // n, 64)):
+            counts = np.bincount(cells, minlength=k)
+            expected = len(a) / k
+            chi2 = ((counts - expected) ** 2 / expected).sum()
+            worst = max(worst, (chi2 - (k - 1)) / np.sqrt(2 * (k - 1)))
+    return float(worst)
 
 
 #: Kolmogorov's distribution: P(K > 2.7) ~ 1e-6; a correlation times sqrt(n) is ~N(0, 1): 5.5 sigma over
-#: seven lags; chi-square tails at 1e-6 for 255 and 15 degrees of freedom.
+#: seven lags; chi-square tails at 1e-6 for 255 and 15 degrees of freedom; the lagged pairs' largest z of 14
+#: (a chi-square's z-score has a heavier right tail than a normal's: 6 is about 1e-6 at these sizes).
 QUALITY_BOUNDS = {"displacement_ks": 2.7, "serial_corr": 5.5, "trend": 5.0, "pairs_chi2": 400.0,
-                  "low_bits_chi2": 55.0}
+                  "low_bits_chi2": 55.0, "lagged_pairs_z": 6.0}
 
 
 @pytest.mark.parametrize("n", [EXACT_MAX + 1, 100_000, 2**17, 1_000_000])
@@ -183,3 +202,13 @@ def test_where_a_position_lands_is_uniform_over_seeds():
         assert ((counts - seeds / 20) ** 2 / (seeds / 20)).sum() < 60  # chi-square, 19 dof: P ~ 1e-6
     joint = np.bincount(bins[:, 0] // 4 * 5 + bins[:, 1] // 4, minlength=25)  # 5 x 5
     assert ((joint - seeds / 25) ** 2 / (seeds / 25)).sum() < 70  # 24 dof
+
+
+@pytest.mark.parametrize("rounds", [4, 5])
+def test_the_quality_checks_catch_a_network_with_too_few_rounds(rounds):
+    """The statistics above can fail: four or five rounds of the same network show structure at lagged pairs
+    (six pass; awkgen uses eight)."""
+    n = 1_000_000
+    keys = order_keys(0, 0)
+    weak = _statistics(permute(np.arange(n), n, np.concatenate([keys[:rounds], keys[ROUNDS:ROUNDS + rounds]])))
+    assert weak["lagged_pairs_z"] > QUALITY_BOUNDS["lagged_pairs_z"]
