@@ -133,9 +133,9 @@ def permute(positions: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
     >>> sorted(image.tolist()) == list(range(10)), image.tolist() == permute(np.arange(10), 10, keys).tolist()
     (True, True)
     """
-    x = np.asarray(positions, dtype=np.int64)
+    x = np.array(positions, dtype=np.int64)  # a copy: the identity of range(1) returns it
     if n <= 1:
-        return x.copy()
+        return x
     bits = (n - 1).bit_length()
     limit = np.uint64(n)
     out = _feistel(x.astype(np.uint64), bits, keys)
