@@ -37,8 +37,9 @@ Shards are disjoint, of equal size, and cut from one shared permutation:
   last few chunks: memory is the same for a thousand ids and for a billion, and the
   cost of a batch's positions is proportional to the batch.
 
-Tiny domains are where a Feistel network is weakest (on 8 positions it reaches only some
-of the 40,320 orders, unevenly); that is why small data sets keep numpy's exact shuffle.
+Tiny domains are where a Feistel network is weakest (over 40,000 seeds, on 8 positions, it
+gives 16,317 of the 40,320 orders, some of them 25 times; numpy's permutation gives 25,347,
+none more than 7 times); that is why small data sets keep numpy's exact shuffle.
 
 >>> plan = Plan(n_ids=10**9, batch_size=4, shuffle=True, seed=1)
 >>> positions = plan.batch_positions(0, 0)
