@@ -74,7 +74,7 @@ def order_keys(seed: int, epoch: int) -> np.ndarray:
 
     >>> keys = order_keys(7, 0)
     >>> keys.dtype.name, len(keys), bool((keys == order_keys(7, 0)).all()), bool((keys == order_keys(7, 1)).any())
-    ('uint64', 12, True, False)
+    ('uint64', 16, True, False)
     """
     return np.random.SeedSequence([seed, _ORDER_STREAM, epoch]).generate_state(2 * ROUNDS, dtype=np.uint64)
 
