@@ -90,7 +90,9 @@ def DataGenerator(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.nda
             one, else as a list of the original objects. If it has a parameter named
             ``rng`` it also gets a :class:`numpy.random.Generator` seeded from ``(seed,
             epoch, step, rank)``.
-        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths.
+        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths. A
+            ``range``, a numpy array (memory-mapped too) or any ``Sequence`` is read per batch,
+            never copied; other iterables are read once into a list.
         sample_cls: Labels, one row per id (1-D labels, one-hot or multi-label rows), or
             ``None`` for batches without labels.
         batch_size: Ids per batch, at most the number of ids in this rank's shard.
@@ -174,7 +176,9 @@ def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any]
             one, else as a list of the original objects. If it has a parameter named
             ``rng`` it also gets a :class:`numpy.random.Generator` seeded from ``(seed,
             epoch, step, rank)``.
-        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths.
+        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths. A
+            ``range``, a numpy array (memory-mapped too) or any ``Sequence`` is read per batch,
+            never copied; other iterables are read once into a list.
         sample_cls: Labels, one row per id (1-D labels, one-hot or multi-label rows), or
             ``None`` for batches without labels.
         batch_size: Ids per batch, at most the number of ids in this rank's shard.
