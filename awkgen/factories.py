@@ -7,6 +7,7 @@ message names the argument and the value received.
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import numbers
@@ -89,7 +90,9 @@ def DataGenerator(loader: Callable[..., Any], sample_ids: Sequence[Any] | np.nda
             one, else as a list of the original objects. If it has a parameter named
             ``rng`` it also gets a :class:`numpy.random.Generator` seeded from ``(seed,
             epoch, step, rank)``.
-        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths.
+        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths. A
+            ``range``, a numpy array (memory-mapped too) or any ``Sequence`` is read per batch,
+            never copied; other iterables are read once into a list.
         sample_cls: Labels, one row per id (1-D labels, one-hot or multi-label rows), or
             ``None`` for batches without labels.
         batch_size: Ids per batch, at most the number of ids in this rank's shard.
@@ -173,7 +176,9 @@ def DataGeneratorMultiProc(loader: Callable[..., Any], sample_ids: Sequence[Any]
             one, else as a list of the original objects. If it has a parameter named
             ``rng`` it also gets a :class:`numpy.random.Generator` seeded from ``(seed,
             epoch, step, rank)``.
-        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths.
+        sample_ids: The ids of every sample (a sequence or a numpy array), e.g. file paths. A
+            ``range``, a numpy array (memory-mapped too) or any ``Sequence`` is read per batch,
+            never copied; other iterables are read once into a list.
         sample_cls: Labels, one row per id (1-D labels, one-hot or multi-label rows), or
             ``None`` for batches without labels.
         batch_size: Ids per batch, at most the number of ids in this rank's shard.
@@ -353,9 +358,11 @@ def _check_ids(sample_ids: Any) -> Any:
     elif isinstance(sample_ids, (Mapping, Set)):
         raise TypeError("sample_ids must be an ordered sequence (list, tuple, range, numpy array); received "
                         f"a {type(sample_ids).__name__}, whose order is not reproducible")
+    elif isinstance(sample_ids, Sequence) and not isinstance(sample_ids, collections.deque):
+        ids = sample_ids  # lazy: indexed per batch, never copied (a deque's indexing is linear: copied below)
     else:
         try:
-            ids = list(sample_ids)
+            ids = list(sample_ids)  # an iterator, a generator, a pandas Series, ...: read once, kept as a list
         except TypeError:
             raise TypeError(f"sample_ids must be a sequence of ids; received: {sample_ids!r:.100} "
                             f"({type(sample_ids).__name__})") from None

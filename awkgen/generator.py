@@ -49,7 +49,7 @@ from ._checks import is_int
 from ._interrupts import deferred_sigint
 from .errors import AwkgenError, GeneratorStoppedError, short_ids
 from .executors.base import Executor, Outcome, Task, held_here
-from .sampling import Plan
+from .sampling import EXACT_MAX, Plan
 
 if TYPE_CHECKING:  # for the bridges' return types; none is imported at run time until used
     import keras
@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # for the bridges' return types; none is imported at run time
 __all__ = ["BatchGenerator", "GeneratorStats"]
 
 _POLL_S = 0.1  # how long one wait for an outcome lasts before flags are re-checked
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: shuffled orders of more than sampling.EXACT_MAX ids come from sampling.permute
 _STATE_KEYS = ("n_ids", "batch_size", "shuffle", "drop_last", "rank", "world_size")
 _INPUT_BOUND_WAIT_FRACTION = 0.2
 
@@ -190,7 +190,6 @@ class BatchGenerator:
         self._backend = backend
         self._lock = threading.RLock()
         self._closed = False
-        self._orders: dict[int, np.ndarray] = {}
         self._inflight: collections.OrderedDict[int, _Batch] = collections.OrderedDict()
         self._ready: dict[int, Outcome] = {}
         self._next_seq = 0
@@ -478,8 +477,7 @@ class BatchGenerator:
         """Submit planned batches until ``prefetch`` are undelivered."""
         while len(self._inflight) < self._prefetch:
             epoch, step = self._submit_at
-            order = self._order(epoch)
-            positions = self._plan.batch_positions(epoch, step, order)
+            positions = self._plan.batch_positions(epoch, step)  # computed per batch: no epoch-long array
             ids = self._ids_at(positions)
             entropy = tuple(self._plan.loader_seed(epoch, step)) if self._wants_rng else None
             seq = self._next_seq
@@ -488,15 +486,9 @@ class BatchGenerator:
             self._executor.submit(Task(seq, ids, entropy))
             self._submit_at = self._plan.next_cursor(epoch, step)
 
-    def _order(self, epoch: int) -> np.ndarray:
-        order = self._orders.get(epoch)
-        if order is None:
-            order = self._plan.epoch_order(epoch)
-            self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
-            self._orders[epoch] = order
-        return order
-
     def _ids_at(self, positions: np.ndarray) -> Any:
+        """The batch's ids, read from the ids the caller gave (never copied whole): a numpy
+        array (memory-mapped too) is fancy-indexed, any other sequence indexed id by id."""
         if isinstance(self._ids, np.ndarray):
             return self._ids[positions]
         return [self._ids[p] for p in positions.tolist()]
@@ -558,7 +550,13 @@ class BatchGenerator:
         >>> again() == expected, again.seed
         (True, 7)
         """
-        if not isinstance(state, dict) or state.get("awkgen_state") != _STATE_VERSION:
+        version = state.get("awkgen_state") if isinstance(state, dict) else None
+        if version == 1 and self._plan.shuffle and self._plan.n_ids > EXACT_MAX:
+            raise ValueError(f"state is from an older awkgen (awkgen_state=1), whose shuffled order of more than "
+                             f"{EXACT_MAX} ids differs from this one's: resuming would repeat and skip ids in its "
+                             "epoch. Resume with the awkgen that saved it, or from the next epoch's start: "
+                             "load_state_dict({**state, 'awkgen_state': 2, 'epoch': state['epoch'] + 1, 'step': 0})")
+        if version not in (1, _STATE_VERSION):  # 1 and 2 give the same orders up to EXACT_MAX ids
             raise ValueError(f"state must be a dict from state_dict() (awkgen_state={_STATE_VERSION}); "
                              f"received: {state!r:.200}")
         for key in _STATE_KEYS:
@@ -583,7 +581,6 @@ class BatchGenerator:
             self._ready.clear()
             if seed != self._plan.seed:
                 self._plan = Plan(**{**asdict(self._plan), "seed": seed})
-                self._orders.clear()
             self._submit_at = (epoch, step)
 
     # -- diagnostics ----------------------------------------------------------------

@@ -163,6 +163,7 @@ def markdown(results: dict[str, Any]) -> str:
             + (f" batches/s ({r['call_ms']:.1f} ms/call)" if "call_ms" in r else "")
             + (f" batches/s ({r['ms_per_batch']:.1f} ms/batch)" if "ms_per_batch" in r else "")
             for r in refs) + "."]
+    lines += _bigids_lines(records)
     if configs:
         lines += ["", "## Configurations", ""]
         lines += [f"- `{name}`: `{configs[name]}`" for name in contenders if name in configs]
@@ -207,6 +208,35 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"- **{s['title']}** ({s['unit']}): {s['what']}.")
     lines += ["", f"Settings: {json.dumps(results['settings'])}. Total wall time {results['wall_s']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def _bigids_lines(records: list[dict[str, Any]]) -> list[str]:
+    """The ids-at-scale scenario's own tables (its rows are not the contenders of the summary).
+
+    >>> rs = [{"scenario": "bigids", "contender": "grain, range 10^9", "case": "range", "construction_s": 0.0001,
+    ...        "first_batch_s": 0.004, "batches": 900, "batches_per_s": 240.0, "anon_growth_mib": 0.1},
+    ...       {"scenario": "bigids", "contender": "torch, order 10^6 x1", "case": "order", "us_per_batch": 0.3}]
+    >>> print("\\n".join(_bigids_lines(rs)[5:8]))
+    | grain, range 10^9 | 0.0001 | 0.004 | 900 (240) | 0.1 | |
+    <BLANKLINE>
+    | order of 10^6 ids | us per batch (over one epoch, or until the budget) |
+    """
+    rows = [r for r in records if r["scenario"] == "bigids"]
+    if not rows:
+        return []
+    ids = [r for r in rows if r.get("case") in ("range", "memmap") or r.get("error")]
+    lines = ["", "## A billion ids (scenario 10)", "",
+             "| ids | construction s | first batch s | batches (per s) | anonymous memory growth MiB | note |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in ids:
+        if r.get("skipped") or r.get("error"):
+            lines.append(f"| {r['contender']} | - | - | - | - | {r.get('skipped') or r.get('error')} |")
+            continue
+        lines.append(f"| {r['contender']} | {_num(r['construction_s'], 2)} | {_num(r['first_batch_s'], 2)} | "
+                     f"{r['batches']:,} ({_num(r['batches_per_s'])}) | {_num(r['anon_growth_mib'])}{_spread(r)} | |")
+    lines += ["", "| order of 10^6 ids | us per batch (over one epoch, or until the budget) |", "|---|---:|"]
+    lines += [f"| {r['contender']} | {_num(r['us_per_batch'])}{_spread(r)} |" for r in rows if r.get("case") == "order"]
+    return lines
 
 
 def plot(results: dict[str, Any], path: str) -> None:

@@ -36,6 +36,11 @@ memory     scenario 2's workload, PSS of the whole process tree                 
                                                                                 workers + 1) batches
 pathids    1 M path strings, shuffled, 256 per batch, one epoch, 8 workers,     tree PSS <= 0.5 x torch's,
            each contender in a fresh interpreter; peak PSS of the whole tree    batches/s >= 2 x torch's
+bigids     10^9 ids as a range, 10^8 memory-mapped ids, 256 per batch, up to    construction <= 1 s, first
+           10,000 batches, each in a fresh interpreter (awkgen's generators,    batch <= 1 s (range); the
+           Grain's IndexSampler, torch's RandomSampler); the order's cost per   tree's anonymous memory
+           batch at 10^6 ids, and of the plan awkgen had before                 grows <= 200 MB; order <=
+                                                                                before + 2 us per batch
 =========  ==================================================================  ===========================
 """
 
@@ -83,6 +88,14 @@ PATHIDS_WORKERS = 8
 PATHIDS_BATCH = 256
 #: Contenders of the path-ids scenario (each in a fresh interpreter: see benchmarks/pathids.py).
 PATHIDS_CONTENDERS = ("awkgen-process", "torch[manual]", "torch[auto]")
+#: The ids-at-scale scenario (benchmarks/bigids.py): sizes per case, batches per measurement.
+BIGIDS_N = {"range": 10**9, "memmap": 10**8, "order": 10**6}
+BIGIDS_LABEL = {"range": "10^9", "memmap": "10^8", "order": "10^6"}
+BIGIDS_BATCHES = 10_000
+BIGIDS_AWKGEN = ("awkgen-process", "awkgen-blocking")
+#: How many microseconds per batch awkgen's order may cost beyond the plan it had before: 1% of the
+#: ~180 us of parent CPU the process backend spends per batch in the tiny scenario (its noise).
+BIGIDS_ORDER_SLACK_US = 2.0
 OVERLAP_WORKERS = 2
 OVERLAP_SLACK = 1.05
 BANDWIDTH_WORKERS = 2
@@ -350,6 +363,52 @@ def plan_pathids(settings: Settings, contenders: list[Contender], shared: dict[s
     return [job(n) for n in names]
 
 
+def _bigids_child(args: list[str]) -> list[dict[str, Any]]:
+    """Run ``python -m benchmarks.bigids *args`` in a fresh interpreter; its JSON lines."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bigids", *args], cwd=root, capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bigids child failed ({proc.returncode}): {proc.stderr[-300:]}")
+    return [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+
+
+def plan_bigids(settings: Settings, contenders: list[Contender], shared: dict[str, Any]) -> list[Job]:
+    """Ids at scale (see :mod:`benchmarks.bigids`): each measurement in a fresh interpreter.
+
+    Rows are named ``"<contender>, <case>"``: awkgen's generators where those contenders run,
+    Grain's ``IndexSampler`` and torch's ``RandomSampler`` where a Grain or torch configuration runs.
+    """
+    budget = "3" if settings.quick else "5"  # for the peers: Grain's sampler takes ~4 ms a batch of 256
+    names = [c.name for c in contenders]
+    ids_rows = [n for n in BIGIDS_AWKGEN if n in names]
+    ids_rows += [peer for peer in ("grain", "torch") if any(n.startswith(peer + "[") for n in names)]
+    order_rows = ["awkgen", "awkgen before (numpy permutation)"] if set(BIGIDS_AWKGEN) & set(names) else []
+    order_rows += [m for m in ("grain", "torch") if m in ids_rows]
+
+    def ids_job(case: str, name: str) -> Job:
+        def run() -> dict[str, Any]:
+            awkgen = name in BIGIDS_AWKGEN  # awkgen's rows run every batch the targets name
+            record = _bigids_child(["--case", case, "--contender", name, "--n", str(BIGIDS_N[case]),
+                                    "--batches", str(BIGIDS_BATCHES), "--budget-s", "300" if awkgen else budget])[-1]
+            record["library"] = record.pop("contender")  # the job's row name stays the record's contender
+            record["value"] = record.get("anon_growth_mib")  # None when skipped (torch at 10^9)
+            return record
+        return Job("bigids", f"{name}, {case} {BIGIDS_LABEL[case]}", run, 2 if name == AWKGEN_PROCESS else None)
+
+    def order_job(method: str, batch_size: int) -> Job:
+        def run() -> dict[str, Any]:
+            record = _bigids_child(["--case", "order", "--method", method, "--batch-size", str(batch_size),
+                                    "--n", str(BIGIDS_N["order"]), "--budget-s", budget])[-1]
+            record["library"] = record.pop("contender")
+            record["value"] = record.get("us_per_batch")
+            return record
+        return Job("bigids", f"{method}, order {BIGIDS_LABEL['order']} x{batch_size}", run)
+
+    jobs = [ids_job(case, name) for case in ("range", "memmap") for name in ids_rows]
+    return jobs + [order_job(m, b) for b in (1, 256) for m in order_rows]
+
+
 def _overlap_model(width: int) -> Any:
     import keras
 
@@ -484,6 +543,11 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
              f"1 M path strings, shuffled, {PATHIDS_BATCH} per batch, one epoch, {PATHIDS_WORKERS} workers, "
              "each contender in a fresh interpreter; peak PSS of the whole process tree", "batches/s",
              plan_pathids),
+    Scenario("bigids", "10. A billion ids",
+             "10^9 ids as a range and 10^8 memory-mapped int64 ids, 256 per batch, shuffled, up to "
+             f"{BIGIDS_BATCHES:,} batches, each in a fresh interpreter: construction, first batch, growth of the "
+             "tree's anonymous memory; and the order's cost per batch at 10^6 ids", "MiB or us per batch",
+             plan_bigids, higher=False),
 )}
 
 
@@ -703,6 +767,7 @@ def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if r:
         add("memory in flight", AWKGEN_PROCESS, r["extra_batches"], r["allowed_batches"], "<=",
             "32 MiB batches beyond the processes' own footprint; prefetch (4) + workers (2) + 1 held")
+    _bigids_targets(records, add)
     r = _find(records, "pathids", AWKGEN_PROCESS)
     torch_names = tuple(n for n in PEERS if n.startswith("torch"))
     lean = best_peer(records, "pathids", names=torch_names, key="peak_pss_mib", higher=False)
@@ -714,3 +779,29 @@ def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         add("path ids: throughput vs torch", AWKGEN_PROCESS, r["value"] / fast["value"], 2.0, ">=",
             f"times the faster torch configuration's batches/s ({fast['contender']})")
     return out
+
+
+def _bigids_targets(records: list[dict[str, Any]], add: Callable[..., None]) -> None:
+    """The ids-at-scale targets (issue 25), for each awkgen generator measured."""
+    for name in BIGIDS_AWKGEN:
+        r = _find(records, "bigids", f"{name}, range {BIGIDS_LABEL['range']}")
+        if r:
+            add("10^9 range ids: construction", name, r["construction_s"], 1.0, "<=", "seconds")
+            add("10^9 range ids: first batch", name, r["first_batch_s"], 1.0, "<=", "seconds from construction")
+            add("10^9 range ids: memory growth", name, r["anon_growth_mib"], 200 * 1e6 / MIB, "<=",
+                f"MiB of anonymous memory, whole process tree, over {r['batches']:,} batches")
+        r = _find(records, "bigids", f"{name}, memmap {BIGIDS_LABEL['memmap']}")
+        if r:
+            add("10^8 memory-mapped ids: construction", name, r["construction_s"], 1.0, "<=", "seconds")
+            add("10^8 memory-mapped ids: memory growth", name, r["anon_growth_mib"], 200 * 1e6 / MIB, "<=",
+                f"MiB of anonymous memory (the mapped file's pages aside), whole tree, over {r['batches']:,} "
+                "batches")
+    for batch_size in (1, 256):
+        new = _find(records, "bigids", f"awkgen, order {BIGIDS_LABEL['order']} x{batch_size}")
+        old = _find(records, "bigids", f"awkgen before (numpy permutation), order {BIGIDS_LABEL['order']} "
+                                       f"x{batch_size}")
+        if new and old:
+            add(f"order at 10^6 ids, batch {batch_size}: cost beyond before", "awkgen",
+                new["us_per_batch"] - old["us_per_batch"], BIGIDS_ORDER_SLACK_US, "<=",
+                f"us per batch more than the numpy-permutation plan ({old['us_per_batch']:.2f} us); 2 us is 1% "
+                "of the tiny scenario's parent CPU per batch")

@@ -81,7 +81,7 @@ import traceback
 import types
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,6 +189,7 @@ class Config:
     expected_s: float
     in_place: bool = False  # the loader builds its int64 arrays with awkgen.empty
     tree: bool = False  # the result carries an oracle tree too (tests/fidelity.py), compared with a serial build
+    lazy_ids: str | None = None  # None, "memmap", "range" or "sequence": see _lazy_ids
 
     def summary(self) -> str:
         """The configuration on one line: the core fields, and the optional ones that are on."""
@@ -324,6 +325,7 @@ def draw_config(seed: int) -> Config:
     overlap = r.random() < 0.5
     in_place = r.random() < 0.3  # drawn last: every earlier draw of a seed stays what it was
     tree = r.random() < 0.5  # later still, for the same reason
+    lazy_ids, n_ids = _draw_lazy_ids(r, ids_kind, n_ids, labels, growth)  # after tree, for the same reason
     return Config(seed=seed, backend=backend, n_workers=n_workers, prefetch=prefetch, timeout=timeout, n_ids=n_ids,
                   batch_size=batch_size, ids_kind=ids_kind, id_offset=id_offset, id_stride=id_stride, labels=labels,
                   shuffle=shuffle, gen_seed=gen_seed, drop_last=drop_last, n_calls=n_calls, result=result,
@@ -335,7 +337,24 @@ def draw_config(seed: int) -> Config:
                   state_at=state_at, state_action=state_action, resume_at=resume_at, handoff=handoff, end=end,
                   overlap=overlap and handoff is not None, consumer_ms=round(consumer_ms, 3),
                   pause_every=pause_every, pause_s=pause_s, expected_s=round(expected_s, 2), in_place=in_place,
-                  tree=tree)
+                  tree=tree, lazy_ids=lazy_ids)
+
+
+def _draw_lazy_ids(r: random.Random, ids_kind: str, n_ids: int, labels: bool, growth: int) -> tuple[str | None, int]:
+    """In three configurations in ten, the ids come in a container awkgen indexes per batch and never
+    copies: a read-only memory map (numpy ids), a ``range`` or a ``Sequence`` (list ids). Half of those
+    without labels or per-position growth hold about a billion ids, or just over ``EXACT_MAX``, so the
+    Feistel order runs too. Returns ``(kind, n_ids)``."""
+    if r.random() >= 0.3:
+        return None, n_ids
+    if ids_kind.startswith("array"):
+        return "memmap", n_ids
+    kind = r.choice(["range", "sequence"]) if ids_kind == "list_int" else "sequence"
+    if not labels and not growth and r.random() < 0.5:
+        from awkgen.sampling import EXACT_MAX
+
+        n_ids = r.choice([EXACT_MAX + r.randint(1, 5000), 10**9 + r.randint(0, 10**6)])
+    return kind, n_ids
 
 
 # -- inside a child interpreter: the watchdog and the processes ---------------------------------
@@ -421,6 +440,8 @@ def _ids_only(ids: Any) -> Any:
 
 
 def _make_ids(cfg: Config) -> Any:
+    if cfg.lazy_ids:
+        return _lazy_ids(cfg)
     numbers = cfg.id_offset + cfg.id_stride * np.arange(cfg.n_ids, dtype=np.int64)
     if cfg.ids_kind == "array64":
         return numbers
@@ -429,6 +450,45 @@ def _make_ids(cfg: Config) -> Any:
     if cfg.ids_kind == "list_int":
         return numbers.tolist()
     return [f"s{n}" for n in numbers.tolist()]
+
+
+class _LazyIds(Sequence):
+    """``cfg.n_ids`` ids computed on demand (ints, or ``"s<n>"`` strings), which refuse to be iterated whole."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.n, self.offset, self.stride = cfg.n_ids, cfg.id_offset, cfg.id_stride
+        self.text = cfg.ids_kind == "list_str"
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if not isinstance(i, int) or not 0 <= i < self.n:
+            raise Failure(f"the lazy ids were indexed with {i!r}, not a position in [0, {self.n})")
+        number = self.offset + self.stride * i
+        return f"s{number}" if self.text else number
+
+    def __iter__(self) -> Any:
+        raise Failure("the lazy ids were iterated whole: awkgen must index them per batch")
+
+
+def _lazy_ids(cfg: Config) -> Any:
+    """The configuration's ids in its lazy container: the same ids, values and order as :func:`_make_ids`'s."""
+    if cfg.lazy_ids == "range":
+        return range(cfg.id_offset, cfg.id_offset + cfg.id_stride * cfg.n_ids, cfg.id_stride)
+    if cfg.lazy_ids == "sequence":
+        return _LazyIds(cfg)
+    dtype = np.int64 if cfg.ids_kind == "array64" else np.int32
+    fd, path = tempfile.mkstemp(suffix=".ids")
+    os.close(fd)
+    try:
+        ids = np.memmap(path, dtype=dtype, mode="w+", shape=(cfg.n_ids,))
+        ids[:] = cfg.id_offset + cfg.id_stride * np.arange(cfg.n_ids, dtype=np.int64)
+        ids.flush()
+        del ids
+        return np.memmap(path, dtype=dtype, mode="r", shape=(cfg.n_ids,))  # the mapping outlives the name
+    finally:
+        os.unlink(path)
 
 
 def _label_rows(n_ids: int) -> np.ndarray:
@@ -579,9 +639,9 @@ class ConfigRun:
             os.environ["AWKGEN_SHM_DIR"] = os.path.join(shm_dir, "missing")
         saved_gc = gc.get_threshold()
         saved_sigint = signal.getsignal(signal.SIGINT)
+        self.ids = _make_ids(cfg)  # before the baseline: a memory map of ids holds a file descriptor, the caller's
         before = Snapshot.take()
         fds_before = _open_fds()
-        self.ids = _make_ids(cfg)
         threads: list[threading.Thread] = []
         try:
             if cfg.gc_threshold:

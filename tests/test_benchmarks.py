@@ -236,3 +236,76 @@ def test_jpegs_are_written_once_deterministically(tmp_path):
     assert all(open(os.path.join(other, name), "rb").read() == data for name, data in first.items())
     batch = JpegLoader(folder, 3, size=(16, 8))(__import__("numpy").array([0, 4]))  # 4 wraps around to 1
     assert batch.shape == (2, 8, 16, 3) and batch.dtype.name == "float32" and batch.max() > 0
+
+
+# -- scenario 10: a billion ids (benchmarks/bigids.py) -------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("contender", ["awkgen-blocking", "awkgen-process", "grain"])
+def test_bigids_child_measures_construction_first_batch_and_memory(contender):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bigids", "--case", "range", "--contender", contender,
+                           "--n", str(10**9), "--batches", "20", "--budget-s", "5"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert record["contender"] == contender and record["ids"] == 10**9 and record["batches"] == 20
+    assert 0 <= record["construction_s"] <= record["first_batch_s"]
+    assert record["base_anon_mib"] > 0 and record["anon_growth_mib"] > -record["base_anon_mib"]
+
+
+@pytest.mark.slow
+def test_bigids_child_skips_torch_where_its_sampler_would_not_fit_and_times_each_order():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bigids", "--case", "range", "--contender", "torch",
+                           "--n", str(10**12)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["skipped"].startswith("not run: RandomSampler")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bigids", "--case", "order", "--n", "70000",
+                           "--batch-size", "256", "--method", "awkgen", "--method", "awkgen before (numpy permutation)",
+                           "--method", "torch"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert [r["contender"] for r in records] == ["awkgen", "awkgen before (numpy permutation)", "torch"]
+    assert all(r["whole_epoch"] and r["batches"] == 274 and r["us_per_batch"] > 0 for r in records)
+
+
+def test_bigids_plans_rows_for_the_contenders_asked_for():
+    from benchmarks.contenders import make_contenders
+    from benchmarks.scenarios import Settings, plan_jobs
+
+    jobs = plan_jobs(["bigids"], Settings.make(quick=True), make_contenders(["awkgen-process", "grain[threads]"]), {})
+    assert [j.contender for j in jobs] == [
+        "awkgen-process, range 10^9", "grain, range 10^9", "awkgen-process, memmap 10^8", "grain, memmap 10^8",
+        "awkgen, order 10^6 x1", "awkgen before (numpy permutation), order 10^6 x1", "grain, order 10^6 x1",
+        "awkgen, order 10^6 x256", "awkgen before (numpy permutation), order 10^6 x256", "grain, order 10^6 x256"]
+    assert plan_jobs(["bigids"], Settings.make(quick=True), make_contenders(["keras[threads]"]), {}) == []
+
+
+def test_bigids_targets_and_report():
+    from benchmarks import report
+    from benchmarks.scenarios import evaluate_targets
+
+    def r(contender, **fields):
+        return {"scenario": "bigids", "contender": contender, "workers": None, "reference": False, **fields}
+
+    records = [
+        r("awkgen-process, range 10^9", case="range", value=78.0, construction_s=0.05, first_batch_s=0.5,
+          batches=10_000, batches_per_s=6000.0, anon_growth_mib=78.0),
+        r("torch, range 10^9", case="range", value=None, skipped="not run: RandomSampler's first batch ..."),
+        r("awkgen-process, memmap 10^8", case="memmap", value=250.0, construction_s=1.5, first_batch_s=1.9,
+          batches=10_000, batches_per_s=4000.0, anon_growth_mib=250.0),
+        r("awkgen, order 10^6 x1", case="order", value=0.7, us_per_batch=0.7),
+        r("awkgen before (numpy permutation), order 10^6 x1", case="order", value=0.4, us_per_batch=0.4),
+        r("awkgen, order 10^6 x256", case="order", value=9.0, us_per_batch=9.0),
+        r("awkgen before (numpy permutation), order 10^6 x256", case="order", value=5.0, us_per_batch=5.0),
+    ]
+    targets = {t["target"]: t for t in evaluate_targets(records)}
+    assert targets["10^9 range ids: construction"]["passed"] and targets["10^9 range ids: first batch"]["passed"]
+    assert targets["10^9 range ids: memory growth"]["threshold"] == pytest.approx(190.7, abs=0.1)
+    assert not targets["10^8 memory-mapped ids: construction"]["passed"]
+    assert not targets["10^8 memory-mapped ids: memory growth"]["passed"]
+    assert targets["order at 10^6 ids, batch 1: cost beyond before"]["measured"] == pytest.approx(0.3)
+    assert not targets["order at 10^6 ids, batch 256: cost beyond before"]["passed"]
+    lines = report._bigids_lines(records)
+    assert "| awkgen-process, range 10^9 | 0.05 | 0.5 | 10,000 (6,000) | 78 | |" in lines
+    assert any(line.startswith("| torch, range 10^9 | - |") and "not run" in line for line in lines)
+    assert "| awkgen before (numpy permutation), order 10^6 x256 | 5 |" in lines

@@ -96,9 +96,8 @@ class NumpyDataGenerator(DataGenerator):
         return self._epoch(epoch)
 
     def _epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
-        order = self._plan.epoch_order(epoch)
         for step in range(self.batches_per_epoch):
-            positions = self._plan.batch_positions(epoch, step, order)
+            positions = self._plan.batch_positions(epoch, step)
             if self.shuffle:
                 yield self.x[positions], self.y[positions]
             else:  # contiguous: views, as ART gives
