@@ -7,7 +7,7 @@ MXPY   := $(MXVENV)/bin/python
 # Ray refuses to start a local cluster without this on these machines.
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: test lint docs dist core demo bench bench-quick soak stress r-compat clean
+.PHONY: test lint docs dist core demo bench bench-quick soak stress oracle r-compat clean
 
 # The main venv. torch goes in first and pinned: on this machine torch==2.13.0 is the CPU build
 # (an open torch requirement pulls GBs of CUDA packages). The extras state lower bounds only;
@@ -89,6 +89,15 @@ STRESS_MINUTES ?= 60
 STRESS_JOBS ?= 4
 stress: $(VENV)/.installed
 	$(PY) -m tests.stress --minutes $(STRESS_MINUTES) --jobs $(STRESS_JOBS)
+
+# The differential oracle at scale (tests/oracle.py): ORACLE_TREES result trees per backend, each
+# batch compared with the serial loader's; thread and process in configurations of two trees, Ray
+# in configurations of a hundred (its actors take a second to start). Prints a seed to replay.
+ORACLE_TREES ?= 10000
+ORACLE_SEED ?= 1
+oracle: $(VENV)/.installed
+	$(PY) -m tests.oracle --trees $(ORACLE_TREES) --chunk 2 --seed $(ORACLE_SEED) --backends thread,process
+	$(PY) -m tests.oracle --trees $$(( $(ORACLE_TREES) / 4 )) --chunk 100 --seed $(ORACLE_SEED) --backends ray
 
 # awkgen's R toolkit (awkgen.images, awkgen.classes) and generators against real R running AwkwardMLTools
 # (tools/rcompat/): installs R from Debian's packages (apt-get; root or sudo) and the package from a copy of
