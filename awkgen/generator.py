@@ -54,9 +54,10 @@ from .sampling import EXACT_MAX, Plan
 if TYPE_CHECKING:  # for the bridges' return types; none is imported at run time until used
     import keras
     import tensorflow as tf
-    import torch.utils.data
 
-__all__ = ["BatchGenerator", "GeneratorStats"]
+    from .frameworks.torch import TorchStream
+
+__all__ = ["BatchGenerator", "EpochPass", "GeneratorStats"]
 
 _POLL_S = 0.1  # how long one wait for an outcome lasts before flags are re-checked
 _STATE_VERSION = 2  # 2: shuffled orders of more than sampling.EXACT_MAX ids come from sampling.permute
@@ -145,6 +146,33 @@ def _failure(batch: _Batch, outcome: Outcome) -> BaseException:
     error.__cause__ = outcome.exception()  # as ``raise error from cause`` would
     error.__suppress_context__ = True
     return error
+
+
+class EpochPass(Iterator[tuple[Any, ...]]):
+    """What :meth:`BatchGenerator.one_epoch` returns: the generator's batches up to the end
+    of the epoch it was in when the pass was made.
+
+    ``len()`` is the number of batches this pass has left to give.
+    """
+
+    def __init__(self, gen: BatchGenerator) -> None:
+        self._gen = gen
+        self._epoch = gen.epoch
+
+    def __iter__(self) -> EpochPass:
+        return self
+
+    def __next__(self) -> tuple[Any, ...]:
+        if self._gen.epoch != self._epoch:
+            raise StopIteration
+        return self._gen.get_batch()
+
+    def __len__(self) -> int:
+        epoch, step = self._gen._cursor()
+        return self._gen.steps_per_epoch - step if epoch == self._epoch else 0
+
+    def __repr__(self) -> str:
+        return f"<awkgen epoch pass: epoch {self._epoch}, {len(self)} batch(es) left>"
 
 
 class BatchGenerator:
@@ -386,6 +414,44 @@ class BatchGenerator:
 
     def __next__(self) -> tuple[Any, ...]:
         return self._next_batch()
+
+    def __len__(self) -> int:
+        """``len(gen)`` is :attr:`steps_per_epoch`, as for a Keras ``PyDataset`` or a torch
+        ``DataLoader``; the generator itself is endless (see :meth:`one_epoch`)."""
+        return self._plan.steps_per_epoch
+
+    def __dir__(self) -> list[str]:
+        # object.__dir__ lists the attributes of obj.__class__, which is the disguise
+        # (types.GeneratorType): list the real class's instead, so completion shows the API.
+        return sorted(set(dir(type(self))) | set(vars(self)))
+
+    def one_epoch(self) -> EpochPass:
+        """The batches from here to the end of the current epoch: ``for x, y in gen.one_epoch():``.
+
+        Called between epochs (``gen.step == 0``) it yields a whole epoch,
+        :attr:`steps_per_epoch` batches; called after a loop left an epoch early, it
+        yields the rest of that epoch, so the next pass starts at an epoch boundary
+        and no batch is skipped. The generator itself stays endless (``for batch in
+        gen`` never ends, as in the R package and ART); this is the loop that ends.
+
+        Returns:
+            An iterator of batches, as ``gen()`` returns them. A batch that fails raises
+            from ``next()`` as ``gen()`` does; calling ``next()`` again goes on with the
+            following batch of the same epoch.
+
+        Raises:
+            GeneratorStoppedError: The generator was stopped (raised by ``next()``).
+
+        >>> import awkgen
+        >>> gen = awkgen.DataGenerator(lambda ids: ids, list(range(10)), batch_size=2, shuffle=False)
+        >>> [x for x, in gen.one_epoch()]
+        [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+        >>> for x, in gen.one_epoch():
+        ...     break
+        >>> [x for x, in gen.one_epoch()], gen.epoch, gen.step
+        ([[2, 3], [4, 5], [6, 7], [8, 9]], 2, 0)
+        """
+        return EpochPass(self)
 
     def get_batch(self) -> tuple[Any, ...]:
         """ART's interface: the next batch, as ``gen()`` and ``next(gen)`` return it.
@@ -675,12 +741,15 @@ class BatchGenerator:
 
         return as_keras(self)
 
-    def as_torch(self) -> torch.utils.data.IterableDataset[tuple[Any, ...]]:
+    def as_torch(self) -> TorchStream:
         """An iterable of torch tensors, one epoch per pass, usable where a ``DataLoader`` is.
 
+        A pass is :meth:`one_epoch`: after a ``break``, the next pass finishes that
+        epoch, and the one after starts at an epoch boundary.
+
         Returns:
-            A ``torch.utils.data.IterableDataset`` with ``len``; see
-            :func:`awkgen.frameworks.as_torch`.
+            A ``torch.utils.data.IterableDataset`` with ``len`` (:attr:`steps_per_epoch`);
+            see :func:`awkgen.frameworks.as_torch`.
 
         Raises:
             ImportError: torch is not installed (``pip install "awkgen[torch]"``).

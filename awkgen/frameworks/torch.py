@@ -6,6 +6,8 @@ torch is imported when one of them is used, never by ``import awkgen.frameworks`
 from __future__ import annotations
 
 import functools
+import sys
+import types
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -50,16 +52,23 @@ class PyTorchDataGenerator(_RestartingGenerator):
         super().__init__(iterator, size=size, batch_size=batch_size)
 
 
-def as_torch(gen: BatchGenerator | DataGenerator) -> torch.utils.data.IterableDataset[tuple[Any, ...]]:
-    """An ``IterableDataset`` of torch tensors: each pass is *gen*'s next epoch (``len`` batches).
+def as_torch(gen: BatchGenerator | DataGenerator) -> TorchStream:
+    """An ``IterableDataset`` of torch tensors: each pass runs to the end of *gen*'s current epoch.
 
     Use it where a ``DataLoader`` goes (``for x, y in gen.as_torch(): ...``), or
     wrap it as ``DataLoader(gen.as_torch(), batch_size=None)`` for APIs that insist
     on one. Batches are already made (and loaded ahead by awkgen's workers), so such
-    a DataLoader must keep ``batch_size=None`` and ``num_workers=0``. Numpy arrays
-    become tensors sharing their memory; tuples and dicts are converted item by item;
-    other values are passed through. Batches are taken from the stream as the loop
-    asks for them: leaving a pass early loses nothing.
+    a DataLoader must keep ``batch_size=None`` and ``num_workers=0``: any other
+    ``batch_size`` would stack several batches into one, and is refused with a
+    ``ValueError`` when the DataLoader starts a pass. Numpy arrays become tensors
+    sharing their memory; tuples and dicts are converted item by item; other values
+    are passed through.
+
+    A pass is :meth:`BatchGenerator.one_epoch <awkgen.BatchGenerator.one_epoch>`:
+    batches are taken from the stream as the loop asks for them, and a pass ends
+    where an epoch ends. After a loop left a pass early (``break``), the next pass
+    gives the rest of that epoch, so the pass after it starts at an epoch boundary
+    again; no batch is skipped. ``len()`` is always the steps of a whole epoch.
 
     Needs torch (``pip install "awkgen[torch]"``).
 
@@ -82,8 +91,55 @@ def as_torch(gen: BatchGenerator | DataGenerator) -> torch.utils.data.IterableDa
     """
     steps = steps_per_epoch(gen)
     data = import_framework("torch.utils.data", "torch", "as_torch()")
-    stream: torch.utils.data.IterableDataset[tuple[Any, ...]] = _stream_class(data.IterableDataset)(gen, steps)
+    stream: TorchStream = _stream_class(data.IterableDataset)(gen, steps)
     return stream
+
+
+if TYPE_CHECKING:
+    class TorchStream(torch.utils.data.IterableDataset[tuple[Any, ...]]):
+        """What :func:`as_torch` returns (for type checkers: an ``IterableDataset`` with ``len``)."""
+
+        @property
+        def generator(self) -> BatchGenerator | DataGenerator: ...
+
+        def __len__(self) -> int: ...
+
+        def __iter__(self) -> Iterator[tuple[Any, ...]]: ...
+
+
+_MANY_BATCHES = ("DataLoader(gen.as_torch(), batch_size={0}) would stack {0} of awkgen's batches into one "
+                 "batch: awkgen's batches are already made. Pass batch_size=None (DataLoader(gen.as_torch(), "
+                 "batch_size=None)), and choose the batch size in the awkgen factory")
+
+
+def _refuse_collation(caller: types.FrameType | None) -> None:
+    """Refuse a ``DataLoader`` whose ``batch_size`` would stack batches. The caller of
+    ``iter(dataset)`` is torch's fetcher, which knows whether it collates (torch since 1.2)."""
+    try:
+        from torch.utils.data import DataLoader
+        from torch.utils.data._utils.fetch import _IterableDatasetFetcher
+    except ImportError:  # a torch that arranges fetching otherwise: nothing to check
+        return
+    if caller is None:
+        return
+    fetcher = caller.f_locals.get("self")
+    if not (isinstance(fetcher, _IterableDatasetFetcher) and fetcher.auto_collation):
+        return
+    size: Any = "N"
+    frame = caller.f_back
+    for _ in range(8):  # the DataLoader that made the fetcher, for its batch_size
+        if frame is None:
+            break
+        found = [v for v in (frame.f_locals.get("loader"), frame.f_locals.get("self")) if isinstance(v, DataLoader)]
+        if found:
+            size = found[0].batch_size
+            break
+        frame = frame.f_back
+    if size == 1:  # DataLoader's default
+        raise ValueError("DataLoader(gen.as_torch()) collates with its default batch_size=1, which would add "
+                         "a dimension of 1 to each of awkgen's batches: awkgen's batches are already made. "
+                         "Pass batch_size=None: DataLoader(gen.as_torch(), batch_size=None)")
+    raise ValueError(_MANY_BATCHES.format(size))
 
 
 @functools.cache
@@ -98,7 +154,7 @@ def _stream_class(iterable_dataset: type) -> type:
         return value
 
     class TorchStream(iterable_dataset):  # type: ignore[misc]  # a base class known at run time
-        """One epoch of an awkgen generator per pass, as torch tensors; see :func:`as_torch`."""
+        """The rest of an awkgen generator's current epoch per pass, as torch tensors; see :func:`as_torch`."""
 
         def __init__(self, gen: BatchGenerator | DataGenerator, steps: int) -> None:
             super().__init__()
@@ -113,12 +169,16 @@ def _stream_class(iterable_dataset: type) -> type:
             return self._steps
 
         def __iter__(self) -> Iterator[tuple[Any, ...]]:
+            _refuse_collation(sys._getframe(1))  # iter(dataset) is called by torch's fetcher, if any
             if torch.utils.data.get_worker_info() is not None:
                 raise RuntimeError("Expected to be iterated in the main process (DataLoader num_workers=0). "
                                    "Received: a call from a DataLoader worker; awkgen already loads in its own "
                                    "workers, so use DataGeneratorMultiProc instead of DataLoader workers")
-            for _ in range(self._steps):
-                yield map_tree(self._gen.get_batch(), tensor, exact=False)  # tuples, lists, dicts: item by item
+            gen = self._gen
+            batches = (gen.one_epoch() if isinstance(gen, BatchGenerator)
+                       else (gen.get_batch() for _ in range(self._steps)))
+            # tuples, lists, dicts: item by item
+            return (map_tree(batch, tensor, exact=False) for batch in batches)
 
         def __repr__(self) -> str:
             return f"<awkgen TorchStream: {self._steps} steps per epoch of {self._gen!r}>"

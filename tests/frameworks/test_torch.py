@@ -57,9 +57,37 @@ def test_as_torch_gives_one_epoch_of_tensors_per_pass():
         first = [(x, y) for x, y in data]
         assert all(isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) for x, y in first)
         assert [y.tolist() for _, y in first] == [[0, 10, 20], [30, 40, 50], [60]]
-        x, _ = next(iter(data))  # leaving a pass early loses nothing: the next pass continues the stream
+        x, _ = next(iter(data))  # leaving a pass early loses nothing: the next pass finishes that epoch
         assert x.tolist() == [0, 1, 2]
-        assert [y.tolist() for _, y in DataLoader(data, batch_size=None)] == [[30, 40, 50], [60], [0, 10, 20]]
+        assert [y.tolist() for _, y in DataLoader(data, batch_size=None)] == [[30, 40, 50], [60]]
+        assert (gen.epoch, gen.step) == (2, 0)  # so the pass after starts at an epoch boundary
+        assert [y.tolist() for _, y in data] == [[0, 10, 20], [30, 40, 50], [60]]
+
+
+def test_after_a_break_the_next_pass_ends_with_the_epoch():
+    """The issue's case: ids 0..9 in batches of 2, a loop that breaks after two batches."""
+    with awkgen.DataGenerator(as_array, np.arange(10), batch_size=2, shuffle=False) as gen:
+        data = gen.as_torch()
+        for i, _batch in enumerate(data):
+            if i == 1:
+                break
+        assert [x.tolist() for x, in data] == [[4, 5], [6, 7], [8, 9]]  # not [0, 1], [2, 3] of the next epoch
+        assert [x.tolist() for x, in data] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+        assert len(data) == 5
+
+
+@pytest.mark.parametrize("batch_size, message", [
+    (8, r"DataLoader\(gen.as_torch\(\), batch_size=8\) would stack 8 of awkgen's batches"),
+    (1, r"default batch_size=1, which would add a dimension of 1"),
+])
+def test_as_torch_refuses_a_dataloader_that_would_stack_batches(batch_size, message):
+    with awkgen.DataGenerator(as_array, np.arange(20), batch_size=2, shuffle=False) as gen:
+        loader = DataLoader(gen.as_torch()) if batch_size == 1 else DataLoader(gen.as_torch(), batch_size=batch_size)
+        with pytest.raises(ValueError, match=message) as info:
+            next(iter(loader))
+        assert "batch_size=None" in str(info.value)
+        assert (gen.epoch, gen.step) == (0, 0)  # refused before a batch was taken
+        assert [x.tolist() for x, in DataLoader(gen.as_torch(), batch_size=None)][:2] == [[0, 1], [2, 3]]
 
 
 def test_as_torch_refuses_dataloader_workers():

@@ -73,6 +73,13 @@ def skipping_bad_batches(gen: BatchGenerator, steps: int) -> None:
             continue
 
 
+def loop_habits(gen: BatchGenerator) -> None:
+    assert_type(len(gen), int)
+    for x, y in gen.one_epoch():     # one epoch, then the loop ends
+        print(x, y)
+    print(len(gen.one_epoch()))
+
+
 def is_a_generator(obj: object) -> bool:
     return isinstance(obj, awkgen.BatchGenerator)
 
@@ -82,8 +89,10 @@ def bridges(gen: BatchGenerator) -> None:
 
     keras_data = gen.as_keras()
     print(len(keras_data))
-    for tx, ty in gen.as_torch():
-        print(tx.shape, ty.shape)
+    data = gen.as_torch()
+    steps: int = len(data)           # the docs promise a length
+    for tx, ty in data:
+        print(tx.shape, ty.shape, steps)
     print(gen.as_tf().cardinality())
     art_gen = fw.to_art(gen)
     print(art_gen.size, art_gen.batch_size)
