@@ -9,6 +9,9 @@ for the R package. Bad *arguments* are plain :class:`TypeError` /
 True
 >>> short_ids(list(range(100)))
 '[0, 1, 2, 3, 4, 5, 6, 7, ... (92 more)]'
+>>> import numpy as np
+>>> short_ids([np.int64(8), np.str_("a.png")]), short_ids(np.arange(3))
+("[8, 'a.png']", '[0, 1, 2]')
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import reprlib
 import signal as _signal
 from typing import Any
+
+import numpy as np
 
 __all__ = [
     "AwkgenError",
@@ -42,7 +47,9 @@ def short_ids(ids: Any) -> str:
     Returns:
         The first 8 ids, each shortened to 60 characters, and how many more there are.
     """
-    items = list(ids)
+    items = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+    # numpy 2 writes its scalars as np.int64(8): show the plain value, as a numpy array's ids print
+    items = [i.item() if isinstance(i, np.generic) else i for i in items]
     shown = ", ".join(_ID_REPR.repr(i) for i in items[:_SHOWN_IDS])
     more = len(items) - _SHOWN_IDS
     return f"[{shown}, ... ({more} more)]" if more > 0 else f"[{shown}]"

@@ -8,6 +8,7 @@ message names the argument and the value received.
 from __future__ import annotations
 
 import collections
+import difflib
 import functools
 import inspect
 import numbers
@@ -47,6 +48,9 @@ class _Factory(Generic[_P]):
         functools.update_wrapper(self, build)
 
     def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> BatchGenerator:
+        if not _has_var_keyword(self._build):
+            for name in kwargs:
+                _check_keyword(self._build, name)
         return self._build(*args, **kwargs)
 
     def __get__(self, obj: object, owner: type | None = None) -> _Factory[_P]:
@@ -344,7 +348,9 @@ def _prepare(loader: Any, sample_ids: Any, sample_cls: Any, batch_size: Any, shu
         check_int("seed", seed, minimum=0)
     plan = Plan(n_ids=n_ids, batch_size=int(batch_size), shuffle=bool(shuffle), seed=int(seed),
                 drop_last=bool(drop_last), rank=int(rank), world_size=int(world_size))
-    return _Prepared(loader, ids, labels, plan, _takes_rng(loader))
+    wants_rng = _takes_rng(loader)
+    _check_loader_signature(loader, wants_rng)
+    return _Prepared(loader, ids, labels, plan, wants_rng)
 
 
 def _check_ids(sample_ids: Any) -> Any:
@@ -407,6 +413,76 @@ def _takes_rng(loader: Callable[..., Any]) -> bool:
     return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
 
 
+@functools.cache
+def _parameters(function: Callable[..., Any]) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)
+
+
+def _has_var_keyword(function: Callable[..., Any]) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(function).parameters.values())
+
+
+# Names other loaders use for awkgen's arguments.
+_ALIASES = {"num_workers": "n_workers", "workers": "n_workers", "labels": "sample_cls", "y": "sample_cls",
+            "ids": "sample_ids", "x": "sample_ids", "batchsize": "batch_size", "prefetch_factor": "prefetch",
+            "random_state": "seed", "drop_remainder": "drop_last", "use_multiprocessing": "backend"}
+
+
+def _did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
+    alias = _ALIASES.get(name)
+    if alias in candidates:
+        return alias
+    close = difflib.get_close_matches(name, [c for c in candidates if not c.startswith("_")], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _check_keyword(build: Callable[..., Any], name: str) -> None:
+    """Refuse an unknown keyword argument with a suggestion ("did you mean n_workers?")."""
+    own = _parameters(build)
+    if name in own:
+        return
+    message = f"{build.__name__}() got an unexpected keyword argument {name!r}"
+    suggestion = _did_you_mean(name, own)
+    if suggestion is not None:
+        raise TypeError(f"{message}; did you mean {suggestion}?")
+    pooled = _did_you_mean(name, _parameters(DataGeneratorMultiProc._build))
+    if pooled is not None:
+        raise TypeError(f"{message}; {build.__name__} loads in the calling process, without workers: did you "
+                        f"mean DataGeneratorMultiProc(..., {pooled}=...)?")
+    raise TypeError(f"{message}; it takes {', '.join(own)}")
+
+
+def _unknown_options(backend: str, unknown: Sequence[str], allowed: Sequence[str]) -> str:
+    """The message for keyword arguments that no parameter and no backend option takes."""
+    takes = f"takes the options {tuple(allowed)}" if allowed else "takes no extra options"
+    hints = []
+    for name in unknown:
+        suggestion = _did_you_mean(name, (*_parameters(DataGeneratorMultiProc._build), *allowed))
+        if suggestion is not None:
+            hints.append(f"{name!r}: did you mean {suggestion}?")
+    lead = f"unexpected keyword argument {'; '.join(hints)} " if hints else ""
+    return f"{lead}backend={backend!r} {takes}; received: {sorted(unknown)}"
+
+
+def _check_loader_signature(loader: Callable[..., Any], wants_rng: bool) -> None:
+    """The loader must take the batch's ids as one positional argument (and ``rng=`` by keyword,
+    if it has that parameter): checked now, where its signature can be read, not at its first call."""
+    try:
+        signature = inspect.signature(loader)
+    except (TypeError, ValueError):  # builtins and extension types without a signature: found at the call
+        return
+    try:
+        if wants_rng:
+            signature.bind(None, rng=None)
+        else:
+            signature.bind(None)
+    except TypeError as exc:
+        name = getattr(loader, "__qualname__", None) or type(loader).__name__
+        calls = "loader(ids, rng=rng)" if wants_rng else "loader(ids)"
+        raise TypeError(f"loader must take a batch of ids as one positional argument (awkgen calls {calls}); "
+                        f"received {name}{signature}, which cannot be called so: {exc}") from None
+
+
 def _make_executor(backend: str, loader: Callable[..., Any], n_workers: int, prefetch: int,
                    timeout: float | None, options: dict[str, Any]) -> Executor:
     if backend == "thread":
@@ -423,11 +499,11 @@ def _make_executor(backend: str, loader: Callable[..., Any], n_workers: int, pre
 
     unknown = sorted(set(options) - set(RAY_OPTIONS))
     if unknown:
-        raise TypeError(f"backend='ray' takes the options {RAY_OPTIONS}; received: {unknown}")
+        raise TypeError(_unknown_options(backend, unknown, RAY_OPTIONS))
     return RayExecutor(loader, n_workers, prefetch, timeout, **options)
 
 
 def _no_options(backend: str, options: dict[str, Any]) -> None:
     if options:
-        raise TypeError(f"backend={backend!r} takes no extra options; received: {sorted(options)}")
+        raise TypeError(_unknown_options(backend, sorted(options), ()))
 
