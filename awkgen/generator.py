@@ -45,10 +45,11 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast, overload
 
 import numpy as np
 
+from . import procfs
 from ._checks import is_int
 from ._interrupts import deferred_sigint
 from .errors import AwkgenError, GeneratorStoppedError, short_ids
-from .executors.base import Executor, Outcome, Task, held_here
+from .executors.base import Executor, Outcome, Task, held_here, usable_cpus
 from .sampling import EXACT_MAX, Plan
 
 if TYPE_CHECKING:  # for the bridges' return types; none is imported at run time until used
@@ -62,7 +63,7 @@ __all__ = ["BatchGenerator", "EpochPass", "GeneratorStats"]
 _POLL_S = 0.1  # how long one wait for an outcome lasts before flags are re-checked
 _STATE_VERSION = 2  # 2: shuffled orders of more than sampling.EXACT_MAX ids come from sampling.permute
 _STATE_KEYS = ("n_ids", "batch_size", "shuffle", "drop_last", "rank", "world_size")
-_INPUT_BOUND_WAIT_FRACTION = 0.2
+_INPUT_BOUND_WAIT_FRACTION = 0.2  # of the time after the warm-up spent waiting for batches: input-bound
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,24 @@ class GeneratorStats:
         ready: Batches loaded and waiting to be taken.
         in_flight: Batches handed to workers and not loaded yet.
         n_workers: The generator's workers (1 for :func:`~awkgen.DataGenerator`).
-        verdict: ``"input-bound: more workers would help"`` when the caller spent more
-            than a fifth of the elapsed time waiting, else ``"compute-bound: loading
-            keeps up"`` (``"no batches delivered yet"`` before the first).
+        verdict: What limits the loop and what would help; see :meth:`BatchGenerator.stats`.
+        warmup_s: Seconds from the first request to the end of the warm-up (the first
+            ``n_workers`` batches: workers starting, the first loads), which the verdict
+            leaves out.
+        cpus: The CPUs this process may run on (its affinity mask).
+        loader_cpu: Since the warm-up, the loader's CPU seconds per second it ran: near 1
+            for a loader that computes on a CPU of its own, near 0 for one that waits
+            (storage, network, sleep, or a CPU other work holds); ``None`` before, or on
+            Ray, whose workers run elsewhere.
+        cpus_idle: Since the warm-up, how many of those *cpus* were idle on average,
+            whoever used the rest (this process, its workers, other programs); ``None``
+            before.
 
     >>> import awkgen
     >>> gen = awkgen.DataGenerator(lambda ids: ids, list(range(10)), batch_size=5)
     >>> _ = gen(), gen()
     >>> stats = gen.stats()
-    >>> stats.batches, stats.n_workers, stats.verdict in ("compute-bound: loading keeps up",
-    ...                                                   "input-bound: more workers would help")
+    >>> stats.batches, stats.n_workers, stats.verdict.startswith("warming up")
     (2, 1, True)
     >>> str(stats).startswith("2 batches in ")
     True
@@ -111,6 +120,10 @@ class GeneratorStats:
     in_flight: int
     n_workers: int
     verdict: str
+    warmup_s: float = 0.0
+    cpus: int = 1
+    loader_cpu: float | None = None
+    cpus_idle: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a dict (JSON-serialisable), e.g. for a metrics logger.
@@ -122,9 +135,29 @@ class GeneratorStats:
 
     def __str__(self) -> str:
         per = (lambda s: 1e3 * s / self.batches) if self.batches else (lambda s: 0.0)
+        cpu = "" if self.cpus_idle is None else f"{self.cpus_idle:.1f} of {self.cpus} CPUs idle; "
         return (f"{self.batches} batches in {self.elapsed_s:.2f} s; loader {per(self.loader_s):.1f} ms/batch "
                 f"on {self.n_workers} worker(s); consumer waited {per(self.wait_s):.1f} ms/batch; "
-                f"{self.ready} ready, {self.in_flight} in flight. {self.verdict}")
+                f"{self.ready} ready, {self.in_flight} in flight; {cpu}{self.verdict}")
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """The counters when the warm-up ended: the verdict judges what came after."""
+
+    at: float
+    batches: int
+    loader_s: float
+    wait_s: float
+    loader_cpu_s: float | None
+    idle_s: float | None
+
+
+# The verdict's thresholds.
+_WARMUP_JUDGED_AFTER = 3  # batches past the warm-up before a verdict
+_BUSY_WORKERS = 0.75  # of the workers' time spent in the loader: "the workers are busy"
+_IDLE_CPUS = 0.5  # CPUs idle on average, at least: "CPUs are free"
+_COMPUTES = 0.5  # loader CPU seconds per second of loading, at least: "the loader computes"
 
 
 _NO_COPY = ("an awkgen generator cannot be copied: its workers and its place in the stream belong to one object. "
@@ -229,6 +262,10 @@ class BatchGenerator:
         self._loader_s = 0.0
         self._wait_s = 0.0
         self._started: float | None = None
+        self._warm: _Mark | None = None  # the counters when the warm-up ended
+        self._cpus = usable_cpus()
+        self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(self._cpus))
+        self._serial_cpu_s = 0.0  # DataGenerator: CPU time of the loader, run in the caller's waits
         self._pid = os.getpid()
         # The finalizer holds the executor, never self: a dropped generator is collected. It may
         # run inside garbage collection on any thread, so it only asks the executor to close.
@@ -511,6 +548,9 @@ class BatchGenerator:
         self._fill()  # keep workers busy while the caller trains on this batch
         self._batches += 1
         self._loader_s += outcome.load_s
+        if self._warm is None and self._batches >= self._executor.n_workers:
+            self._warm = _Mark(time.perf_counter(), self._batches, self._loader_s, self._wait_s,
+                               self._loader_cpu_s(), procfs.idle_seconds(self._affinity))
         return seq, batch, outcome
 
     def _put_back(self, seq: int, batch: _Batch, outcome: Outcome) -> None:
@@ -528,6 +568,7 @@ class BatchGenerator:
         """Wait for batch *seq*'s outcome; a recorded Ctrl-C is delivered between waits,
         where nothing is half done."""
         start = time.perf_counter()
+        cpu_start = time.thread_time()
         try:
             while seq not in self._ready:
                 self._check_open()
@@ -538,6 +579,7 @@ class BatchGenerator:
             return self._ready.pop(seq)
         finally:
             self._wait_s += time.perf_counter() - start
+            self._serial_cpu_s += time.thread_time() - cpu_start  # the loader's, for DataGenerator
 
     def _fill(self) -> None:
         """Submit planned batches until ``prefetch`` are undelivered."""
@@ -651,29 +693,124 @@ class BatchGenerator:
 
     # -- diagnostics ----------------------------------------------------------------
     def stats(self) -> GeneratorStats:
-        """Batches delivered, loader time, time the caller waited, and a verdict.
+        """Batches delivered, loader time, time the caller waited, CPU use, and a verdict.
 
-        The verdict is *input-bound* when the caller spent more than a fifth of its
-        time waiting for batches (more workers would help), else *compute-bound*.
-        Cheap, never waits (safe from a monitor thread while a call waits), and works
-        on a stopped generator.
+        The verdict leaves the warm-up out (the first ``n_workers`` batches: workers
+        starting, first loads) and waits for a few batches after it. Then it is
+        *compute-bound* when the caller spent at most a fifth of its time waiting for
+        batches, else *input-bound*, and says whether more workers would help:
+
+        - yes, when the workers are busy and CPUs are idle (the loader computes, or
+          waits on storage: :attr:`GeneratorStats.loader_cpu` tells which);
+        - no, when the loader computes and the CPUs this process may use are busy (the
+          loader, the training loop and other programs share them): make the loader
+          cheaper or give the process more CPUs;
+        - it cannot tell when the CPUs are busy and the loader spends little of its
+          time on a CPU: waiting on storage (more workers would help) looks the same
+          from here as waiting for a CPU (they would not), and the verdict says so;
+        - no, when the workers are mostly idle: the time goes to moving batches;
+        - no, when threads run a loader that holds the GIL (all busy, one CPU's worth
+          of work): ``backend="process"`` would help;
+        - for :func:`~awkgen.DataGenerator`, the loader runs inside the training loop:
+          a prefetching factory would overlap it.
+
+        CPU times come from ``/proc``. Cheap, never waits (safe from a monitor thread
+        while a call waits), and works on a stopped generator.
 
         Returns:
             A :class:`GeneratorStats` snapshot.
         """
         # No _lock: a call waiting for a slow batch holds it, and a monitor thread must not wait.
-        elapsed = 0.0 if self._started is None else time.perf_counter() - self._started
+        now = time.perf_counter()
+        elapsed = 0.0 if self._started is None else now - self._started
         ready = 0 if self._closed else len(self._ready) + self._executor.ready()
         in_flight = max(0, len(self._inflight) - ready)
-        batches, wait_s = self._batches, self._wait_s
-        if not batches:
-            verdict = "no batches delivered yet"
-        elif wait_s > _INPUT_BOUND_WAIT_FRACTION * elapsed:
-            verdict = "input-bound: more workers would help"
+        batches, wait_s, loader_s, warm = self._batches, self._wait_s, self._loader_s, self._warm
+        n_workers = self._executor.n_workers
+        loader_cpu = cpus_idle = None
+        if warm is None:
+            warmup_s = elapsed
+            verdict = ("no batches delivered yet" if not batches else
+                       f"warming up: {batches} of the first {n_workers} batches delivered")
         else:
-            verdict = "compute-bound: loading keeps up"
-        return GeneratorStats(batches, self._loader_s, wait_s, elapsed, ready, in_flight,
-                              self._executor.n_workers, verdict)
+            assert self._started is not None
+            warmup_s = warm.at - self._started
+            span = max(now - warm.at, 1e-9)
+            loaded = loader_s - warm.loader_s
+            cpu_now = None if self._closed else self._loader_cpu_s()
+            if cpu_now is not None and warm.loader_cpu_s is not None and loaded > 0:
+                loader_cpu = max(0.0, cpu_now - warm.loader_cpu_s) / loaded
+            idle_now = procfs.idle_seconds(self._affinity)
+            if idle_now is not None and warm.idle_s is not None:
+                cpus_idle = min(float(self._cpus), max(0.0, idle_now - warm.idle_s) / span)
+            verdict = self._verdict(batches - warm.batches, (wait_s - warm.wait_s) / span,
+                                    loaded / span / n_workers, loader_cpu, cpus_idle)
+        return GeneratorStats(batches, loader_s, wait_s, elapsed, ready, in_flight, n_workers, verdict,
+                              warmup_s, self._cpus, loader_cpu, cpus_idle)
+
+    def _verdict(self, batches: int, waiting: float, busy: float, loader_cpu: float | None,
+                 cpus_idle: float | None) -> str:
+        """The verdict on the time since the warm-up: *waiting* and *busy* are fractions of it
+        (the caller waiting; each worker, on average, in the loader)."""
+        if batches < _WARMUP_JUDGED_AFTER:
+            return (f"warming up: {batches} batch(es) since the first {self.n_workers}; judged after "
+                    f"{_WARMUP_JUDGED_AFTER}")
+        if waiting <= _INPUT_BOUND_WAIT_FRACTION:
+            return f"compute-bound: loading keeps up (the loop waited {waiting:.0%} of the time)"
+        head = f"input-bound: the loop waited {waiting:.0%} of the time; "
+        cpus = self._cpus
+        computes = loader_cpu is None or loader_cpu >= _COMPUTES
+        idle = cpus_idle is not None and cpus_idle >= _IDLE_CPUS
+        if self._backend == "serial":
+            if computes and not idle:
+                return head + ("DataGenerator loads inside the loop and no CPU is idle: a prefetching factory "
+                               "would help little; make the loader cheaper")
+            return head + "DataGenerator loads inside the loop: DataGeneratorMultiProc would load ahead of it"
+        if busy < _BUSY_WORKERS:
+            return head + (f"the workers are idle {1 - busy:.0%} of the time, so more workers would not help: the "
+                           "time goes to moving batches, not loading them (larger batches cost less per sample)")
+        if loader_cpu is None:
+            return head + "the workers are busy: more workers would help if the cluster has CPUs free"
+        loading = self.n_workers * busy  # workers in the loader at once, on average
+        if self._backend == "thread" and loading >= 1.8 and cpus > 1 and 0.7 <= loader_cpu * loading <= 1.3:
+            return head + (f"{loading:.1f} threads load at once but use one CPU between them: a loader that holds "
+                           "the GIL. More threads would not help; backend='process' would")
+        if idle:
+            why = "the loader mostly waits" if not computes else "the loader computes"
+            return head + (f"the workers are busy, {why} ({loader_cpu:.0%} of its time on a CPU) and CPUs are idle "
+                           f"({cpus_idle:.1f} of {cpus}): more workers would help")
+        shown = "" if cpus_idle is None else f" ({cpus_idle:.1f} idle)"
+        if computes:
+            return head + (f"the loader computes ({loader_cpu:.0%} of its time on a CPU) and the {cpus} CPU(s) this "
+                           f"process may use are busy{shown}: more workers would not help; make the loader "
+                           "cheaper, or give the process more CPUs")
+        if loader_cpu * loading >= 0.5 * cpus:  # the workers compete with each other for the CPUs
+            return head + (f"{loading:.1f} workers load at once on {cpus} CPU(s) and keep "
+                           f"{loader_cpu * loading:.1f} of them busy: they wait for the CPUs, not for storage, so "
+                           "more workers would not help; make the loader cheaper, or give the process more CPUs")
+        return head + (f"the workers are busy but the loader ran on a CPU only {loader_cpu:.0%} of its time, and "
+                       f"the {cpus} CPU(s) are busy{shown}: if the loader waits on storage, more workers would "
+                       "help; if other programs hold the CPUs, they would not")
+
+    def _loader_cpu_s(self) -> float | None:
+        """CPU seconds the loader has used so far: in the caller's waits (DataGenerator), in the
+        worker threads or the worker processes; ``None`` on Ray (its workers run elsewhere)."""
+        if self._backend == "serial":
+            return self._serial_cpu_s
+        total = 0.0
+        if self._backend == "thread":
+            me = os.getpid()
+            for thread in list(getattr(self._executor, "_threads", ())):  # the pool's threads
+                if thread.native_id is not None:
+                    total += procfs.cpu_seconds(me, thread.native_id) or 0.0
+            return total
+        if self._backend == "process":
+            for worker in list(getattr(self._executor, "_workers", ())):  # the pool's live worker processes
+                pid = getattr(getattr(worker, "proc", None), "pid", None)
+                if isinstance(pid, int):
+                    total += procfs.cpu_seconds(pid) or 0.0
+            return total
+        return None
 
     # -- lifecycle ------------------------------------------------------------------
     def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-__all__ = ["stat", "pid_alive", "process_table", "descendants"]
+__all__ = ["stat", "cpu_seconds", "idle_seconds", "pid_alive", "process_table", "descendants"]
 
 
 def stat(pid: int) -> tuple[int, str] | None:
@@ -25,6 +25,45 @@ def stat(pid: int) -> tuple[int, str] | None:
         return int(fields[1]), fields[0].decode()
     except (OSError, IndexError, ValueError):
         return None
+
+
+def cpu_seconds(pid: int, tid: int | None = None) -> float | None:
+    """CPU time (user + system) process *pid* has used, all its threads, or only thread
+    *tid* of it; ``None`` if it is gone.
+
+    >>> cpu_seconds(os.getpid()) >= 0
+    True
+    """
+    try:
+        path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+        with open(path, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def idle_seconds(cpus: set[int]) -> float | None:
+    """Seconds CPUs *cpus* have been idle (``idle`` + ``iowait`` of ``/proc/stat``), summed;
+    ``None`` if ``/proc/stat`` cannot be read.
+
+    >>> idle_seconds(os.sched_getaffinity(0)) >= 0
+    True
+    """
+    total = 0
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"cpu") and line[3:4].isdigit():
+                    fields = line.split()
+                    if int(fields[0][3:]) in cpus:
+                        total += int(fields[4]) + int(fields[5])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / _CLOCK_TICKS
 
 
 def pid_alive(pid: int) -> bool:
