@@ -9,14 +9,16 @@ export RAY_AUTH_MODE ?= disabled
 
 .PHONY: test lint docs dist core demo bench bench-quick soak stress oracle r-compat clean
 
-# The main venv. torch goes in first and pinned: on this machine torch==2.13.0 is the CPU build
+# The main venv. awkgen is installed in editable mode "compat": a path in a .pth file, which mypy and
+# pyright follow (setuptools' default editable finder is an import hook they cannot see).
+# torch goes in first and pinned: on this machine torch==2.13.0 is the CPU build
 # (an open torch requirement pulls GBs of CUDA packages). The extras state lower bounds only;
 # the builds this project's own tests run on are chosen here.
 $(VENV)/.installed: setup.py setup.cfg pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q "tensorflow-cpu==2.21.*" "adversarial-robustness-toolbox==1.20.*"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 
 # MXNet 1.9.1 needs numpy < 1.24, so its tests run in a venv of their own.

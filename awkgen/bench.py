@@ -53,8 +53,8 @@ class SleepyLoader:
     def __init__(self, latency_ms: float = 1.0, shape: tuple[int, ...] = (8, 8, 1)) -> None:
         if latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0; received: {latency_ms!r}")
-        self.latency_ms = float(latency_ms)
-        self.shape = tuple(shape)
+        self.latency_ms: float = float(latency_ms)
+        self.shape: tuple[int, ...] = tuple(shape)
 
     def __call__(self, ids: Sequence[Any]) -> np.ndarray:
         if self.latency_ms:

@@ -81,7 +81,11 @@ class AwkgenError(RuntimeError):
     def __init__(self, message: str = "", *, ids: Any = None, epoch: int | None = None, step: int | None = None,
                  pid: int | None = None, exitcode: int | None = None) -> None:
         super().__init__(message)
-        self.ids, self.epoch, self.step, self.pid, self.exitcode = ids, epoch, step, pid, exitcode
+        self.ids: Any = ids
+        self.epoch: int | None = epoch
+        self.step: int | None = step
+        self.pid: int | None = pid
+        self.exitcode: int | None = exitcode
 
     @property
     def signal(self) -> str | None:

@@ -53,9 +53,9 @@ from .executors.base import Executor, Outcome, Task, held_here, usable_cpus
 from .sampling import EXACT_MAX, Plan
 
 if TYPE_CHECKING:  # for the bridges' return types; none is imported at run time until used
-    import keras
     import tensorflow as tf
 
+    from .frameworks.keras import KerasStream
     from .frameworks.torch import TorchStream
 
 __all__ = ["BatchGenerator", "EpochPass", "GeneratorStats"]
@@ -864,7 +864,7 @@ class BatchGenerator:
                                         "build a new one to load more batches")
 
     # -- bridges to frameworks (imported only when asked for) ----------------------------
-    def as_keras(self) -> keras.utils.PyDataset:
+    def as_keras(self) -> KerasStream:
         """A ``keras.utils.PyDataset`` of one epoch's steps: ``model.fit(gen.as_keras(), epochs=E)``.
 
         Returns:
@@ -895,7 +895,7 @@ class BatchGenerator:
 
         return as_torch(self)
 
-    def as_tf(self) -> tf.data.Dataset:
+    def as_tf(self) -> tf.data.Dataset[Any]:
         """A ``tf.data.Dataset`` of this generator's batches, one epoch per pass.
 
         Returns:

@@ -6,7 +6,9 @@ too, and shows the check has teeth: a wrong idiom is refused with the expected m
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -47,3 +49,62 @@ def test_mypy_refuses_misuse(tmp_path):
     assert 'misuse.py:3: error: "None" object is not iterable' in out, out
     assert "misuse.py:4: error: Argument \"batch_size\"" in out, out
     assert "misuse.py:5: error:" in out and "isinstance" in out, out
+
+
+# -- pyright, and what a user's type checker sees of the installed awkgen ----------------------
+
+def _pyright(*args: str, cwd: str = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    pyright = shutil.which("pyright", path=os.path.dirname(sys.executable))
+    if pyright is None:
+        pytest.skip("pyright is not installed (pip install pyright; it is in awkgen[test])")
+    return subprocess.run([pyright, "--pythonpath", sys.executable, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=280, env=env)
+
+
+def test_pyright_accepts_the_readme_idioms():
+    result = _pyright("--outputjson", USAGE)
+    report = json.loads(result.stdout)
+    errors = [d for d in report["generalDiagnostics"] if d["severity"] == "error"]
+    assert not errors, "\n".join(f"{d['range']['start']['line'] + 1}: {d['message']}" for d in errors)
+
+
+def test_len_of_as_torch_and_of_the_generator_type_check(tmp_path):
+    user = tmp_path / "loop.py"
+    user.write_text(
+        "import awkgen\n"
+        "gen = awkgen.DataGenerator(lambda ids: ids, [1, 2, 3], batch_size=2)\n"
+        "reveal_type(len(gen.as_torch()))\n"
+        "reveal_type(len(gen))\n"
+        "reveal_type(gen.one_epoch())\n")
+    checked = _mypy(str(user))
+    assert checked.stdout.count('Revealed type is "int"') == 2, checked.stdout
+    assert 'Revealed type is "awkgen.generator.EpochPass"' in checked.stdout, checked.stdout
+    seen = _pyright(str(user), cwd=ROOT)
+    assert seen.stdout.count('is "int"') == 2 and '"EpochPass"' in seen.stdout, seen.stdout
+    assert "0 errors" in seen.stdout, seen.stdout
+
+
+# Ten attributes of awkgen.transport (ArrayRef's five fields, SlotRing.directory and .enabled, the
+# module's logger) and awkgen.executors.process.logger are left to infer (92.7% without them):
+# annotate them, and this passes and the marker must go.
+@pytest.mark.xfail(strict=True, reason="awkgen.transport and awkgen.executors.process: 10 unannotated attributes")
+def test_pyright_verifytypes_finds_the_public_api_typed():
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = _pyright("--verifytypes", "awkgen", "--ignoreexternal", "--outputjson", env=env)
+    score = json.loads(result.stdout)["typeCompleteness"]["completenessScore"]
+    assert score >= 0.95, f"pyright --verifytypes awkgen: {score:.1%}"
+
+
+def test_the_installed_awkgen_is_visible_to_type_checkers(tmp_path):
+    """From a folder outside the checkout (as a user's project), mypy and pyright find the awkgen
+    this environment installed: with an editable install, only if it is a path in a .pth file
+    (the Makefile installs it with editable_mode=compat), not setuptools' import hook."""
+    user = tmp_path / "project.py"
+    user.write_text("import awkgen\nreveal_type(len(awkgen.DataGenerator(lambda ids: ids, [1, 2], batch_size=1)))\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "MYPYPATH")}
+    checked = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--strict", str(user)],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=280, env=env)
+    assert 'Revealed type is "int"' in checked.stdout, (
+        "mypy cannot see the installed awkgen (rebuild .venv with `make`: editable_mode=compat)\n" + checked.stdout)
+    seen = _pyright(str(user), cwd=str(tmp_path), env=env)
+    assert 'is "int"' in seen.stdout, seen.stdout

@@ -80,12 +80,12 @@ class NumpyDataGenerator(DataGenerator):
         super().__init__(n_x, int(batch_size))  # int() as ART: batch_size=2.0 is 2
         self.x = x
         self.y = y
-        self.shuffle = bool(shuffle)
-        self.drop_remainder = bool(drop_remainder)
-        self.seed = int(seed) if seed is not None else secrets.randbits(63)
+        self.shuffle: bool = bool(shuffle)
+        self.drop_remainder: bool = bool(drop_remainder)
+        self.seed: int = int(seed) if seed is not None else secrets.randbits(63)
         self._plan = Plan(n_ids=n_x, batch_size=self.batch_size, shuffle=self.shuffle, seed=self.seed,
                           drop_last=self.drop_remainder)
-        self.batches_per_epoch = self._plan.steps_per_epoch
+        self.batches_per_epoch: int = self._plan.steps_per_epoch
         self._next_epoch = 0
         self._iterator = self
         self.generator: Iterator[tuple[Any, Any]] = iter(())

@@ -133,7 +133,7 @@ class KerasDataGenerator(_RestartingGenerator):
             sequence.on_epoch_end()
 
 
-def as_keras(gen: BatchGenerator | DataGenerator) -> keras.utils.PyDataset:
+def as_keras(gen: BatchGenerator | DataGenerator) -> KerasStream:
     """A ``keras.utils.PyDataset`` whose ``len`` is one epoch of *gen*: ``model.fit(gen.as_keras(), epochs=E)``.
 
     The promise: each epoch of ``fit`` (``evaluate``, ``predict``) trains on
@@ -188,7 +188,20 @@ def as_keras(gen: BatchGenerator | DataGenerator) -> keras.utils.PyDataset:
     """
     steps = steps_per_epoch(gen)
     keras = import_framework("keras", "keras", "as_keras()")
-    return _stream_class(keras.utils.PyDataset)(gen, steps)
+    stream: KerasStream = _stream_class(keras.utils.PyDataset)(gen, steps)
+    return stream
+
+
+if TYPE_CHECKING:
+    class KerasStream(keras.utils.PyDataset):  # type: ignore[misc]  # Keras has no type information
+        """What :func:`as_keras` returns (for type checkers: a ``PyDataset`` with ``len``)."""
+
+        @property
+        def generator(self) -> BatchGenerator | DataGenerator: ...
+
+        def __len__(self) -> int: ...
+
+        def __getitem__(self, index: int) -> tuple[Any, ...]: ...
 
 
 @functools.cache

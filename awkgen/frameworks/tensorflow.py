@@ -78,9 +78,9 @@ class TensorFlowDataGenerator(DataGenerator):
                 and isinstance(iterator_arg[0], tf1.data.Iterator) and isinstance(iterator_arg[1], dict)):
             raise TypeError("Expected iterator_arg to be a tuple (dataset_iterator, feed_dict) for a feedable "
                             f"iterator. Received: {iterator_arg!r:.100}")
-        self.sess = sess
-        self.iterator_type = iterator_type
-        self.iterator_arg = iterator_arg
+        self.sess: Any = sess
+        self.iterator_type: str = iterator_type
+        self.iterator_arg: Any = iterator_arg
         self._iterator = iterator
         self._errors = (tf1.errors.FailedPreconditionError, tf1.errors.OutOfRangeError)
         with sess.graph.as_default():
@@ -140,7 +140,7 @@ def _spec_of(tf: Any, batch: Any) -> Any:
     return map_tree(batch, spec, lists=False, exact=False)
 
 
-def as_tf(gen: BatchGenerator | DataGenerator, output_signature: Any = None) -> tf.data.Dataset:
+def as_tf(gen: BatchGenerator | DataGenerator, output_signature: Any = None) -> tf.data.Dataset[Any]:
     """A ``tf.data.Dataset`` whose every pass is *gen*'s next epoch (cardinality ``steps_per_epoch``).
 
     Elements are *gen*'s batches, ``(x,)`` or ``(x, y)``, tuples and dicts kept as
