@@ -100,11 +100,11 @@ def test_the_installed_awkgen_is_visible_to_type_checkers(tmp_path):
     this environment installed: with an editable install, only if it is a path in a .pth file
     (the Makefile installs it with editable_mode=compat), not setuptools' import hook."""
     user = tmp_path / "project.py"
-    user.write_text("import awkgen\nreveal_type(len(awkgen.DataGenerator(lambda ids: ids, [1, 2], batch_size=1)))\n")
+    user.write_text("import awkgen\nreveal_type(awkgen.DataGenerator(lambda ids: ids, [1, 2], batch_size=1))\n")
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "MYPYPATH")}
     checked = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--strict", str(user)],
                              cwd=tmp_path, capture_output=True, text=True, timeout=280, env=env)
-    assert 'Revealed type is "int"' in checked.stdout, (
+    assert 'Revealed type is "awkgen.generator.BatchGenerator"' in checked.stdout and checked.returncode == 0, (
         "mypy cannot see the installed awkgen (rebuild .venv with `make`: editable_mode=compat)\n" + checked.stdout)
     seen = _pyright(str(user), cwd=str(tmp_path), env=env)
-    assert 'is "int"' in seen.stdout, seen.stdout
+    assert 'is "BatchGenerator"' in seen.stdout and "0 errors" in seen.stdout, seen.stdout

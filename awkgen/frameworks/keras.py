@@ -23,9 +23,6 @@ from .._checks import is_int
 from ..generator import BatchGenerator
 from .base import DataGenerator, _RestartingGenerator, art_twin, import_framework, steps_per_epoch
 
-if TYPE_CHECKING:
-    import keras
-
 __all__ = ["KerasDataGenerator", "as_keras"]
 
 # Batches read first within a pass stay bound to their index until the pass is over: enough for
@@ -193,15 +190,22 @@ def as_keras(gen: BatchGenerator | DataGenerator) -> KerasStream:
 
 
 if TYPE_CHECKING:
-    class KerasStream(keras.utils.PyDataset):  # type: ignore[misc]  # Keras has no type information
-        """What :func:`as_keras` returns (for type checkers: a ``PyDataset`` with ``len``)."""
+    class KerasStream:
+        """What :func:`as_keras` returns, for type checkers: a ``keras.utils.PyDataset`` (at run
+        time, a subclass of it) of *gen*'s epochs. Keras ships no type information, so its
+        ``fit`` takes it whatever it is declared as; this declaration gives it a ``len``."""
 
         @property
         def generator(self) -> BatchGenerator | DataGenerator: ...
 
+        @property
+        def num_batches(self) -> int: ...
+
         def __len__(self) -> int: ...
 
         def __getitem__(self, index: int) -> tuple[Any, ...]: ...
+
+        def on_epoch_end(self) -> None: ...
 
 
 @functools.cache
