@@ -48,30 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="awkgen",
         description="awkgen: shuffled, batched, prefetched data for training loops. "
-                    "Run 'awkgen demo' to train a Keras model from files on disk, "
+                    "Run 'awkgen demo' to train a Keras model from photos on disk, "
                     "'awkgen bench' to measure batches per second.")
     parser.add_argument("--version", action="version", version=f"awkgen {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="{demo,bench}")
 
     demo = commands.add_parser(
-        "demo", help="train a Keras CNN from digit images on disk through awkgen",
-        description="Write scikit-learn's digits as one PNG file per image (cached), train a small Keras "
-                    "CNN from them with DataGeneratorMultiProc (process backend), compare one epoch "
-                    "against the blocking DataGenerator, and print the held-out accuracy. "
-                    "Needs: pip install 'awkgen[demo]'.")
-    demo.add_argument("--epochs", type=_positive_int, default=5, help="training epochs (default: 5)")
+        "demo", help="train a Keras CNN from photos on disk, decoded and augmented in awkgen's workers",
+        description="Write scikit-learn's digits as 192x192 JPEG photos (cached), train a small Keras CNN "
+                    "from them with DataGeneratorMultiProc (process backend), whose loader decodes and "
+                    "augments each image; compare epochs against the blocking DataGenerator, taken in turn, "
+                    "and print the held-out accuracy. Needs: pip install 'awkgen[demo]'.")
+    demo.add_argument("--epochs", type=_positive_int, default=3,
+                      help="training epochs before the comparison (default: 3)")
+    demo.add_argument("--compare-epochs", type=_positive_int, default=3,
+                      help="epochs through each generator, in turn, for the comparison (default: 3)")
     demo.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default: 64)")
     demo.add_argument("--workers", type=_positive_int, default=4,
-                      help="worker processes; the loader mostly waits on storage, so more than the "
-                           "cores can help (default: 4)")
+                      help="worker processes (default: 4)")
     demo.add_argument("--latency-ms", type=_non_negative_float, default=0.0,
                       help="add a simulated storage latency per file, in ms, to see what prefetching saves on "
                            "slow storage (default: 0, the real files only)")
     demo.add_argument("--holdout", type=_fraction, default=0.2,
                       help="fraction of the files held out for the accuracy (default: 0.2)")
     demo.add_argument("--cache", default=None,
-                      help="folder for the image files (default: $AWKGEN_CACHE/digits, else "
-                           "./.awkgen-cache/digits)")
+                      help="folder for the image files (default: $AWKGEN_CACHE/digit-photos, else "
+                           "./.awkgen-cache/digit-photos)")
     demo.add_argument("--seed", type=int, default=0, help="seed for the split, the order and the model (default: 0)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -91,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="timed batches per row (default: 100; with --quick 30)")
     bench.add_argument("--backend", choices=("process", "thread"), default="process",
                        help="DataGeneratorMultiProc backend (default: process)")
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--no-progress", action="store_true",
+                       help="no progress (by default: a bar if tqdm is installed, else a line per row on stderr)")
     return parser
 
 
@@ -118,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
 
         result = run_demo(cache_dir=args.cache, epochs=args.epochs, batch_size=args.batch_size,
                           n_workers=args.workers, latency_ms=args.latency_ms, holdout=args.holdout,
-                          seed=args.seed, progress=not args.no_progress)
+                          seed=args.seed, progress=not args.no_progress, compare_epochs=args.compare_epochs)
         return 0 if result.accuracy > 0.5 else 1  # a demo that did not learn is a failure
     from .bench import DEFAULT_WORKERS, QUICK_WORKERS, run_bench
 

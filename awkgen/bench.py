@@ -23,6 +23,7 @@ The full comparative suite (against Keras, PyTorch, tf.data, Grain) lives in
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -112,14 +113,17 @@ def run_bench(latency_ms: float = 1.0, batch_size: int = 32, workers: Sequence[i
     """Time the blocking ``DataGenerator``, then ``DataGeneratorMultiProc`` for each worker count.
 
     Prints the table through *out* and returns its rows; the first row is the
-    blocking baseline (``speedup`` 1.0).
+    blocking baseline (``speedup`` 1.0). With *progress*, a tqdm bar if tqdm is
+    installed (it is not a dependency), else a line per row on stderr.
     """
+    tqdm: Any = None
     if progress:
-        try:  # not a core dependency: the bar is the only thing bench needs it for
-            from tqdm.auto import tqdm
-        except ImportError as exc:
-            raise ImportError('the progress bar of awkgen bench needs tqdm, which is not installed: '
-                              'pip install "awkgen[demo]" (or pip install tqdm), or pass --no-progress') from exc
+        try:  # not a core dependency: without it, a plain line per row
+            import tqdm.auto as tqdm_auto
+        except ImportError:
+            pass
+        else:
+            tqdm = tqdm_auto.tqdm
 
     loader = SleepyLoader(latency_ms)
     ids = list(range(_N_IDS))
@@ -128,7 +132,7 @@ def run_bench(latency_ms: float = 1.0, batch_size: int = 32, workers: Sequence[i
         f"{n_batches} timed batches per row, backend={backend!r}")
     rows: list[BenchRow] = []
     # No tqdm object at all without progress: even a disabled bar starts tqdm's monitor thread for good.
-    bar = tqdm(total=n_batches * len(configs), unit="batch", leave=False) if progress else None
+    bar = tqdm(total=n_batches * len(configs), unit="batch", leave=False) if tqdm is not None else None
     try:
         for factory, n_workers in configs:
             if factory == "DataGenerator":
@@ -136,8 +140,11 @@ def run_bench(latency_ms: float = 1.0, batch_size: int = 32, workers: Sequence[i
             else:
                 gen = DataGeneratorMultiProc(loader, ids, batch_size=batch_size, n_workers=n_workers,
                                              backend=backend, seed=seed)
+            label = f"{factory}({n_workers})" if gen.backend != "serial" else factory
             if bar is not None:
-                bar.set_description(f"{factory}({n_workers})" if gen.backend != "serial" else factory)
+                bar.set_description(label)
+            elif progress:
+                print(f"awkgen bench: timing {label} ({len(rows) + 1} of {len(configs)})", file=sys.stderr, flush=True)
             with gen:
                 rate, wait_ms = throughput(gen, n_batches, tick=None if bar is None else lambda: bar.update(1))
             base = rows[0].batches_per_s if rows else rate

@@ -93,3 +93,17 @@ def test_the_command_and_its_modules_import_no_framework():
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_bench_without_tqdm_shows_a_line_per_row_on_stderr():
+    """tqdm is not a dependency: without it (an ImportError here), bench still runs, with plain progress."""
+    code = ("import sys; sys.modules['tqdm'] = sys.modules['tqdm.auto'] = None; "
+            "from awkgen.__main__ import main; "
+            "sys.exit(main(['bench', '--workers', '1', '--batches', '2', '--latency-ms', '0', '--backend', 'thread']))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [row[0] for row in _table(done.stdout)] == ["DataGenerator", "DataGeneratorMultiProc"]
+    assert done.stderr.splitlines() == ["awkgen bench: timing DataGenerator (1 of 2)",
+                                        "awkgen bench: timing DataGeneratorMultiProc(1) (2 of 2)"], done.stderr
