@@ -47,7 +47,8 @@ class FakeModel:
     def __init__(self) -> None:
         self.batches: list[tuple[np.ndarray, ...]] = []
 
-    def fit(self, gen, steps_per_epoch: int, epochs: int) -> None:
+    def fit(self, gen, steps_per_epoch: int, epochs: int, shuffle: bool = True) -> None:
+        assert shuffle is False, "the quick start must not ask Keras to shuffle a generator (Keras warns)"
         for _ in range(steps_per_epoch * epochs):
             self.batches.append(next(gen))
 
