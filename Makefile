@@ -42,12 +42,19 @@ test: $(VENV)/.installed $(MXVENV)/.installed lint docs core
 	$(PY) -m pytest
 	$(MXPY) -m pytest -o addopts="-p no:cacheprovider" tests/mxnet
 
-# The API reference (docs/_build/html), built from the docstrings: every warning is an error,
-# every cross-reference must resolve (-n), and the doctests in docs/ and the docstrings run.
+# The site (docs/_build/html): the guide pages and the API reference, built from the docstrings;
+# every warning is an error, every cross-reference must resolve (-n), and the doctests in docs/
+# and the docstrings run. Then a real browser (Debian's chromium, headless; installed with apt-get
+# if missing) checks every page at 1280 px: no code block cut, no page wider than the window, every
+# page reachable from the navigation; screenshots go to docs/_build/screenshots.
 SPHINXOPTS ?= -W --keep-going -n -q
 docs: $(VENV)/.installed
 	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b html docs docs/_build/html
 	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b doctest docs docs/_build/doctest
+	command -v chromium >/dev/null || { \
+	    sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends chromium; }
+	$(PY) tools/docs_check.py docs/_build/html
 
 # The sdist and the wheel, as a user's pip builds them (an isolated build from pyproject.toml),
 # checked as PyPI checks them.

@@ -182,7 +182,7 @@ def _failure(batch: _Batch, outcome: Outcome) -> BaseException:
 
 
 class EpochPass(Iterator[tuple[Any, ...]]):
-    """What :meth:`BatchGenerator.one_epoch` returns: the generator's batches up to the end
+    """What :meth:`awkgen.BatchGenerator.one_epoch` returns: the generator's batches up to the end
     of the epoch it was in when the pass was made.
 
     ``len()`` is the number of batches this pass has left to give.

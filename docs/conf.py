@@ -33,8 +33,12 @@ extensions = [
 
 root_doc = "index"
 exclude_patterns = ["_build"]
-html_theme = "alabaster"
-html_static_path: list[str] = []
+# furo: a maintained theme whose sidebar shows the whole navigation (the guide and the reference)
+# and whose code blocks scroll within themselves instead of running off the page.
+html_theme = "furo"
+html_title = f"awkgen {release}"
+html_static_path = ["_static"]
+html_css_files = ["awkgen.css"]
 
 # Signatures show the annotations; parameters, returns and raises come from the docstrings.
 autodoc_typehints = "signature"
@@ -52,6 +56,9 @@ napoleon_use_rtype = False
 _EXTERNAL = ("numpy", "np", "collections", "typing", "types", "abc", "os", "multiprocessing", "keras", "tf",
              "tensorflow", "torch", "jax", "ray", "art", "mxnet", "PIL")
 nitpick_ignore_regex = [(r"py:.*", rf"({'|'.join(_EXTERNAL)})(\..*)?")]
+# What as_torch() and as_keras() return, as type checkers see them: classes declared only for them
+# (under TYPE_CHECKING), documented with the functions.
+nitpick_ignore = [("py:class", "TorchStream"), ("py:class", "KerasStream")]
 
 # The doctests of the docstrings assume what pytest's --doctest-modules gives them.
 doctest_global_setup = """

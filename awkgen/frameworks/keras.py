@@ -178,7 +178,7 @@ def as_keras(gen: BatchGenerator | DataGenerator) -> KerasStream:
     >>> ds = as_keras(gen)
     >>> len(ds), ds[1], ds[1]            # the stream's first batch, now bound to index 1
     (3, ([0, 1],), ([0, 1],))
-    >>> [batch[0] for batch in ds]       # one epoch: index 1 keeps its batch, the others get the next ones
+    >>> [batch[0] for batch in ds]       # one epoch: index 1 keeps its batch, the others get the next
     [[2, 3], [0, 1], [4]]
     >>> gen()[0]                         # the stream continues with the next epoch
     [0, 1]
