@@ -1,7 +1,8 @@
 """The API reference's sources: every public name's docstring says what it takes, returns and raises.
 
 ``make docs`` renders these docstrings (docs/) with warnings as errors and runs their doctests;
-this checks that the sections are there at all, and that README documents the public classes.
+this checks that the sections are there at all, and that the guide (README and docs/) documents the
+public classes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import awkgen
 import awkgen.classes
 import awkgen.images
 
-README = (Path(__file__).resolve().parents[1] / "README.rst").read_text(encoding="utf-8")
+_ROOT = Path(__file__).resolve().parents[1]
+README = "\n".join(path.read_text(encoding="utf-8")
+                   for path in [_ROOT / "README.rst", *sorted((_ROOT / "docs").glob("*.rst"))])
 FUNCTIONS = [(awkgen, name) for name in ("DataGenerator", "DataGeneratorNonblock", "DataGeneratorMultiProc",
                                          "CleanupGenerator", "shard_from_env", "empty")]
 FUNCTIONS += [(module, name) for module in (awkgen.images, awkgen.classes) for name in module.__all__]
