@@ -83,3 +83,15 @@ def test_the_demo_loader_decodes_real_jpeg_photos_and_augments_them_reproducibly
     assert not np.array_equal(first, loader(paths[:5], rng=np.random.default_rng(8)))  # augmented
     plain = PhotoLoader(augment=False)(paths[:5])
     np.testing.assert_array_equal(plain, PhotoLoader(augment=False)(paths[:5]))
+
+
+def test_the_demo_and_notebook_extras_are_light():
+    """awkgen[demo] trains on Keras with JAX: no TensorFlow; awkgen[notebook] adds matplotlib for the plot."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.cfg"))
+    extras = {name: {re.split(r"[<>=!\[ ]", line.strip())[0].lower() for line in value.splitlines() if line.strip()}
+              for name, value in config["options.extras_require"].items()}
+    assert extras["demo"] == {"keras", "jax", "scikit-learn", "pillow", "tqdm"}
+    assert extras["notebook"] == extras["demo"] | {"matplotlib"}
