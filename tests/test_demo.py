@@ -86,7 +86,7 @@ def test_the_demo_loader_decodes_real_jpeg_photos_and_augments_them_reproducibly
 
 
 def test_the_demo_and_notebook_extras_are_light():
-    """awkgen[demo] trains on Keras with JAX: no TensorFlow; awkgen[notebook] adds matplotlib for the plot."""
+    """awkgen[demo] trains on Keras with JAX: no TensorFlow; awkgen[notebook] adds imagecodecs and matplotlib."""
     import configparser
 
     config = configparser.ConfigParser()
@@ -94,4 +94,4 @@ def test_the_demo_and_notebook_extras_are_light():
     extras = {name: {re.split(r"[<>=!\[ ]", line.strip())[0].lower() for line in value.splitlines() if line.strip()}
               for name, value in config["options.extras_require"].items()}
     assert extras["demo"] == {"keras", "jax", "scikit-learn", "pillow", "tqdm"}
-    assert extras["notebook"] == extras["demo"] | {"matplotlib"}
+    assert extras["notebook"] == extras["demo"] | {"imagecodecs", "matplotlib"}  # its PNG files: awkgen.images
