@@ -1,12 +1,13 @@
 """Run the Python blocks of README.rst and the guide pages (docs/*.rst) as written.
 
-Every ``.. code-block:: python`` block runs, in a child interpreter of its own, after a
-prelude that makes what a reader brings: ``paths`` and ``labels`` (one ``.npy`` file per
-sample, or digit images where the block decodes images), ``loader``, ``model`` (a Keras
-model for those files), ``gen`` where a block uses one it does not build, ``decode``,
-``build_model``, an ART ``classifier``, and the environment a launcher would set
-(``torchrun``'s variables, Ray's auth mode). The block's own text is not changed. Blocks
-marked ``:class: signatures`` are signatures, not code, and are skipped.
+Every ``.. code-block:: python`` block runs, in a child interpreter of its own and a temporary
+working directory, after a prelude that makes what a reader brings: ``paths`` and ``labels``
+(one ``.npy`` file per sample, or digit images where the block decodes images; ``paths.npy``
+and ``onehot.npy`` where it loads them; labels for a billion ids where it has that many),
+``loader``, ``model`` (a Keras model for those files), ``gen`` where a block uses one it does
+not build, ``decode``, ``build_model``, an ART ``classifier``, and the environment a launcher
+would set (``torchrun``'s variables, Ray's auth mode). The block's own text is not changed.
+Blocks marked ``:class: signatures`` are signatures, not code, and are skipped.
 
 A block fails if it raises or if it warns (``UserWarning``, ``RuntimeWarning``: Keras'
 "shuffle=True was passed, but will be ignored" is one).
@@ -22,6 +23,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass
 
@@ -80,6 +82,7 @@ _tmp = tempfile.mkdtemp(prefix="awkgen-doc-block-")
 _code = open(sys.argv[1], encoding="utf-8").read()
 if "load_image_batch" in _code or "load_digits_batch" in _code:  # the block decodes image files
     from awkgen.datasets import digits_on_disk, load_digits_batch
+    from awkgen.images import load_image_batch
     paths, labels = digits_on_disk(_tmp)
     paths, labels = paths[:400], labels[:400]
 else:
@@ -88,6 +91,13 @@ else:
         paths.append(os.path.join(_tmp, f"{_i}.npy"))
         np.save(paths[-1], np.full((8, 8), _i, dtype=np.float32))
     labels = np.random.default_rng(0).integers(0, 10, size=len(paths))
+
+
+if "paths.npy" in _code:  # the reader's path list and one-hot labels, saved as the block says
+    np.save("paths.npy", np.array(paths, dtype="S64"))
+    np.save("onehot.npy", np.eye(10, dtype=np.float32)[labels])
+if "10**9" in _code:  # labels for a billion ids, as lazy as the ids: one value, broadcast
+    labels = np.broadcast_to(np.int64(0), (10**9,))
 
 
 def loader(paths):
@@ -138,16 +148,13 @@ def run(block: Block, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     with socket.socket() as s:  # a free port for torch.distributed's rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    folder = os.environ.get("TMPDIR") or "/tmp"
-    path = os.path.join(folder, f"awkgen-doc-block-{os.getpid()}-{block.line}.py")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(block.code)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    try:
+    with tempfile.TemporaryDirectory(prefix="awkgen-doc-block-") as folder:  # the block's working directory
+        path = os.path.join(folder, "block.py")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(block.code)
         return subprocess.run([sys.executable, "-c", "import re\n" + PRELUDE, path, str(port), block.name],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    finally:
-        os.unlink(path)
+                              cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def main(argv: list[str]) -> int:
