@@ -97,7 +97,7 @@ import numpy as np
 __all__ = ["shm_dir", "MIN_SHM_BYTES", "SlotRef", "SlotRing", "Layout", "encode_result", "write_arrays",
            "load_result", "separate_buffers", "attach_segment", "reclaim_orphans", "shm_available", "empty"]
 
-logger = logging.getLogger("awkgen")
+logger: logging.Logger = logging.getLogger("awkgen")
 DEFAULT_SHM_DIR = "/dev/shm"
 PREFIX = "awkgen-"
 #: Below this many array bytes a result is pickled: a pipe is cheaper than a slot.
@@ -357,9 +357,9 @@ class Layout:
     def __init__(self, placed: Callable[[np.ndarray], int | None] | None = None, start: int = 0,
                  separate: bool = False) -> None:
         self.writes: list[tuple[np.ndarray, int, tuple[int, ...] | None]] = []  # (array, offset, strides)
-        self.nbytes = start
-        self.placed = placed
-        self.separate = separate
+        self.nbytes: int = start
+        self.placed: Callable[[np.ndarray], int | None] | None = placed
+        self.separate: bool = separate
 
     def add(self, array: np.ndarray) -> tuple[Any, ...]:
         """Lay *array* out; return the reduce tuple that rebuilds it in the parent."""
@@ -703,7 +703,7 @@ class SlotRing:
     """
 
     def __init__(self, pool_name: str, directory: str, enabled: bool = True) -> None:
-        self.directory = os.path.abspath(directory)  # resolved once: a later chdir changes nothing
+        self.directory: str = os.path.abspath(directory)  # resolved once: a later chdir changes nothing
         directory = self.directory
         self._lock = threading.Lock()
         self._returned: collections.deque[_Slot] = collections.deque()  # given back, not yet sorted
@@ -715,7 +715,7 @@ class SlotRing:
         self._target = 0
         self._recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
         self._closed = False
-        self.enabled = enabled
+        self.enabled: bool = enabled
         if enabled and not shm_available(directory):
             self._disable(f"{directory} is not a writable directory")
         elif enabled and shm_free_bytes(directory) < MIN_FREE_SHM_BYTES:

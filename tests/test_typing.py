@@ -84,13 +84,8 @@ def test_len_of_as_torch_and_of_the_generator_type_check(tmp_path):
     assert "0 errors" in seen.stdout, seen.stdout
 
 
-# pyright infers, and so counts as ambiguous, seven names awkgen.transport and awkgen.executors.process
-# leave unannotated: both modules' logger, transport.Layout's nbytes, placed and separate (so Layout,
-# write_arrays and separate_buffers too), SlotRing's directory and enabled. 93.2% with them; annotate
-# them (logger: logging.Logger = ..., self.nbytes: int = ...) and this passes: the marker must go. The rest of what
-# pyright cannot know is as_torch()'s TorchStream: a subclass of torch's IterableDataset, which
+# What pyright cannot know is as_torch()'s TorchStream: a subclass of torch's IterableDataset, which
 # --verifytypes cannot see into, so the classes and functions that mention BatchGenerator count too.
-@pytest.mark.xfail(strict=True, reason="awkgen.transport and awkgen.executors.process: 11 unannotated names")
 def test_pyright_verifytypes_finds_the_public_api_typed():
     env = {**os.environ, "PYTHONPATH": ROOT}
     result = _pyright("--verifytypes", "awkgen", "--ignoreexternal", "--outputjson", env=env)

@@ -118,7 +118,7 @@ from .managed import ManagedExecutor
 __all__ = ["ProcessExecutor", "describe_exit"]
 
 START_METHOD = os.environ.get("AWKGEN_START_METHOD", "forkserver")
-logger = logging.getLogger("awkgen")
+logger: logging.Logger = logging.getLogger("awkgen")
 _MANAGER_TICK_S = 0.5  # longest the manager sleeps without re-checking its flags
 _FLUSH_TICK_S = 0.01  # ...or this, while tasks wait in a channel for a full socket to drain
 _START_FAILURES = 3  # workers dying before Ready, in a row, before the pool gives up
