@@ -75,7 +75,6 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
-import functools
 import io
 import logging
 import mmap
@@ -436,24 +435,25 @@ def encode_result(value: Any, placed: Callable[[np.ndarray], int | None] | None 
     return buffer.getvalue(), layout
 
 
-def write_arrays(buffer: mmap.mmap | bytearray, layout: Layout) -> None:
+def write_arrays(buffer: mmap.mmap | bytearray, layout: Layout, fresh: bool = False) -> None:
     """Copy the arrays of *layout* into *buffer* (a slot's mapping, or a message's blob).
 
     Overlap-safe: a source whose bytes lie where the layout writes (an array from an
     earlier loader call in this very slot) is copied out before anything is written, so
     no copy ever overwrites the source of another. Arrays built in place are skipped.
+    A *fresh* buffer (a blob just allocated) holds no source: nothing to check.
     """
-    whole = np.frombuffer(buffer, dtype=np.uint8)
     if not layout.writes:
         return
-    first = min(offset for _, offset, _ in layout.writes)
-    low, high = int(whole.ctypes.data) + first, int(whole.ctypes.data) + layout.nbytes
-    sources = []
-    for src, _, _ in layout.writes:
-        src_low, src_high = _byte_range(src)
-        if src_low < high and low < src_high:  # overlaps what is about to be written: take it out first
-            src = src.copy(order="K")
-        sources.append(src)
+    whole = np.frombuffer(buffer, dtype=np.uint8)
+    sources = [src for src, _, _ in layout.writes]
+    if not fresh:
+        first = min(offset for _, offset, _ in layout.writes)
+        low, high = int(whole.ctypes.data) + first, int(whole.ctypes.data) + layout.nbytes
+        for i, src in enumerate(sources):
+            src_low, src_high = _byte_range(src)
+            if src_low < high and low < src_high:  # overlaps what is about to be written: take it out first
+                sources[i] = src.copy(order="K")
     dst = None
     for src, (_, offset, strides) in zip(sources, layout.writes):
         dst = _carve(whole, offset, src.shape, src.dtype, src.nbytes, strides)
@@ -488,11 +488,22 @@ def _carve(whole: np.ndarray, offset: int, shape: tuple[int, ...], dtype: np.dty
     return strided
 
 
-def _array_view(base: Any, offset: int, shape: tuple[int, ...], dtype: Any, nbytes: int,
-                strides: tuple[int, ...] | None, writeable: bool) -> np.ndarray:
-    """An array of a result, rebuilt: a view of *base* (the slot's or the blob's bytes), or, when
-    *base* is a list (separate buffers), of its buffer number *offset*, copied if the
-    buffer is read-only (Ray's object store) and the array was writable."""
+class _Loading(threading.local):
+    """The bytes the result being unpickled on this thread views (:func:`load_result` sets it)."""
+
+    base: Any = None
+
+
+_loading = _Loading()
+
+
+def _array_view(offset: int, shape: tuple[int, ...], dtype: Any, nbytes: int, strides: tuple[int, ...] | None,
+                writeable: bool) -> np.ndarray:
+    """An array of a result, rebuilt while :func:`load_result` unpickles it: a view of the
+    base (the slot's or the blob's bytes), or, when the base is a list (separate buffers), of
+    its buffer number *offset*, copied if that buffer is read-only (Ray's object store) and
+    the array was writable."""
+    base = _loading.base
     dtype = np.dtype(dtype)
     if not nbytes:
         array = np.empty(shape, dtype)
@@ -509,13 +520,9 @@ def _array_view(base: Any, offset: int, shape: tuple[int, ...], dtype: Any, nbyt
 
 
 class _ResultUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, base: Any) -> None:
-        super().__init__(io.BytesIO(data))
-        self.base = base
+    """For results dill pickled (the pickle names ``dill._dill``): classes come home (:func:`_home_type`)."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if name == "_array_view" and module == __name__:  # the only name that needs the base
-            return functools.partial(_array_view, self.base)
         if name == "_create_type" and module == "dill._dill":
             return _home_type
         return super().find_class(module, name)
@@ -533,7 +540,13 @@ def _home_type(*args: Any) -> type:
 def load_result(data: bytes, base: np.ndarray | list[np.ndarray] | None) -> Any:
     """The result :func:`encode_result` pickled, its arrays views of *base*: the slot's or the
     blob's bytes (a flat ``uint8`` array), or the list of separate buffers."""
-    return _ResultUnpickler(data, base).load()
+    previous, _loading.base = _loading.base, base  # a result unpickled inside another's (a __setstate__) restores it
+    try:
+        if b"dill._dill" in data:
+            return _ResultUnpickler(io.BytesIO(data)).load()
+        return pickle.loads(data)
+    finally:
+        _loading.base = previous
 
 
 class _ArenaOwner:

@@ -309,7 +309,7 @@ def encode_value(seq: int, value: Any, load_s: float, slot: transport.SlotRef | 
         transport.write_arrays(attach(slot.path), layout)
         return (VALUE, seq, load_s, layout.nbytes, data, IN_SLOT, layout.nbytes, False), b""
     blob = bytearray(layout.nbytes)
-    transport.write_arrays(blob, layout)
+    transport.write_arrays(blob, layout, fresh=True)
     return (VALUE, seq, load_s, layout.nbytes, data, OVERFLOW if placed else IN_BLOB, max(wanted, layout.nbytes),
             False), blob
 
