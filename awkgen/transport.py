@@ -712,7 +712,10 @@ class SlotRing:
       to ``_returned`` (a deque: append and popleft are atomic) and nothing else;
     - ``acquire`` and ``close`` drain ``_returned`` under ``_lock``; ``_lock`` is the
       innermost lock of the process backend (``_state_lock -> SlotRing._lock``) and
-      nothing that waits is done while holding it.
+      nothing that waits is done while holding it;
+    - ``retire`` (a worker still views the slot: an ``awkgen.empty`` array outlived its
+      call) unlinks it under ``_lock`` and forgets it, so no later task is given it; the
+      caller holds ``_state_lock``, the same order.
     """
 
     def __init__(self, pool_name: str, directory: str, enabled: bool = True) -> None:
