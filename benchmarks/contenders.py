@@ -20,6 +20,8 @@ each scenario (see :data:`FAMILIES`):
 ``awkgen-thread``       ``DataGeneratorMultiProc(backend="thread", n_workers=N)``
 ``awkgen-process``      ``DataGeneratorMultiProc(backend="process", n_workers=N)``, default
                         ``prefetch`` (2 per worker) and transport (shared-memory slots)
+``awkgen-ray``          ``DataGeneratorMultiProc(backend="ray", n_workers=N)``: N Ray actors on
+                        the run's local Ray cluster (:func:`ray_cluster`), default options
 ``keras[threads]``      ``PyDataset(workers=N, use_multiprocessing=False,
                         max_queue_size=max(10, 2N))`` (its advice for I/O-bound work)
 ``keras[processes]``    the same with ``use_multiprocessing=True`` (its advice for
@@ -41,7 +43,21 @@ each scenario (see :data:`FAMILIES`):
                         MultiprocessingOptions(num_workers=N, per_worker_buffer_size=2))``
                         (``num_threads=0``: ReadOptions' own advice for data already in memory;
                         the default 16 threads x 500 elements would buffer 16 GB of 32 MiB batches)
+``ray.data[tasks]``     ``ray.data.range(1024, override_num_blocks=64).map_batches(fn,
+                        batch_size=1, concurrency=N, num_cpus=min(1, cpus/N))
+                        .iter_batches(batch_size=1, prefetch_batches=2N)``, ``preserve_order``
+                        on (deterministic order, as every other contender): one row per batch
+                        index, ``fn`` loads the batch (``BatchAt``) into one row; the
+                        fractional ``num_cpus`` is Ray Data's advice for I/O-bound work
+``ray.data[actors]``    the same with a callable class: a pool of N actors
+                        (``concurrency=N``), Ray Data's advice for per-worker state; each
+                        holds ``min(1, cpus/2N)``: the read tasks that feed the pool need
+                        the other half (a pool holding every CPU starves them: a hang)
 ======================  ===================================================================
+
+The three Ray contenders (:data:`RAY_CONTENDERS`) run only when ``--contenders`` names them,
+on one local Ray cluster started once per run (before the harness takes its baseline of
+child processes) with this machine's CPUs.
 
 Frameworks are imported inside the adapters, never at module level: spawned Grain
 workers import this package to unpickle a loader.
@@ -59,11 +75,13 @@ import numpy as np
 
 from .loaders import BatchAt
 
-__all__ = ["Contender", "CONTENDERS", "make_contenders", "AWKGEN_PROCESS", "PEERS", "FAMILIES", "family_of"]
+__all__ = ["Contender", "CONTENDERS", "make_contenders", "AWKGEN_PROCESS", "AWKGEN_RAY", "PEERS", "FAMILIES",
+           "family_of", "ray_cluster", "RAY_CONTENDERS", "RAY_DATA"]
 
 #: Batches one endless stream can index; ``BatchAt`` wraps around the ids.
 _ENDLESS = 10**8
 AWKGEN_PROCESS = "awkgen-process"
+AWKGEN_RAY = "awkgen-ray"
 
 
 def _stream(source: Iterator[Any], convert: Callable[[Any], Any]) -> Iterator[Any]:
@@ -107,11 +125,12 @@ class Contender(abc.ABC):
 
 class Awkgen(Contender):
     def __init__(self, backend: str) -> None:
-        self.backend = backend  # "blocking", "thread" or "process"
+        self.backend = backend  # "blocking", "thread", "process" or "ray"
         self.name = f"awkgen-{backend}"
         self.family = "awkgen"
         self.config = {"blocking": "DataGenerator", "thread": "backend='thread'",
-                       "process": "backend='process', default prefetch (2/worker), shared-memory slots"}[backend]
+                       "process": "backend='process', default prefetch (2/worker), shared-memory slots",
+                       "ray": "backend='ray', default prefetch (2/worker) and actor options, local cluster"}[backend]
         self.parallel = backend != "blocking"
         self._gen: Any = None
 
@@ -119,6 +138,8 @@ class Awkgen(Contender):
                labels: np.ndarray | None) -> Any:
         import awkgen
 
+        if self.backend == "ray":
+            ray_cluster()
         if self.backend == "blocking":
             self._gen = awkgen.DataGenerator(loader, ids, labels, batch_size, shuffle=False)
         else:
@@ -386,6 +407,91 @@ class Grain(Contender):
         gc.collect()
 
 
+# -- Ray Data ----------------------------------------------------------------------------------
+
+#: Batch indices one Ray Data pass covers, in blocks of 16 (one block per batch: 4x slower start and
+#: half the rate on this project's 2-core machine); the iterator starts over after them.
+RAY_DATA_BATCHES = 1024
+RAY_DATA_BLOCKS = 64
+
+
+def ray_cluster() -> Any:
+    """The run's local Ray cluster (started on first use, with this machine's CPUs), and ``ray``."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return ray
+
+
+class _LoadRow:
+    """Ray Data's ``fn``: ``{"id": [i]}`` -> ``{"x": [batch i]}`` (one row holding the whole batch)."""
+
+    def __init__(self, batch_at: BatchAt) -> None:
+        self.batch_at = batch_at
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"x": np.asarray(self.batch_at(rows["id"][0]))[None]}
+
+
+class _LoadRowActor(_LoadRow):
+    """The same, as a class Ray Data builds once per actor (its constructor arguments travel)."""
+
+
+class RayData(Contender):
+    family = "ray.data"
+
+    def __init__(self, actors: bool) -> None:
+        self.actors = actors
+        self.name = f"ray.data[{'actors' if actors else 'tasks'}]"
+        self.config = ("range(1024, override_num_blocks=64).map_batches(" + ("LoaderClass, " if actors else "fn, ")
+                       + "batch_size=1, concurrency=N, num_cpus=" + ("min(1, cpus/2N)" if actors else "min(1, cpus/N)")
+                       + ").iter_batches(batch_size=1, prefetch_batches=2N), preserve_order=True")
+        self._iterator: Any = None
+        self._pass: Any = None  # Ray Data's iterator over the current pass
+
+    def _dataset(self, batch_at: BatchAt, workers: int) -> Any:
+        ray_cluster()
+        import ray.data
+
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # deterministic order, like every contender here
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        source = ray.data.range(RAY_DATA_BATCHES, override_num_blocks=RAY_DATA_BLOCKS)
+        if self.actors:
+            # The pool holds its CPUs for good: half the cluster's, the rest for the read tasks feeding it
+            # (with all of them held, the reads never run).
+            return source.map_batches(_LoadRowActor, fn_constructor_args=(batch_at,), batch_size=1,
+                                      concurrency=workers, num_cpus=min(1.0, cpus / (2 * workers)),
+                                      batch_format="numpy")
+        return source.map_batches(_LoadRow(batch_at), batch_size=1, concurrency=workers,
+                                  num_cpus=min(1.0, cpus / workers), batch_format="numpy")
+
+    def _batches(self, batch_at: BatchAt, workers: int) -> Iterator[Any]:
+        while True:  # one pass covers RAY_DATA_BATCHES batches; BatchAt wraps around the ids
+            self._pass = iter(self._dataset(batch_at, workers).iter_batches(
+                batch_size=1, batch_format="numpy", prefetch_batches=_window(workers)))
+            for rows in self._pass:
+                yield rows["x"][0]
+
+    def start(self, loader, ids, workers, *, batch_size):
+        self._iterator = self._batches(BatchAt(loader, ids, batch_size), workers)
+        return self._iterator
+
+    def fit_input(self, loader, ids, workers, *, batch_size, labels, steps):
+        raise NotImplementedError("ray.data runs in the throughput scenarios only")
+
+    def close(self):
+        for it in (self._iterator, self._pass):  # ours, then Ray Data's: it stops its executor, tasks, actors
+            if it is not None and hasattr(it, "close"):
+                it.close()
+        self._iterator = self._pass = None
+        gc.collect()
+
+
 #: Contender name -> factory, in report order.
 CONTENDERS: dict[str, Callable[[], Contender]] = {
     "awkgen-blocking": lambda: Awkgen("blocking"),
@@ -400,6 +506,14 @@ CONTENDERS: dict[str, Callable[[], Contender]] = {
     "grain[threads]": lambda: Grain(processes=False),
     "grain[processes]": lambda: Grain(processes=True),
 }
+#: The Ray contenders, run on request only (``--contenders``; they need a Ray cluster and
+#: ``ray[data]``): awkgen's Ray backend and its peer, Ray Data, in the configurations above.
+RAY_CONTENDERS: dict[str, Callable[[], Contender]] = {
+    AWKGEN_RAY: lambda: Awkgen("ray"),
+    "ray.data[tasks]": lambda: RayData(actors=False),
+    "ray.data[actors]": lambda: RayData(actors=True),
+}
+RAY_DATA = ("ray.data[tasks]", "ray.data[actors]")
 #: The other libraries' configurations, against whose best awkgen's relative targets are set.
 PEERS = tuple(name for name in CONTENDERS if not name.startswith("awkgen"))
 #: Each peer library and its configurations; a family's best configuration in a scenario is what counts.
@@ -421,7 +535,8 @@ def family_of(name: str) -> str:
 def make_contenders(names: list[str] | None = None) -> list[Contender]:
     """Fresh adapters for *names* (default: all), in report order."""
     chosen = list(CONTENDERS) if names is None else names
-    unknown = [n for n in chosen if n not in CONTENDERS]
+    known = {**CONTENDERS, **RAY_CONTENDERS}
+    unknown = [n for n in chosen if n not in known]
     if unknown:
-        raise ValueError(f"unknown contender(s) {unknown}; expected some of {list(CONTENDERS)}")
-    return [CONTENDERS[n]() for n in chosen]
+        raise ValueError(f"unknown contender(s) {unknown}; expected some of {list(known)}")
+    return [known[n]() for n in chosen]

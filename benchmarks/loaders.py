@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BatchAt", "SleepLoader", "FullLoader", "CpuLoader", "JpegLoader", "tiny_loader", "path_loader",
-           "as_float", "touch", "make_jpegs", "make_paths", "MIB", "PAGE_BYTES"]
+__all__ = ["BatchAt", "SleepLoader", "FullLoader", "FullLoaderReadOnly", "CpuLoader", "JpegLoader", "tiny_loader",
+           "path_loader", "as_float", "touch", "make_jpegs", "make_paths", "MIB", "PAGE_BYTES"]
 
 MIB = 2**20
 PAGE_BYTES = 4096
@@ -81,6 +81,22 @@ class FullLoaderInPlace:
 
         out = awkgen.empty(self.nbytes // 4, dtype=np.float32)
         out.fill(float(ids[0]))
+        return out
+
+
+@dataclass(frozen=True)
+class FullLoaderReadOnly:
+    """:class:`FullLoader`'s batch, marked read-only: on the Ray backend it stays a view of Ray's object store.
+
+    >>> FullLoaderReadOnly(16)(np.arange(1)).flags.writeable
+    False
+    """
+
+    nbytes: int
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        out = np.full(self.nbytes // 4, float(ids[0]), dtype=np.float32)
+        out.flags.writeable = False
         return out
 
 

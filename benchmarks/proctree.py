@@ -28,7 +28,13 @@ from awkgen import procfs
 
 __all__ = ["descendants", "read_memory", "MemorySampler", "ChildGuard", "machine"]
 
-_INFRA_MARKERS = ("forkserver", "resource_tracker", "semaphore_tracker")
+_INFRA_MARKERS = ("forkserver", "resource_tracker", "semaphore_tracker",
+                  # The run's Ray cluster: its servers, and the pool of idle workers its raylet keeps
+                  # (an actor that outlives its close() is "ray::<its class>", and counts as a leak).
+                  "gcs_server", "/raylet", "log_monitor.py", "ray/dashboard", "ray::IDLE",
+                  "ray/_private/workers/default_worker.py", "runtime_env/agent",
+                  # Ray Data's own singletons, started on first use, kept for the cluster's life
+                  "ray::_StatsActor", "ray::_AutoscalingCoordinatorActor", "ray::ActorLocationTracker")
 _SETTLE_S = 10.0  # how long closed workers get to exit before they count as leaked
 _POLL_S = 0.05
 

@@ -24,13 +24,13 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable, 
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 #: Imported before any measurement, in this order (torch before TensorFlow avoids symbol clashes).
-FRAMEWORKS = ("numpy", "torch", "tensorflow", "keras", "grain", "awkgen")
+FRAMEWORKS = ("numpy", "torch", "tensorflow", "keras", "grain", "ray", "awkgen")
 BUSY_CAVEAT = ("measured while other jobs shared the machine's cores; absolute figures are noisy and the "
                "side-by-side ratios are indicative only")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from benchmarks.contenders import CONTENDERS
+    from benchmarks.contenders import CONTENDERS, RAY_CONTENDERS
     from benchmarks.scenarios import SCENARIOS
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated subset of: {','.join(SCENARIOS)} (default: all)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help=f"comma-separated subset of: {','.join(CONTENDERS)} (default: all)")
+                        help=f"comma-separated subset of: {','.join([*CONTENDERS, *RAY_CONTENDERS])} (default: all "
+                             "but the Ray ones, which need ray[data]: latency,coldstart,bandwidth,tiny are their "
+                             "scenarios)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for results.json/.md/.png (default: %(default)s)")
     parser.add_argument("--caveat", default=None,
                         help="a note printed on top of the report (e.g. 'busy machine'); "
@@ -47,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     args.contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
-    for kind, chosen, known in (("scenario", args.scenarios, SCENARIOS), ("contender", args.contenders, CONTENDERS)):
+    for kind, chosen, known in (("scenario", args.scenarios, SCENARIOS),
+                                ("contender", args.contenders, {**CONTENDERS, **RAY_CONTENDERS})):
         unknown = [x for x in chosen if x not in known]
         if unknown:
             parser.error(f"unknown {kind}(s) {unknown}; expected some of {list(known)}")
@@ -124,6 +127,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs = plan_jobs(args.scenarios, settings, contenders, shared)
     if "decode" in args.scenarios:
         make_jpegs(JPEG_DIR, JPEG_COUNT)  # once per checkout (.awkgen-cache, removed by make clean)
+    if any(c.name == "awkgen-ray" or c.family == "ray.data" for c in contenders):
+        from benchmarks.contenders import ray_cluster
+
+        ray_cluster()  # the run's Ray cluster: its processes belong to the guard's baseline
     info = machine()
     ticks = cpu_times()
     guard = ChildGuard()

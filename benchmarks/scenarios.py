@@ -57,12 +57,13 @@ from typing import Any
 
 import numpy as np
 
-from .contenders import AWKGEN_PROCESS, PEERS, Contender
+from .contenders import AWKGEN_PROCESS, AWKGEN_RAY, PEERS, RAY_DATA, Contender
 from .loaders import (
     MIB,
     CpuLoader,
     FullLoader,
     FullLoaderInPlace,
+    FullLoaderReadOnly,
     JpegLoader,
     SleepLoader,
     make_jpegs,
@@ -101,6 +102,8 @@ OVERLAP_SLACK = 1.05
 BANDWIDTH_WORKERS = 2
 #: The bandwidth scenario's extra awkgen row: the loader builds its batch with awkgen.empty.
 EMPTY_ROW = "awkgen-process, loader using awkgen.empty"
+#: The bandwidth scenario's extra Ray row: the loader marks its batch read-only (no copy out of the store).
+READ_ONLY_ROW = "awkgen-ray, loader returning read-only arrays"
 _WARM_BATCHES_PER_WORKER = 4
 
 
@@ -262,6 +265,13 @@ def plan_bandwidth(settings: Settings, contenders: list[Contender], shared: dict
                 record["note"] = "FullLoader's fill into awkgen.empty(): built in the shared-memory slot"
                 return add_limits(record)
             refs.append(Job("bandwidth", EMPTY_ROW, in_place, BANDWIDTH_WORKERS, reference=True))
+        if c.name == AWKGEN_RAY:  # what the Ray backend does without its one copy out of the object store
+            def read_only(c: Contender = c) -> dict[str, Any]:
+                record = measure_throughput(c, FullLoaderReadOnly(BIG_BYTES), _ids(64, 1), BANDWIDTH_WORKERS, 1,
+                                            settings)
+                record["note"] = "FullLoader's batch marked read-only: a view of Ray's object store, not copied"
+                return add_limits(record)
+            refs.append(Job("bandwidth", READ_ONLY_ROW, read_only, BANDWIDTH_WORKERS, reference=True))
     return refs + _throughput_jobs("bandwidth", contenders, loader, _ids(64, 1), 1, BANDWIDTH_WORKERS, settings,
                                    add_limits)
 
@@ -703,6 +713,59 @@ def best_peer(records: list[dict[str, Any]], scenario: str, workers: int | None 
     return (max if higher else min)(found, key=lambda r: r[key])
 
 
+#: The Ray backend's targets (issue 22): fractions of ideal, of the process backend, of Ray Data's best.
+RAY_LATENCY_OF_IDEAL = 0.9
+RAY_COLDSTART_OF_IDEAL = 0.8
+RAY_OF_PROCESS = 0.5
+RAY_OVER_RAY_DATA = 1.5
+
+
+def _ray_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """awkgen-ray's targets: latency and cold start against the ideal, bandwidth and tiny batches
+    against awkgen-process, and every scenario against Ray Data's best configuration.
+
+    >>> rs = [{"scenario": "tiny", "contender": c, "workers": 2, "value": v}
+    ...       for c, v in [("awkgen-ray", 900.0), ("awkgen-process", 1000.0), ("ray.data[tasks]", 100.0)]]
+    >>> [(t["target"], round(t["measured"], 2), t["passed"]) for t in _ray_targets(rs)]
+    [('tiny batches vs awkgen-process', 0.9, True), ('tiny vs Ray Data', 9.0, True)]
+    """
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, measured: float, threshold: float, how: str) -> None:
+        out.append({"target": target, "contender": AWKGEN_RAY, "measured": measured, "threshold": threshold,
+                    "cmp": ">=", "passed": bool(measured >= threshold), "how": how})
+
+    ray_data = RAY_DATA
+    for r in records:
+        if r["scenario"] == "latency" and r["contender"] == AWKGEN_RAY and r.get("value") is not None:
+            add(f"latency-bound, {r['workers']} workers", r["of_ideal"], RAY_LATENCY_OF_IDEAL,
+                "fraction of workers / 20 ms, steady state")
+    r = _find(records, "coldstart", AWKGEN_RAY)
+    if r:
+        add("cold start, 200 batches", r["of_ideal"], RAY_COLDSTART_OF_IDEAL,
+            "fraction of ideal: 200 x 20 ms / 8 workers, construction included")
+    read_only, proc = _find(records, "bandwidth", READ_ONLY_ROW), _find(records, "bandwidth", AWKGEN_PROCESS)
+    if read_only and proc:
+        add("bandwidth, read-only arrays, vs awkgen-process (reported)", read_only["value"] / proc["value"], 0.0,
+            "times awkgen-process's batches/s; the batch stays in Ray's object store; no target")
+    for scenario, label in (("bandwidth", "bandwidth"), ("tiny", "tiny batches")):
+        ray, proc = _find(records, scenario, AWKGEN_RAY), _find(records, scenario, AWKGEN_PROCESS)
+        if ray and proc:
+            add(f"{label} vs awkgen-process", ray["value"] / proc["value"], RAY_OF_PROCESS,
+                "times awkgen-process's batches/s, same run")
+    for scenario in ("latency", "coldstart", "bandwidth", "tiny"):
+        higher = SCENARIOS[scenario].higher
+        for r in records:
+            if r["scenario"] != scenario or r["contender"] != AWKGEN_RAY or r.get("value") is None:
+                continue
+            peer = best_peer(records, scenario, r["workers"], names=ray_data)
+            if peer:
+                ratio = r["value"] / peer["value"] if higher else peer["value"] / r["value"]
+                add(f"{scenario} vs Ray Data" + (f", {r['workers']} workers" if scenario == "latency" else ""),
+                    ratio, RAY_OVER_RAY_DATA, f"times Ray Data's best ({peer['contender']}), both in order")
+    return out
+
+
 def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets, each as ``{target, contender, measured, threshold, passed, cmp, how}``.
 
@@ -763,6 +826,7 @@ def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         r = _find(records, "overlap", name)
         if r:
             add("training overlap", name, r["value"], OVERLAP_SLACK, "<=", "epoch time / max(load, train)")
+    out += _ray_targets(records)
     r = _find(records, "memory", AWKGEN_PROCESS)
     if r:
         add("memory in flight", AWKGEN_PROCESS, r["extra_batches"], r["allowed_batches"], "<=",

@@ -163,7 +163,7 @@ def test_timeout_raises_LoaderTimeoutError_and_the_actor_is_killed_and_replaced(
         with pytest.raises(LoaderTimeoutError, match=rf"timeout=1.5 s; Ray actor [0-9a-f]+ \(pid {pid}\) was "
                                                      rf"killed and replaced.*ids \[{MARK}\]"):
             gen()
-        assert 1.5 <= time.monotonic() - start < 10
+        assert 1.4 <= time.monotonic() - start < 10  # the clock starts at dispatch, inside the previous gen()
         assert wait_until(lambda: not pid_alive(pid), within_s=10), "the timed-out actor's process still runs"
         x, new_pid = gen()[0]
         assert x.tolist() == [3] and new_pid != pid

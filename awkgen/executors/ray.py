@@ -11,21 +11,39 @@ What runs where:
 - **the caller's process** (the Ray *driver*) plans and orders the batches: the
   generator above this executor is the same for every backend, so the batch
   sequence is too. Labels never leave it.
-- **manager thread** (``_manage``): the only code that talks to the actors. It gives
-  each idle actor one task, waits on the results with ``ray.wait``, turns each into an
+- **manager thread** (``_manage``): the only code that talks to the actors. It keeps
+  each actor's next call queued behind its running one (Ray runs an actor's calls in
+  order, so the actor starts its next batch without a round trip to the driver), waits
+  on the results with ``ray.wait``, turns each into an
   :class:`~awkgen.executors.base.Outcome`, and kills (``ray.kill``) and replaces an
   actor whose call outlived ``timeout``. Every task it took yields exactly one
-  outcome: a value, a ``LoaderError``, a ``WorkerDiedError`` or a
-  ``LoaderTimeoutError``.
-- **actors** (:class:`_LoaderActor`, ``n_workers`` of them, placed with Ray's
-  ``SPREAD`` strategy): each unpickles the loader once and runs one call at a time,
-  so per-worker state (open files, caches) is reused. A result goes back as the
-  actor call's return value, through Ray's object store, encoded as on the process
-  backend (:mod:`awkgen.transport`): read-only arrays stay zero-copy views of the
-  store, writable ones are copied out of it once, so each arrives as the loader built it.
+  outcome: a value, a ``LoaderError``, a ``WorkerDiedError``, a ``LoaderTimeoutError``
+  or a ``WorkerStartError``.
+- **actors** (:class:`_LoaderActor`, ``n_workers`` of them, all started at once): each
+  unpickles the loader once and runs one call at a time, so per-worker state (open
+  files, caches) is reused. A result goes back as the actor call's return value,
+  through Ray's object store, encoded as on the process backend
+  (:mod:`awkgen.transport`): read-only arrays stay zero-copy views of the store,
+  writable ones are copied out of it once, so each arrives as the loader built it.
 
-One call per actor at a time, and at most ``prefetch`` tasks submitted by the
-generator: what is in flight on the cluster and waiting in ``_todo`` stays bounded.
+Placement: each actor goes to the alive node, of those that can host one, that has the
+fewest of this executor's actors (Ray's soft node affinity: should that node be gone
+when Ray places the actor, any node will do), so actors spread over the cluster
+whatever the head node holds; a ``scheduling_strategy`` in ``actor_options`` replaces
+this. *Can host* compares the actor's needs (``num_cpus``, 1 by default, as Ray places
+actors; ``num_gpus``, ``memory``, ``resources``) with each node's totals.
+
+Faults: an actor that dies fails the call it was running (``WorkerDiedError``, naming
+its node when the node died with it); the calls queued behind it never started and go
+to other actors. Ray can lose a finished call's reply when the next call kills the
+process at once (a segfault), so when an actor dies with a call queued, for a reason
+other than its node's death, both calls run again, each alone on an idle actor, where
+a death is that batch's own. Nodes an actor died with are never used again. When no
+alive node can host an actor, every task fails at once with ``WorkerStartError``, and
+the executor looks again every second: actors start as soon as a node can host one.
+
+At most ``prefetch`` tasks are submitted by the generator: what is in flight on the
+cluster and waiting in ``_todo`` stays bounded.
 
 Which cluster: the one this process is already connected to (``ray.init`` called
 first), else the one named by ``address=`` or the ``RAY_ADDRESS`` variable, else the
@@ -37,11 +55,11 @@ earlier. awkgen never shuts down a cluster, only its own actors.
 The actors belong to this process (Ray "fate-shares" them with their owner): if it
 dies, even by ``SIGKILL``, or exits without a stop, Ray kills them.
 
-Faults (each a typed error for its batch, within seconds; nothing else lost): an actor
-that dies, also while its result is being sent, fails its call with ``RayActorError``
+More faults (each a typed error for its batch, within seconds; nothing else lost): an
+actor that dies while its result is being sent fails its call with ``RayActorError``
 (``WorkerDiedError``, the actor replaced); a result larger than the object store is
 stored outside it by Ray and arrives intact; Ray failing to deliver one is a
-``LoaderError`` for that batch. The handshake: an actor answers the pid call made at
+``LoaderError`` for that batch. The handshake: an actor answers the info call made at
 its creation with the awkgen it runs (:mod:`._identity`), and the manager reads that
 answer before any result of the actor; an actor of other code (Ray's workers import
 awkgen from their own ``sys.path``) breaks the pool with a ``WorkerStartError`` naming
@@ -52,12 +70,13 @@ the user's own modules travel by value with the loader (:mod:`._travel`).
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import transport
@@ -78,7 +97,12 @@ _JOIN_S = 2.0
 _ACTOR_START_S = 120.0
 _PID_WAIT_S = 1.0  # how long a failed call's report waits for its actor's pid (already computed)
 _REASON_CHARS = 300  # how much of Ray's explanation a WorkerDiedError quotes
-_DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
+_NODE_ID_CHARS = 12  # how much of a node's id messages show (Ray's own tools show 8 or more)
+#: Calls each actor has submitted at once: the running one and the next, queued behind it.
+_CALLS_PER_ACTOR = 2
+#: How often a worker that no node could host looks again for one (and fails its tasks meanwhile).
+_REPLACE_EVERY_S = 1.0
+_DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}
 
 
 def _import_ray() -> Any:
@@ -144,9 +168,13 @@ class _LoaderActor:
         except BaseException:
             self._broken = traceback.format_exc()
 
-    def pid(self) -> tuple[int, tuple[str, ...]]:
-        """The actor's pid and which awkgen it runs (the handshake, see :mod:`._identity`)."""
-        return os.getpid(), tuple(IDENTITY)
+    def info(self) -> tuple[int, tuple[str, ...], str, str]:
+        """This actor's pid, which awkgen it runs (the handshake, see :mod:`._identity`), its
+        node's id and IP address."""
+        import ray
+
+        ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        return os.getpid(), tuple(IDENTITY), ray.get_runtime_context().get_node_id(), ip
 
     def load(self, task: Task) -> Loaded | Interrupted | Broken:
         if self._loader is None:
@@ -171,19 +199,39 @@ class _LoaderActor:
 # -- the driver's side -------------------------------------------------------------------------
 
 @dataclass(eq=False)
+class _Call:
+    task: Task
+    ref: Any  # ObjectRef of the actor call's result
+
+
+@dataclass(eq=False)
 class _Worker:
+    """One actor and the calls submitted to it, oldest (the running one) first.
+
+    ``actor`` is ``None`` while no node of the cluster can host an actor (see
+    :meth:`RayExecutor._placement`): the worker then fails every task given to it at
+    once, and checks again for room every :data:`_REPLACE_EVERY_S`.
+    """
+
     actor: Any
-    pid_ref: Any  # ObjectRef of the actor's pid and awkgen, asked for when it was created; ready once it is up
+    info_ref: Any  # ObjectRef of the actor's (pid, node id, node ip), asked for when it was created
     spawned: float
-    up: bool = False  # the actor answered (or failed) its pid call: it was scheduled and started
+    node_id: str | None = None  # where it was placed (before it is up), then where it runs
+    up: bool = False  # the actor answered (or failed) its info call: it was scheduled and started
     checked: bool = False  # its answer was read: its pid is known and its awkgen was compared with ours
     pid: int | None = None
-    task: Task | None = None
-    ref: Any = None  # ObjectRef of the running call
-    started: float = 0.0
+    node_ip: str | None = None
+    calls: collections.deque[_Call] = field(default_factory=collections.deque)
+    started: float = 0.0  # when the oldest call could start running (timeout counts from there)
 
     def describe(self) -> str:
         return f"Ray actor {_actor_id(self.actor)} (pid {self.pid if self.pid is not None else 'unknown'})"
+
+    def where(self) -> str:
+        """The node the actor runs on (or was placed on), for messages; "" if unknown."""
+        if self.node_id is None:
+            return ""
+        return f"node {self.node_id[:_NODE_ID_CHARS]}" + (f" at {self.node_ip}" if self.node_ip else "")
 
 
 class RayExecutor(ManagedExecutor):
@@ -193,8 +241,11 @@ class RayExecutor(ManagedExecutor):
     yet (default: ``RAY_ADDRESS``, else a running local cluster, else a new local
     one). *actor_options* update the options of every actor (Ray's
     ``.options(...)``, e.g. ``{"num_cpus": 1}`` to reserve a CPU for each, or a
-    ``scheduling_strategy``); the defaults are no restarts and ``"SPREAD"``.
+    ``scheduling_strategy``); the defaults are no restarts and one actor per node
+    in turn (round robin over the alive nodes that can host one).
     """
+
+    backend_name = "ray"
 
     def __init__(self, loader: Callable[..., Any], n_workers: int, prefetch: int, timeout: float | None,
                  address: str | None = None, actor_options: Mapping[str, Any] | None = None) -> None:
@@ -214,14 +265,22 @@ class RayExecutor(ManagedExecutor):
         super().__init__(n_workers, timeout)
         self._ray = ray
         self._prefetch = prefetch
-        self._actor_class = ray.remote(_LoaderActor).options(**{**_DEFAULT_ACTOR_OPTIONS, **(actor_options or {})})
+        options = {**_DEFAULT_ACTOR_OPTIONS, **(actor_options or {})}
+        self._place_by_node = "scheduling_strategy" not in options  # the user's strategy wins
+        self._needs = _actor_needs(options)
+        self._options = options
+        self._actor_class = ray.remote(_LoaderActor)
         self._loader_ref = ray.put((loader_bytes, _travel.user_paths()))
         self._wake = threading.Event()
         self._spawn_lock = threading.Lock()  # no actor is spawned once close() has begun
         self._workers: list[_Worker] = []
         self._graveyard: list[Any] = []  # refs of killed actors' calls: awaited so Ray logs no "unhandled error"
         self._broken_as: type[AwkgenError] = LoaderError  # what tasks fail with once _broken is set
+        self._suspects: set[int] = set()  # tasks whose actor died, maybe by them: each runs alone
+        self._lost_nodes: set[str] = set()  # nodes our actors died with: never placed on again
+        self._nodes: list[dict[str, Any]] | None = ray.nodes()  # read once for all the first actors
         self._start()
+        self._nodes = None
 
     # -- the caller's side ---------------------------------------------------------------
     def submit(self, task: Task) -> None:
@@ -258,11 +317,43 @@ class RayExecutor(ManagedExecutor):
             pass
 
     # -- actors ---------------------------------------------------------------------------------
-    def _spawn(self) -> _Worker:
-        actor = self._actor_class.remote(self._loader_ref)
-        return _Worker(actor, actor.pid.remote(), time.monotonic())
+    def _spawn(self, replacing: _Worker | None = None) -> _Worker:
+        """Start one actor (on the node :meth:`_placement` picks); returns at once: Ray starts
+        actors in the background, so ``n_workers`` of them start in parallel. A worker without
+        an actor when no alive node can host one."""
+        now = time.monotonic()
+        nodes = self._nodes if self._nodes is not None else self._ray.nodes()
+        hosts = [n["NodeID"] for n in nodes
+                 if n.get("Alive") and n["NodeID"] not in self._lost_nodes
+                 and all(n.get("Resources", {}).get(k, 0.0) >= v for k, v in self._needs.items())]
+        if not hosts:
+            return _Worker(None, None, now)
+        if not self._place_by_node:  # the user's scheduling_strategy
+            actor = self._actor_class.options(**self._options).remote(self._loader_ref)
+            return _Worker(actor, actor.info.remote(), now)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node_id = self._placement(hosts, replacing)
+        # soft: should the node be gone by the time Ray schedules the actor, any other node will do.
+        strategy = NodeAffinitySchedulingStrategy(node_id, soft=True)
+        actor = self._actor_class.options(**self._options, scheduling_strategy=strategy).remote(self._loader_ref)
+        return _Worker(actor, actor.info.remote(), now, node_id=node_id)
+
+    def _placement(self, hosts: list[str], replacing: _Worker | None) -> str:
+        """Of the alive nodes that can host an actor (*hosts*, as Ray lists them), the one with
+        the fewest of ours: round robin over the cluster, whatever the head node holds.
+
+        Whether a node *can host* an actor compares the actor's needs (``num_cpus``, default 1
+        as Ray places actors, ``num_gpus``, ``memory``, ``resources``) with the node's totals,
+        not with what is free now: an actor reserves nothing while it runs unless
+        ``actor_options`` say so, and one that must wait for room waits on its node.
+        """
+        load = collections.Counter(w.node_id for w in self._workers if w.actor is not None and w is not replacing)
+        return min(hosts, key=lambda node: load[node])  # ties: the first in Ray's order
 
     def _kill(self, worker: _Worker) -> None:
+        if worker.actor is None:
+            return
         try:
             self._ray.kill(worker.actor, no_restart=True)
         except Exception:  # already dead
@@ -272,57 +363,116 @@ class RayExecutor(ManagedExecutor):
         self._kill(worker)
         with self._spawn_lock:
             if worker in self._workers:
-                self._workers.remove(worker)
-            if not self._stopping:
-                self._workers.append(self._spawn())
+                index = self._workers.index(worker)
+                if not self._stopping:
+                    self._workers[index] = self._spawn(replacing=worker)
+                else:
+                    del self._workers[index]
+
+    def _retire(self, worker: _Worker, replace: bool = True, suspect: Task | None = None) -> None:
+        """*worker*'s actor is gone and its oldest call accounted for (taken off ``calls``): give
+        back the calls still queued on it, which it never started (Ray runs an actor's calls in
+        order), for other actors to run, then replace it. *suspect*, when given, is the oldest
+        call's task, given back too, first: it runs again, alone (see :meth:`_died`)."""
+        calls = list(worker.calls)
+        worker.calls.clear()
+        self._graveyard.extend(call.ref for call in calls)
+        for task in [*([suspect] if suspect is not None else []), *(call.task for call in calls)][::-1]:
+            self._todo.appendleft(task)
+        if replace:
+            self._replace(worker)
 
     # -- the manager thread -------------------------------------------------------------------
     def _manage(self) -> None:
         while not self._stopping:
             self._dispatch()
-            refs = [w.ref for w in self._workers if w.ref is not None]
+            refs = [w.calls[0].ref for w in self._workers if w.calls]
             if not refs and not self._graveyard:
                 self._wake.wait(_IDLE_TICK_S)
                 self._wake.clear()
+                self._expire()
                 continue
-            done, _ = self._ray.wait(refs + self._graveyard, num_returns=1, timeout=self._sleep_s())
+            waiting = refs + self._graveyard
+            done, rest = self._ray.wait(waiting, num_returns=1, timeout=self._sleep_s())
+            if done and rest:  # collect everything finished meanwhile in one pass
+                more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0)
+                done += more
+            finished = set(done)
             for ref in done:
                 if ref in self._graveyard:
                     self._graveyard.remove(ref)
                     _swallow(self._ray, ref)
             for worker in list(self._workers):
-                if worker.ref is not None and worker.ref in done:
+                if worker.calls and worker.calls[0].ref in finished:
                     self._collect(worker)
             self._expire()
 
     def _dispatch(self) -> None:
-        for worker in self._workers:
-            if worker.task is not None or not self._todo:
-                continue
-            try:
-                task = self._todo.popleft()
-            except IndexError:  # cancelled meanwhile
-                return
-            if self._broken is not None:
-                self._outcomes.put(Outcome(task.seq, error_type=self._broken_as, detail=self._broken))
-                continue
-            worker.task, worker.started = task, time.monotonic()
-            worker.ref = worker.actor.load.remote(task)
+        """Keep every actor's next call queued behind its running one (Ray runs an actor's
+        calls in order), so an actor starts its next batch without waiting for this thread.
+
+        Tasks go first to actors with nothing to do, then to those with one call, so a
+        short queue is spread over all actors rather than stacked on the first ones. A
+        *suspect* task (see :meth:`_died`) goes only to an idle actor, and nothing is
+        queued behind it.
+        """
+        for depth in range(_CALLS_PER_ACTOR):
+            for worker in list(self._workers):
+                if not self._todo:
+                    return
+                if len(worker.calls) != depth or (depth and worker.calls[0].task.seq in self._suspects):
+                    continue
+                if depth and self._todo[0].seq in self._suspects:
+                    break  # it waits for an idle actor (the order of _todo is the generator's)
+                try:
+                    task = self._todo.popleft()
+                except IndexError:  # cancelled meanwhile
+                    return
+                if self._broken is not None:
+                    self._outcomes.put(Outcome(task.seq, error_type=self._broken_as, detail=self._broken))
+                    continue
+                if worker.actor is None:
+                    worker = self._rehost(worker)
+                    if worker.actor is None:
+                        self._outcomes.put(Outcome(task.seq, error_type=WorkerStartError, detail=self._no_host()))
+                        continue
+                if not worker.calls:
+                    worker.started = time.monotonic()
+                worker.calls.append(_Call(task, worker.actor.load.remote(task)))
+
+    def _rehost(self, worker: _Worker) -> _Worker:
+        """A worker without an actor (no node could host one) looks again, at most every
+        :data:`_REPLACE_EVERY_S`; returns it, or the worker that replaced it."""
+        if time.monotonic() - worker.spawned < _REPLACE_EVERY_S:
+            return worker
+        with self._spawn_lock:
+            if self._stopping or worker not in self._workers:
+                return worker
+            index = self._workers.index(worker)
+            self._workers[index] = self._spawn()
+            return self._workers[index]
+
+    def _no_host(self) -> str:
+        needs = ", ".join(f"{k}={v:g}" for k, v in sorted(self._needs.items()))
+        return (f"no alive node of the Ray cluster can host a Ray actor (each needs {needs}; "
+                f"{len(self._lost_nodes)} node(s) lost so far): add nodes, or ask for less with "
+                "actor_options; awkgen starts actors again as soon as a node can host one")
 
     def _sleep_s(self) -> float:
         if self._timeout is None:
             return _BUSY_TICK_S
         now = time.monotonic()
-        deadlines = [w.started + self._timeout - now for w in self._workers if w.task is not None and w.up]
+        deadlines = [w.started + self._timeout - now for w in self._workers if w.calls and w.up]
         return max(0.001, min([_BUSY_TICK_S, *deadlines]))
 
     def _collect(self, worker: _Worker) -> None:
-        """*worker*'s call finished: turn its result or error into the task's outcome."""
+        """*worker*'s oldest call finished: turn its result or error into the task's outcome."""
         ray = self._ray
-        task, ref = worker.task, worker.ref
-        assert task is not None
-        worker.task, worker.ref = None, None
-        self._resolve_pid(worker, wait_s=_PID_WAIT_S)  # answered before this call: its awkgen is known
+        call = worker.calls.popleft()
+        task, ref = call.task, call.ref
+        self._suspects.discard(task.seq)
+        worker.started = time.monotonic()  # the next call starts now
+        self._resolve_info(worker, wait_s=_PID_WAIT_S)  # answered before this call: its awkgen is known
         if self._broken_as is WorkerStartError:  # it runs another awkgen: what it sent cannot be read
             _swallow(ray, ref)
             self._outcomes.put(Outcome(task.seq, error_type=WorkerStartError, detail=self._broken or ""))
@@ -330,22 +480,27 @@ class RayExecutor(ManagedExecutor):
         try:
             result = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # the loader raised (or its result would not pickle)
-            self._resolve_pid(worker, wait_s=_PID_WAIT_S)  # the actor answered its pid call before this one
+            self._resolve_info(worker, wait_s=_PID_WAIT_S)  # the actor answered its info call before this one
             self._outcomes.put(_loader_failure(task.seq, exc, worker))
             return
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError) as exc:
-            self._resolve_pid(worker, wait_s=_PID_WAIT_S)
+            self._resolve_info(worker, wait_s=_PID_WAIT_S)
             if getattr(exc, "actor_init_failed", False):  # a replacement would fail the same way
                 self._broken = (f"Ray actors could not start ({worker.describe()}): is awkgen installed on "
                                 f"every node, or shipped with ray.init(runtime_env=...)?\n{exc}")
                 self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+                self._retire(worker, replace=False)  # its queued tasks fail as broken, in _dispatch
                 return
-            self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError, pid=worker.pid,
-                                       detail=f"{worker.describe()} died: {_reason(exc)}; it has been replaced"))
-            self._replace(worker)
+            self._died(worker, task, exc)
             return
-        except Exception as exc:  # Ray could not deliver the result (object lost, store full, ...)
+        except ray.exceptions.ObjectLostError as exc:  # evicted, or on a node that is gone
+            self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError, cause=exc, pid=worker.pid,
+                                       detail=f"the result from {worker.describe()} on {worker.where() or 'its node'}"
+                                              f" was lost before it reached this process: {type(exc).__name__}: "
+                                              f"{_first_line(exc)}"))
+            return
+        except Exception as exc:  # Ray could not deliver the result (store full, ...)
             self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
                                        detail=f"Ray could not deliver the result from {worker.describe()}: "
                                               f"{type(exc).__name__}: {_first_line(exc)}"))
@@ -367,17 +522,49 @@ class RayExecutor(ManagedExecutor):
             return
         self._outcomes.put(Outcome(task.seq, value=value, load_s=result.load_s, pid=result.pid))
 
-    def _resolve_pid(self, worker: _Worker, wait_s: float = 0.0) -> None:
-        """Learn *worker*'s pid and check that it runs this process's awkgen (else break the
-        pool: every task fails with a WorkerStartError naming both)."""
-        if worker.checked:
+    def _died(self, worker: _Worker, task: Task, exc: BaseException) -> None:
+        """*worker*'s actor died while *task*, its oldest call, was due: fail *task* with
+        ``WorkerDiedError``, give back the calls queued behind it, replace the actor.
+
+        With a call queued behind it, *task* may have finished: Ray sends a call's reply from
+        a background thread of the actor, and a next call that kills its process at once (a
+        segfault, ``os._exit``) can take the reply with it. Unless its node died (which no
+        batch causes), *task* and the calls behind it are then *suspects*: given back, each
+        runs again alone on an idle actor, where a death is its own. Every batch a dead
+        actor ran thus fails at most once, and only if it died alone or with its node.
+        """
+        lost_node = _node_died(exc)
+        if lost_node and worker.node_id is not None:
+            self._lost_nodes.add(worker.node_id)
+        if len(worker.calls) > 0 and not lost_node and task.seq not in self._suspects:
+            self._suspects.update([task.seq, *(c.task.seq for c in worker.calls)])
+            self._retire(worker, suspect=task)
+            return
+        self._suspects.discard(task.seq)
+        where = worker.where() or "node"
+        how = f"died with its {where}" if lost_node else "died"
+        after = "" if lost_node or where == "node" else f" (it ran on {where})"
+        self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError, pid=worker.pid,
+                                   detail=f"{worker.describe()} {how}: {_reason(exc)}; it has been "
+                                          f"replaced{after}"))
+        self._retire(worker)
+
+    def _resolve_info(self, worker: _Worker, wait_s: float = 0.0) -> None:
+        """Learn *worker*'s pid and node, and check that it runs this process's awkgen (else break
+        the pool: every task fails with a WorkerStartError naming both)."""
+        if worker.checked or worker.info_ref is None:
             return
         try:
-            said = self._ray.get(worker.pid_ref, timeout=wait_s)
+            said = self._ray.get(worker.info_ref, timeout=wait_s)
         except Exception:  # died before it could say, or not up yet
             return
         worker.checked = True
-        pid, theirs = (said[0], Identity.of(said[1])) if isinstance(said, tuple) and len(said) == 2 else (said, None)
+        theirs = None
+        if isinstance(said, tuple) and len(said) == 4:
+            pid, identity, worker.node_id, worker.node_ip = said
+            theirs = Identity.of(identity)
+        else:  # an actor of other code: its answer has another shape
+            pid = said[0] if isinstance(said, tuple) and said else said
         worker.pid = pid if isinstance(pid, int) else -1
         if not IDENTITY.same_code(theirs) and self._broken_as is not WorkerStartError:
             self._broken_as = WorkerStartError
@@ -391,11 +578,14 @@ class RayExecutor(ManagedExecutor):
         """Fail calls past ``timeout`` (counted from when their actor was up) or whose actor never started."""
         now = time.monotonic()
         for worker in list(self._workers):
-            if not worker.up and self._ray.wait([worker.pid_ref], timeout=0)[0]:
+            if worker.actor is None:
+                self._rehost(worker)  # a node may have joined
+                continue
+            if not worker.up and self._ray.wait([worker.info_ref], timeout=0)[0]:
                 worker.up = True
-                self._resolve_pid(worker)
+                self._resolve_info(worker)
                 worker.started = now  # the clock starts when the actor can run the call
-            if worker.task is None:
+            if not worker.calls:
                 continue
             if not worker.up:
                 if now - worker.spawned > _ACTOR_START_S:
@@ -408,12 +598,39 @@ class RayExecutor(ManagedExecutor):
                                    "was killed and replaced")
 
     def _fail_running(self, worker: _Worker, error_type: type[AwkgenError], detail: str) -> None:
-        assert worker.task is not None
-        self._outcomes.put(Outcome(worker.task.seq, error_type=error_type, detail=detail, pid=worker.pid,
+        call = worker.calls.popleft()
+        self._suspects.discard(call.task.seq)
+        self._outcomes.put(Outcome(call.task.seq, error_type=error_type, detail=detail, pid=worker.pid,
                                    load_s=time.monotonic() - worker.started))
-        self._graveyard.append(worker.ref)
-        worker.task, worker.ref = None, None
-        self._replace(worker)
+        self._graveyard.append(call.ref)
+        self._retire(worker)
+
+
+def _actor_needs(options: Mapping[str, Any]) -> dict[str, float]:
+    """What one actor needs of a node's totals to be placed there, from its Ray options.
+
+    >>> _actor_needs({"num_cpus": 0.25, "resources": {"disk": 1}})
+    {'CPU': 0.25, 'disk': 1.0}
+    >>> _actor_needs({})   # Ray places an actor only where there is a CPU, though it holds none
+    {'CPU': 1.0}
+    """
+    cpus = options.get("num_cpus")
+    needs = {"CPU": 1.0 if cpus is None else float(cpus)}
+    if options.get("num_gpus"):
+        needs["GPU"] = float(options["num_gpus"])
+    if options.get("memory"):
+        needs["memory"] = float(options["memory"])
+    for key, value in (options.get("resources") or {}).items():
+        needs[str(key)] = float(value)
+    return {k: v for k, v in needs.items() if v > 0}
+
+
+def _node_died(exc: BaseException) -> bool:
+    """Whether Ray says the actor died because its node did."""
+    if type(exc).__name__ == "NodeDiedError":
+        return True
+    text = getattr(exc, "error_msg", None) or str(exc)
+    return "node has died" in text or "node was terminated" in text
 
 
 def _connect(ray: Any, address: str | None) -> None:
