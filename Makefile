@@ -39,7 +39,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed $(MXVENV)/.installed lint docs core
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 	$(MXPY) -m pytest -o addopts="-p no:cacheprovider" tests/mxnet
 
 # The site (docs/_build/html): the guide pages and the API reference, built from the docstrings;
