@@ -1,8 +1,9 @@
 """One walker over nested results: tuples, lists and dicts are structure, the rest are leaves.
 
-Results travel and are converted as trees: the transport swaps arrays for references
-and back, the Ray backend copies read-only arrays, the framework bridges turn leaves
-into numpy arrays, tensors or ``tf.TensorSpec``. All of them walk with :func:`map_tree`.
+The framework bridges convert results as trees: they turn leaves into numpy arrays,
+tensors or ``tf.TensorSpec`` with :func:`map_tree`. (Results no longer travel through it:
+the transport pickles a result whole and swaps its arrays in the pickler, see
+:func:`awkgen.transport.encode_result`, so every node's type and shared reference survive.)
 Framework helpers (``tf.nest``, ``torch.utils._pytree``, ``jax.tree_util``) would do,
 but the core imports no framework.
 
