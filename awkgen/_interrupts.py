@@ -30,6 +30,8 @@ costs two ``sigaction`` calls per batch.
 from __future__ import annotations
 
 import _signal
+import _thread
+import os
 import signal
 import threading
 from types import FrameType, TracebackType
@@ -38,6 +40,18 @@ from typing import Any
 __all__ = ["deferred_sigint", "allow_interrupts"]
 
 _active: deferred_sigint | None = None  # the outermost open block (main thread only)
+#: The main thread's ident, compared per batch (cheaper than ``threading.current_thread()``). Python
+#: runs signal handlers in the thread that initialised the interpreter; a forked child's main thread
+#: is the forking thread, with a new ident: ``_after_fork`` records it.
+_MAIN_IDENT = threading.main_thread().ident
+
+
+def _after_fork() -> None:
+    global _MAIN_IDENT
+    _MAIN_IDENT = threading.main_thread().ident
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class deferred_sigint:  # noqa: N801 - used as a context manager, named like one
@@ -50,7 +64,7 @@ class deferred_sigint:  # noqa: N801 - used as a context manager, named like one
 
     def __enter__(self) -> deferred_sigint:
         global _active
-        if _active is not None or threading.current_thread() is not threading.main_thread():
+        if _active is not None or _thread.get_ident() != _MAIN_IDENT:
             return self
         current = _signal.getsignal(signal.SIGINT)
         if not callable(current):  # SIG_IGN, SIG_DFL or a handler outside Python: nothing is raised

@@ -567,19 +567,24 @@ class BatchGenerator:
     def _wait_for(self, seq: int, interrupts: deferred_sigint) -> Outcome:
         """Wait for batch *seq*'s outcome; a recorded Ctrl-C is delivered between waits,
         where nothing is half done."""
+        ready = self._ready
+        if seq in ready:  # already here: no wait to time (the common case when workers keep ahead)
+            return ready.pop(seq)
+        serial = self._backend == "serial"
         start = time.perf_counter()
-        cpu_start = time.thread_time()
+        cpu_start = time.thread_time() if serial else 0.0
         try:
-            while seq not in self._ready:
+            while seq not in ready:
                 self._check_open()
                 interrupts.check()
                 outcome = self._executor.get(timeout=_POLL_S)
                 if outcome is not None and outcome.seq in self._inflight:
-                    self._ready[outcome.seq] = outcome
-            return self._ready.pop(seq)
+                    ready[outcome.seq] = outcome
+            return ready.pop(seq)
         finally:
             self._wait_s += time.perf_counter() - start
-            self._serial_cpu_s += time.thread_time() - cpu_start  # the loader's, for DataGenerator
+            if serial:  # the loader ran in these waits: its CPU time, for DataGenerator's stats
+                self._serial_cpu_s += time.thread_time() - cpu_start
 
     def _fill(self) -> None:
         """Submit planned batches until ``prefetch`` are undelivered."""

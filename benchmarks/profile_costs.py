@@ -12,6 +12,10 @@ their own in this process, each the median of repeated runs:
   loader would pay if it could build its array in shared memory (an ``awkgen.empty()``);
 - ``touch_ms``: the consumer reading one value per page of a warm mapping.
 
+The tiny workload's floor (``tiny_floor``): the bare loop and ``DataGenerator`` calling the
+same loader in-line, whose CPU per batch less the bare loop's is the generator's own work
+per batch, paid by every backend's parent.
+
 Then awkgen's process backend itself, on each workload for ``--seconds``: batches/s, and
 the CPU time per batch of the parent (all its threads) and of the workers (from
 ``/proc/<pid>/stat``), so the share of the two cores each side uses is visible.
@@ -106,13 +110,40 @@ def awkgen_costs(loader: Any, batch_size: int, workers: int, seconds: float) -> 
             "loader_ms_per_batch": round(1e3 * stats.loader_s / max(1, stats.batches), 3)}
 
 
+def tiny_floor(seconds: float) -> dict[str, float]:
+    """The floor under any backend on the tiny workload, in this process: the bare loop (the
+    loader and the consumer's touch, nothing else) and ``DataGenerator`` (the same loader
+    called in-line by the generator: its ordering, bookkeeping and Ctrl-C guard per batch,
+    no worker, no message). Every backend's parent runs that same generator per batch."""
+    import awkgen
+
+    ids = np.arange(1024)
+
+    def rate(step: Callable[[int], Any]) -> tuple[float, float]:
+        for i in range(200):
+            step(i)
+        n, cpu0, start = 0, time.process_time(), time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            step(n)
+            n += 1
+        return n / (time.perf_counter() - start), 1e6 * (time.process_time() - cpu0) / n
+
+    bare, bare_us = rate(lambda i: touch(tiny_loader(ids[i % 1024:i % 1024 + 1])))
+    gen = awkgen.DataGenerator(tiny_loader, ids, None, 1, shuffle=False)
+    inline, inline_us = rate(lambda i: touch(next(gen)))
+    return {"bare_loop_per_s": round(bare, 1), "bare_loop_cpu_us": round(bare_us, 1),
+            "inline_generator_per_s": round(inline, 1), "inline_generator_cpu_us": round(inline_us, 1),
+            "generator_us_per_batch": round(inline_us - bare_us, 1)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_costs", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
     out = {"bandwidth_parts": bandwidth_parts(),
            "bandwidth_awkgen_process": awkgen_costs(FullLoader(BIG), 1, 2, args.seconds),
-           "tiny_awkgen_process": awkgen_costs(tiny_loader, 1, os.cpu_count() or 1, args.seconds)}
+           "tiny_awkgen_process": awkgen_costs(tiny_loader, 1, os.cpu_count() or 1, args.seconds),
+           "tiny_floor": tiny_floor(args.seconds)}
     print(json.dumps(out, indent=1))
 
 

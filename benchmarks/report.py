@@ -193,6 +193,13 @@ def markdown(results: dict[str, Any]) -> str:
                   f"- tiny, {results['machine']['nproc']} workers: {tiny['batches_per_s']:,.0f} batches/s; parent "
                   f"{tiny['parent_cpu_us_per_batch']:,.0f} us CPU per batch ({tiny['parent_cores']:.2f} cores), "
                   f"workers {tiny['workers_cpu_us_per_batch']:,.0f} us ({tiny['workers_cores']:.2f} cores)."]
+        floor = prof.get("tiny_floor")
+        if floor:
+            lines.append(f"- tiny, the floor in one process: the bare loop (loader + touch) "
+                         f"{floor['bare_loop_per_s']:,.0f}/s ({floor['bare_loop_cpu_us']:.1f} us); `DataGenerator` "
+                         f"calling the loader in-line {floor['inline_generator_per_s']:,.0f}/s "
+                         f"({floor['inline_generator_cpu_us']:.1f} us): the generator's own work, "
+                         f"{floor['generator_us_per_batch']:.1f} us a batch, is in every backend's parent.")
     errors = [r for r in records if r.get("error")]
     partial = [r for r in records if r.get("failed_rounds")]
     leaks = results.get("leaks") or []
@@ -345,7 +352,7 @@ if __name__ == "__main__":
         from benchmarks.scenarios import evaluate_targets, rederive
 
         data["records"] = rederive(data["records"])
-        data["targets"] = evaluate_targets(data["records"])
+        data["targets"] = evaluate_targets(data["records"], data.get("profile"))
     if "--rst" in sys.argv:
         print(rst_table(data))
     else:

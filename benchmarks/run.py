@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "scenarios": {k: {"title": SCENARIOS[k].title, "what": SCENARIOS[k].what, "unit": SCENARIOS[k].unit}
                       for k in args.scenarios},
         "records": records,
-        "targets": evaluate_targets(records),
+        "targets": evaluate_targets(records, profile),
         "profile": profile,
         "leaks": guard.leaks,
         "wall_s": time.perf_counter() - started,

@@ -766,11 +766,12 @@ def _ray_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def evaluate_targets(records: list[dict[str, Any]], profile: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The issue's targets, each as ``{target, contender, measured, threshold, passed, cmp, how}``.
 
-    Relative targets compare with the best peer configuration in the same scenario. A target
-    whose inputs were not measured in this run is left out.
+    Relative targets compare with the best peer configuration in the same scenario; *profile*
+    (``benchmarks.profile_costs``' output, measured after the run) adds the per-batch CPU
+    targets. A target whose inputs were not measured in this run is left out.
     """
     out: list[dict[str, Any]] = []
 
@@ -811,6 +812,15 @@ def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if tiny and peer:
             add("tiny batches vs best peer", name, tiny["value"] / peer["value"], 3.0, ">=",
                 f"times the best peer's batches/s ({peer['contender']})")
+    inline = _find(records, "tiny", "awkgen-blocking")
+    if inline and peer:
+        add("tiny: in-line generator vs best peer (reported)", "awkgen-blocking", inline["value"] / peer["value"],
+            0.0, ">=", "times the best peer's batches/s: DataGenerator calls the loader itself, no worker, no "
+            "message; its per-batch work is every backend's parent's too, so this bounds them; no target")
+    tiny_prof = (profile or {}).get("tiny_awkgen_process")
+    if tiny_prof:
+        add("tiny: parent CPU per batch", AWKGEN_PROCESS, tiny_prof["parent_cpu_us_per_batch"], 60.0, "<=",
+            "us of the parent's CPU (all its threads) per batch, benchmarks.profile_costs after the run")
     for name in ("awkgen-thread", AWKGEN_PROCESS):
         r = _find(records, "decode", name)
         if r:

@@ -79,6 +79,41 @@ def test_ctrl_c_while_waiting_interrupts_and_the_batch_still_comes(backend):
         assert gen()[0] == [1]
 
 
+def test_ctrl_c_is_deferred_in_a_child_forked_from_a_thread():
+    """After ``os.fork()`` from a thread, the child's main thread is that thread: the generator's
+    Ctrl-C guard must know it (it compares thread idents), or an interrupt could land mid-bookkeeping."""
+    from awkgen._interrupts import deferred_sigint
+
+    result = {}
+
+    def fork_and_check():
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: defer, interrupt ourselves, see it recorded (not raised) until the block ends
+            os.close(read_fd)
+            status = b"?"
+            try:
+                guard = deferred_sigint().__enter__()
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # bytecodes pass: a handler would have run by now
+                    pass
+                status = b"recorded" if guard.pending else b"missed"
+                guard.finish()
+            except KeyboardInterrupt:
+                status += b"+raised"
+            os.write(write_fd, status)
+            os._exit(0)
+        os.close(write_fd)
+        os.waitpid(pid, 0)
+        with os.fdopen(read_fd, "rb") as f:
+            result["child"] = f.read()
+
+    thread = threading.Thread(target=fork_and_check)
+    thread.start()
+    thread.join(30)
+    assert result.get("child") == b"recorded+raised"  # deferred inside, delivered on finish()
+
+
 # -- child interpreters -----------------------------------------------------------------------
 
 CHILD_PRELUDE = """
