@@ -11,8 +11,10 @@ its spread. Every job builds its contender, measures, and closes it;
 
 Throughput is measured the same way for everyone (:func:`measure_throughput`): the
 first batch, a warm-up of ``warmup_s`` (pools fill their queues, JITs and caches
-settle), then batches counted over ``budget_s`` (or ``max_batches``), every batch
-read page by page (:func:`~benchmarks.loaders.touch`) as a training step would.
+settle) that goes on while the rate still rises (a pool whose workers are still
+starting: 32 processes take seconds; start-up has its own scenario, cold start), then
+batches counted over ``budget_s`` (or ``max_batches``), every batch read page by page
+(:func:`~benchmarks.loaders.touch`) as a training step would.
 
 Peers run in every configuration their documentation recommends
 (:mod:`benchmarks.contenders`); a relative target compares awkgen with the best peer
@@ -105,6 +107,13 @@ EMPTY_ROW = "awkgen-process, loader using awkgen.empty"
 #: The bandwidth scenario's extra Ray row: the loader marks its batch read-only (no copy out of the store).
 READ_ONLY_ROW = "awkgen-ray, loader returning read-only arrays"
 _WARM_BATCHES_PER_WORKER = 4
+#: Warm-up windows (at least this long, and two batches a worker) go on until the rate has not
+#: risen more than _STEADY_RISE above its best for _FLAT_WINDOWS windows in a row...
+_WINDOW_S = 0.2
+_STEADY_RISE = 1.05
+_FLAT_WINDOWS = 2
+#: ...or this long has passed since the first batch (a rate that never settles is measured anyway).
+_WARM_CAP_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,15 @@ def measure_throughput(contender: Contender, loader: Callable[..., Any], ids: np
         while time.perf_counter() < warm_until or warm < _WARM_BATCHES_PER_WORKER * workers + 4:
             touch(next(it))
             warm += 1
+        best, flat = 0.0, 0
+        while flat < _FLAT_WINDOWS and time.perf_counter() - started < _WARM_CAP_S:  # until every worker is up
+            n_window, t0 = 0, time.perf_counter()
+            while n_window < 2 * workers or time.perf_counter() - t0 < _WINDOW_S:
+                touch(next(it))
+                n_window += 1
+            rate = n_window / (time.perf_counter() - t0)
+            flat = flat + 1 if rate <= _STEADY_RISE * best else 0
+            best = max(best, rate)
         n = 0
         start = now = time.perf_counter()
         deadline = start + settings.budget_s
