@@ -66,6 +66,21 @@ _STATE_KEYS = ("n_ids", "batch_size", "shuffle", "drop_last", "rank", "world_siz
 _INPUT_BOUND_WAIT_FRACTION = 0.2  # of the time after the warm-up spent waiting for batches: input-bound
 
 
+class _Process:
+    """This process's pid, kept by an at-fork hook: the per-batch "is this a forked child?"
+    check reads an attribute instead of making a system call."""
+
+    pid = os.getpid()
+
+    @classmethod
+    def after_fork(cls) -> None:
+        cls.pid = os.getpid()
+
+
+_process = _Process
+os.register_at_fork(after_in_child=_Process.after_fork)
+
+
 @dataclass(frozen=True)
 class _Batch:
     epoch: int
@@ -859,7 +874,7 @@ class BatchGenerator:
         self.close()
 
     def _check_open(self) -> None:
-        if os.getpid() != self._pid:
+        if _process.pid != self._pid:  # os.getpid() is a system call; this runs twice a batch
             raise AwkgenError(f"this generator belongs to process {self._pid}, which built it; this is process "
                               f"{os.getpid()}, a child made by os.fork(). A generator's workers serve one "
                               "process: build a new generator in the child")
