@@ -81,8 +81,8 @@ _process = _Process
 os.register_at_fork(after_in_child=_Process.after_fork)
 
 
-@dataclass(frozen=True)
-class _Batch:
+@dataclass(slots=True)
+class _Batch:  # made per batch, never changed: slotted, not frozen (see executors.base.Task)
     epoch: int
     step: int
     positions: np.ndarray
