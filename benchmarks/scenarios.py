@@ -63,6 +63,7 @@ from .contenders import AWKGEN_PROCESS, AWKGEN_RAY, PEERS, RAY_DATA, Contender
 from .loaders import (
     MIB,
     CpuLoader,
+    FirstCallPause,
     FullLoader,
     FullLoaderInPlace,
     FullLoaderReadOnly,
@@ -522,7 +523,7 @@ def plan_overlap(settings: Settings, contenders: list[Contender], shared: dict[s
 
 
 def plan_memory(settings: Settings, contenders: list[Contender], shared: dict[str, Any]) -> list[Job]:
-    loader = FullLoader(BIG_BYTES)
+    loader = FirstCallPause(FullLoader(BIG_BYTES))  # every worker is seen idle before its first batch
     ids = _ids(64, 1)
 
     def job(c: Contender) -> Job:
@@ -536,9 +537,11 @@ def plan_memory(settings: Settings, contenders: list[Contender], shared: dict[st
                 for _ in range(settings.memory_batches):
                     touch(next(it))
             finally:
+                # Before close: a sweep in the middle of it reads the parent before it unmaps the
+                # batches it shares with workers, then those workers as their sole owners (counted twice).
+                sampler.stop()
                 del it
                 c.close()
-                sampler.stop()
             extra_batches = sampler.extra / BIG_BYTES
             return {"value": sampler.extra / MIB, "extra_mib": sampler.extra / MIB, "extra_batches": extra_batches,
                     "peak_pss_mib": sampler.peak_pss / MIB, "peak_rss_mib": sampler.peak_rss / MIB,

@@ -142,3 +142,34 @@ def test_an_unusable_awkgen_shm_dir_warns_naming_it_and_batches_still_arrive(tmp
     finally:
         if make == "read-only":
             subprocess.run(["umount", "-l", str(target)], check=True)
+
+
+def forty_eight_mib(ids):
+    """A fresh 48 MiB float32 array per batch, as a loader that allocates its output."""
+    return np.full(12 * 2**20, float(ids[0]), dtype=np.float32)
+
+
+def _rss_anon_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no RssAnon in /proc/{pid}/status")
+
+
+def test_a_worker_holds_one_batch_of_heap_once_its_first_batch_went_pickled():
+    """The first batch travels in a blob (no slot is sized before a first result): the worker
+    then held the loader's array and its copy at once, and kept that heap (two batches) for
+    its life. It gives the heap back after such a reply: one batch, the loader's array, is
+    what stays, as the memory bound (prefetch + workers + 1 held) counts it."""
+    batch = 48 * 2**20
+    with DataGeneratorMultiProc(forty_eight_mib, list(range(64)), batch_size=1, n_workers=1, prefetch=2,
+                                shuffle=False) as gen:
+        for _ in range(6):
+            gen()
+        assert gen._executor._routes["blob"] == 1 and gen._executor._routes["slot"] == 5
+        [worker] = gen._executor._workers
+        anon = _rss_anon_of(worker.proc.pid)
+    # The worker's own footprint (interpreter, numpy, this test module) is 20-30 MiB; holding
+    # two batches it was above 120 MiB.
+    assert anon < 2 * batch, f"the worker holds {anon / 2**20:.0f} MiB of anonymous memory"

@@ -105,6 +105,7 @@ def worker_main(conn: Any, lifeline: Any, setup: dict[str, Any]) -> None:
     channel.send(dumps((READY, tuple(IDENTITY))))
     attached: collections.OrderedDict[str, Any] = collections.OrderedDict()
     waiting: collections.deque[Any] = collections.deque()  # tasks that arrived in one read
+    blob_before = False  # whether the last reply carried a large blob
     try:
         while True:
             while not waiting:
@@ -114,7 +115,13 @@ def worker_main(conn: Any, lifeline: Any, setup: dict[str, Any]) -> None:
                 return
             # Each reply goes before the next call starts: if that call kills this process,
             # the parent still has every earlier result and blames the right batch.
-            channel.send(*_run(loader, head, attached))
+            reply, blob = _run(loader, head, attached)
+            channel.send(reply, blob)
+            large = len(blob) >= transport.MIN_SHM_BYTES
+            del reply, blob
+            if large and not blob_before:
+                _return_freed_memory()
+            blob_before = large
     except (EOFError, OSError):  # the parent closed its end without a stop message: it is gone
         _after_parent(parent_pid, shm_dir)
         return
@@ -187,6 +194,23 @@ def _keep_freed_memory() -> None:
         return
     libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
     libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)
+
+
+def _return_freed_memory() -> None:
+    """Give the heap's free pages back to the system (``malloc_trim``), after a reply whose
+    arrays travelled in a blob while the one before did not: the first batch (no slot is
+    sized before a first result arrives) or one that outgrew its slot.
+
+    Such a reply held the loader's arrays and their copy in the blob at once, so the heap
+    grew to twice the batch, and :func:`_keep_freed_memory` would keep it there for the
+    worker's life: one batch more per worker than the slots' steady state, which needs
+    only the loader's own arrays. When every reply travels in a blob (no shared memory),
+    the heap is left at that size: it is the steady state of that route.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _watch_parent(lifeline: Any, parent_pid: int, shm_dir: str) -> None:
