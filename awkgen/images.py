@@ -14,6 +14,15 @@ integer *dtype* gives the stored 8- or 16-bit samples. Channels: grey gives
 ``c == 1``, grey+alpha 2, RGB 3, RGBA 4; a palette becomes RGB, and a ``tRNS``
 chunk an alpha channel (:func:`read_image` has the details).
 
+The batch is built with :func:`awkgen.empty`: on the process backend each image is decoded,
+resized (8-bit grey, RGB and RGBA in Pillow, before it becomes an array) and converted to
+*dtype* straight into the batch's shared-memory slot, one numpy pass from the decoder's 8- or
+16-bit pixels (no float temporaries), and the batch reaches the training loop without a copy;
+anywhere else it is an ordinary array. A loader that returns a *new* array computed from the
+batch (``x * 2``, an augmentation) leaves the decoded batch in the slot as scratch, and slots
+grow to hold both (no copy, twice the shared memory); transforming it in place (``x *= 2``)
+keeps one batch per slot.
+
 Every image of a batch must have the same height and width, else ``ValueError``
 names the file and both sizes; pass ``size=(h, w)`` to resize instead. The functions
 live at module level, so they pickle by reference and work as a loader on every
@@ -46,6 +55,7 @@ from typing import Any, Union
 import numpy as np
 
 from ._checks import is_int
+from .transport import empty
 
 __all__ = ["load_image", "load_image_batch", "estimate_mem", "read_image"]
 
@@ -65,6 +75,10 @@ _MODES: dict[str, tuple[str | None, float]] = {
     "I": (None, 65535.0),  # 16-bit TIFFs open as "I"; values beyond 65535 are not scaled down
     "F": (None, 1.0),
 }
+
+
+#: Modes :func:`_resize` resizes as Pillow images of that very mode (8-bit grey, RGB, RGBA).
+_RESIZED_AS_IS = ("L", "RGB", "RGBA")
 
 
 def _pillow() -> Any:
@@ -124,7 +138,7 @@ def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.
             raise OSError(f"Expected {os.fspath(path)!r} to be a PNG file libpng can decode. Received: {exc}") from exc
         peak = 65535.0 if pixels.dtype == np.uint16 else 255.0
     else:
-        pixels, peak = _read_pillow(path)
+        pixels, peak = _read_pillow(path, size)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if size is not None and pixels.shape[:2] != tuple(size):
@@ -132,7 +146,9 @@ def read_image(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.
     return pixels, peak
 
 
-def _read_pillow(path: PathLike) -> tuple[np.ndarray, float]:
+def _read_pillow(path: PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
+    """Decode with Pillow; an 8-bit grey, RGB or RGBA image is resized (*size*) before it
+    becomes an array: the same pixels :func:`_resize` gives, without the round trip."""
     image_module = _pillow()
     with image_module.open(path) as image:
         image.load()
@@ -144,6 +160,8 @@ def _read_pillow(path: PathLike) -> tuple[np.ndarray, float]:
             convert_to, peak = _MODES.get(mode, ("RGB", 255.0))
         if convert_to is not None:
             image = image.convert(convert_to)
+        if size is not None and image.mode in _RESIZED_AS_IS and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), resample=image_module.Resampling.BILINEAR)
         return np.asarray(image), peak
 
 
@@ -189,11 +207,17 @@ def _check_size(size: Any) -> tuple[int, int] | None:
     raise ValueError(f"Expected size to be (height, width), two ints >= 1, or None. Received: size={size!r:.100}")
 
 
-def _to_dtype(pixels: np.ndarray, peak: float, dtype: np.dtype[Any]) -> np.ndarray:
-    converted: np.ndarray = pixels.astype(dtype, copy=False)
-    if np.issubdtype(dtype, np.floating):
-        converted = (converted / dtype.type(peak)).astype(dtype, copy=False)
-    return converted
+def _write(target: np.ndarray, pixels: np.ndarray, peak: float | None) -> None:
+    """Write *pixels* into *target* as its dtype, in one pass: a float dtype is divided by
+    *peak* (the bit depth's largest value; ``None``: a reader's values, as they are), an
+    integer one takes the stored values. The same numpy operations, in the same type, as
+    ``(pixels.astype(dtype) / dtype.type(peak))`` or ``pixels.astype(dtype)``: bit for bit
+    the same values, with no temporary array."""
+    dtype = target.dtype
+    if peak is not None and np.issubdtype(dtype, np.floating):
+        np.divide(pixels, dtype.type(peak), out=target, dtype=dtype, casting="unsafe")
+    else:
+        np.copyto(target, pixels, casting="unsafe")
 
 
 def load_image(files: ImageId, *, size: tuple[int, int] | None = None, channel_last: bool = True,
@@ -235,7 +259,11 @@ def load_image(files: ImageId, *, size: tuple[int, int] | None = None, channel_l
         ImportError: A decoder is needed and not installed (``pip install "awkgen[images]"``).
         OSError: A file cannot be read or decoded (e.g. ``FileNotFoundError``).
     """
-    return _load_one(files, _check_size(size), channel_last, np.dtype(dtype), reader, reader_channel_last, "files")
+    parts = _decode_parts(files, _check_size(size), reader, reader_channel_last, "files")
+    height, width = parts[0][0].shape[:2]
+    image = np.empty((height, width, sum(p.shape[2] for p, _ in parts)), np.dtype(dtype))
+    _fill(image, parts)
+    return image if channel_last else np.moveaxis(image, 2, 0)
 
 
 def _from_reader(reader: Reader, path: str, channel_last: bool) -> np.ndarray:
@@ -249,26 +277,39 @@ def _from_reader(reader: Reader, path: str, channel_last: bool) -> np.ndarray:
     return pixels if channel_last else np.moveaxis(pixels, 0, 2)
 
 
-def _load_one(item: Any, size: tuple[int, int] | None, channel_last: bool, dtype: np.dtype[Any],
-              reader: Reader | None, reader_channel_last: bool, where: str) -> np.ndarray:
-    parts = []
+def _decode_parts(item: Any, size: tuple[int, int] | None, reader: Reader | None, reader_channel_last: bool,
+                  where: str) -> list[tuple[np.ndarray, float | None]]:
+    """The files of one image, decoded: ``(pixels (h, w, c) as stored, peak)`` each (*peak*
+    ``None`` for a reader's arrays), all of one height and width."""
+    parts: list[tuple[np.ndarray, float | None]] = []
     shape: tuple[int, int] | None = None
     first = ""
     for path in _as_files(item, where):
+        peak: float | None
         if reader is None:
             pixels, peak = read_image(path, size)
-            pixels = _to_dtype(pixels, peak, dtype)
         else:
-            pixels = _from_reader(reader, path, reader_channel_last).astype(dtype, copy=False)
+            pixels, peak = _from_reader(reader, path, reader_channel_last), None
         here = (int(pixels.shape[0]), int(pixels.shape[1]))
         if shape is None:
             shape, first = here, path
         elif here != shape:
             raise ValueError(f"Expected the channel files of one image to have one size. Received: {path!r} is "
                              f"{here[0]}x{here[1]} (h x w), {first!r} is {shape[0]}x{shape[1]}")
-        parts.append(pixels)
-    image = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
-    return image if channel_last else np.moveaxis(image, 2, 0)
+        parts.append((pixels, peak))
+    return parts
+
+
+def _fill(image: np.ndarray, parts: list[tuple[np.ndarray, float | None]]) -> None:
+    """Write the decoded *parts* of one image into *image* ``(h, w, c)``, channels concatenated in order."""
+    if len(parts) == 1:
+        _write(image, *parts[0])
+        return
+    start = 0
+    for pixels, peak in parts:
+        stop = start + pixels.shape[2]
+        _write(image[:, :, start:stop], pixels, peak)
+        start = stop
 
 
 def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None = None,
@@ -296,7 +337,8 @@ def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None =
         reader_channel_last: As for :func:`load_image`.
 
     Returns:
-        One array ``(n, h, w, c)`` (or ``(n, c, h, w)``) of *dtype*.
+        One array ``(n, h, w, c)`` (or ``(n, c, h, w)``, a view of it) of *dtype*, from
+        :func:`awkgen.empty`: in a process worker, carved from the batch's shared-memory slot.
 
     Raises:
         TypeError: *files* is not a batch of paths (or of per-channel path lists).
@@ -310,22 +352,28 @@ def load_image_batch(files: Iterable[ImageId], *, size: tuple[int, int] | None =
     if isinstance(files, (str, bytes, os.PathLike)):
         raise TypeError("Expected files to be a batch: a list of paths (or of per-channel path lists). "
                         f"Received: one path, {files!r:.100}; wrap it in a list")
-    images: list[np.ndarray] = []
+    items = list(files)
+    if not items:
+        raise ValueError("Expected files to hold at least one image. Received: an empty batch")
+    batch: np.ndarray | None = None
     first_name = ""
-    for index, item in enumerate(files):
-        image = _load_one(item, checked, True, dtype, reader, reader_channel_last, f"files[{index}]")
-        if images and image.shape != images[0].shape:
-            (h0, w0, c0), (h, w, c) = images[0].shape, image.shape
+    for index, item in enumerate(items):
+        parts = _decode_parts(item, checked, reader, reader_channel_last, f"files[{index}]")
+        h, w = (int(n) for n in parts[0][0].shape[:2])
+        c = sum(int(p.shape[2]) for p, _ in parts)
+        if batch is None:
+            # Built where the batch goes: in a process worker, the shared-memory slot the
+            # parent reads it from (returned as is, it is never copied); elsewhere numpy.empty.
+            batch = empty((len(items), h, w, c), dtype)
+            first_name = _as_files(item, "")[0]
+        elif (h, w, c) != batch.shape[1:]:
+            h0, w0, c0 = batch.shape[1:]
             name = _as_files(item, "")[0]
             what = "channels" if (h, w) == (h0, w0) else "size"
             raise ValueError(f"Expected every image of the batch to have one {what}; pass size=(h, w) to resize. "
                              f"Received: {name!r} is {h}x{w}x{c} (h x w x c), {first_name!r} is {h0}x{w0}x{c0}")
-        if not images:
-            first_name = _as_files(item, "")[0]
-        images.append(image)
-    if not images:
-        raise ValueError("Expected files to hold at least one image. Received: an empty batch")
-    batch = np.stack(images)
+        _fill(batch[index], parts)
+    assert batch is not None
     return batch if channel_last else np.moveaxis(batch, 3, 1)
 
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BatchAt", "SleepLoader", "FullLoader", "FullLoaderReadOnly", "CpuLoader", "JpegLoader", "FirstCallPause",
+__all__ = ["BatchAt", "SleepLoader", "FullLoader", "FullLoaderReadOnly", "CpuLoader", "JpegLoader", "ImageBatchLoader",
+           "FirstCallPause",
            "tiny_loader", "path_loader", "as_float", "touch", "make_jpegs", "make_paths", "MIB", "PAGE_BYTES"]
 
 MIB = 2**20
@@ -100,8 +101,8 @@ class FullLoaderReadOnly:
         return out
 
 
-#: The processes in which a :class:`FirstCallPause` has paused (its first call there).
-_PAUSED_IN: set[int] = set()
+#: ``(pid, loader)`` of each :class:`FirstCallPause` that has paused in that process.
+_PAUSED_IN: set[tuple[int, Any]] = set()
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class FirstCallPause:
     sampler sees it at, and a worker that started, loaded and built its first batch
     between two sweeps (a sweep of the tree takes tens of milliseconds on a busy machine)
     was first seen *with* that batch, which then counted as its own footprint. The pause
-    holds every worker, idle and ready, long enough for several sweeps. Every contender
+    holds every worker, idle and ready, long enough for several sweeps (a second: a sweep of a
+    busy machine, read again while RSS moves, can take a few hundred milliseconds). Every contender
     gets it; it costs no memory.
 
     >>> FirstCallPause(as_float, 0.0)(np.arange(2)).tolist()
@@ -120,12 +122,12 @@ class FirstCallPause:
     """
 
     loader: Callable[[np.ndarray], Any]
-    seconds: float = 0.25
+    seconds: float = 1.0
 
     def __call__(self, ids: np.ndarray) -> Any:
-        pid = os.getpid()
-        if pid not in _PAUSED_IN:
-            _PAUSED_IN.add(pid)
+        key = (os.getpid(), self)
+        if key not in _PAUSED_IN:
+            _PAUSED_IN.add(key)
             time.sleep(self.seconds)
         return self.loader(ids)
 
@@ -230,6 +232,28 @@ class JpegLoader:
             with Image.open(os.path.join(self.folder, f"{int(i) % self.n:05d}.jpg")) as im:
                 out[k] = np.asarray(im.convert("RGB").resize(self.size, Image.BILINEAR))
         return out
+
+
+@dataclass(frozen=True)
+class ImageBatchLoader:
+    """JPEG files ``ids % n`` of *folder*, read, decoded and resized to *size* ``(h, w)`` by
+    :func:`awkgen.images.load_image_batch` (Pillow): float32 ``(B, H, W, 3)`` in [0, 1].
+
+    The decode scenario's loader, for every contender: the same Pillow work as
+    :class:`JpegLoader` (without its ``convert("RGB")`` copy, and with values divided by 255),
+    written into a batch from ``awkgen.empty``: in awkgen's process workers the batch's
+    shared-memory slot, everywhere else ``numpy.empty``.
+    """
+
+    folder: str
+    n: int
+    size: tuple[int, int] = (224, 224)
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        from awkgen.images import load_image_batch
+
+        return load_image_batch([os.path.join(self.folder, f"{int(i) % self.n:05d}.jpg") for i in ids],
+                                size=self.size)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ _INFRA_MARKERS = ("forkserver", "resource_tracker", "semaphore_tracker",
                   "ray::_StatsActor", "ray::_AutoscalingCoordinatorActor", "ray::ActorLocationTracker")
 _SETTLE_S = 10.0  # how long closed workers get to exit before they count as leaked
 _POLL_S = 0.05
+_SWEEP_TRIES = 4  # readings of the tree per sweep, at most, waiting for one in which no RSS moved
 
 
 def descendants(pid: int | None = None) -> set[int]:
@@ -76,6 +77,15 @@ def read_memory(pid: int, pss: bool = True) -> tuple[int, int] | None:
         return None
 
 
+def _rss(pid: int) -> int | None:
+    """*pid*'s resident pages (``statm``: cheap), or ``None`` if it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def tree_memory(pss: bool = True) -> dict[int, tuple[int, int]]:
     """``{pid: (pss, rss)}`` for this process and all its descendants."""
     out = {}
@@ -100,6 +110,7 @@ class MemorySampler:
     peak_pss: int = 0
     peak_rss: int = 0
     sweeps: int = 0
+    retried: int = 0  # sweeps read again because a process's RSS moved during the reading
     _min_pss: dict[int, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -116,7 +127,22 @@ class MemorySampler:
                 return
 
     def sweep(self) -> None:
-        mem = tree_memory(self.pss)
+        """One reading of the tree, retried (up to :data:`_SWEEP_TRIES` times) while a process's
+        resident size changed during it.
+
+        A page's PSS is split among the processes mapping it, and a sweep reads them one after
+        another: a page that a second process maps between the two readings counts 1/1 in the
+        first and 1/2 in the second (one page and a half). Such a sweep over-counts by up to the
+        pages mapped or unmapped meanwhile, so one in which no process's RSS moved is taken
+        when there is one (on the memory scenario the overcount was about a quarter of a batch).
+        """
+        for _ in range(_SWEEP_TRIES):
+            pids = (os.getpid(), *descendants())
+            before = [_rss(pid) for pid in pids]
+            mem = {pid: m for pid in pids if (m := read_memory(pid, self.pss)) is not None}
+            if [_rss(pid) for pid in pids] == before:
+                break
+            self.retried += 1
         self.sweeps += 1
         self.peak_pss = max(self.peak_pss, sum(p for p, _ in mem.values()))
         self.peak_rss = max(self.peak_rss, sum(r for _, r in mem.values()))

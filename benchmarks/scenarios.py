@@ -67,7 +67,7 @@ from .loaders import (
     FullLoader,
     FullLoaderInPlace,
     FullLoaderReadOnly,
-    JpegLoader,
+    ImageBatchLoader,
     SleepLoader,
     make_jpegs,
     tiny_loader,
@@ -325,8 +325,13 @@ def plan_tiny(settings: Settings, contenders: list[Contender], shared: dict[str,
     return _throughput_jobs("tiny", contenders, tiny_loader, _ids(1024, 1), 1, CORES, settings, value)
 
 
+def decode_loader() -> ImageBatchLoader:
+    """The decode scenario's loader, the same for every contender: ``awkgen.images.load_image_batch``."""
+    return ImageBatchLoader(JPEG_DIR, JPEG_COUNT)
+
+
 def plan_decode(settings: Settings, contenders: list[Contender], shared: dict[str, Any]) -> list[Job]:
-    loader = JpegLoader(JPEG_DIR, JPEG_COUNT)
+    loader = decode_loader()
     ids = _ids(JPEG_COUNT // DECODE_BATCH, DECODE_BATCH)
 
     def serial() -> dict[str, Any]:
@@ -545,7 +550,7 @@ def plan_memory(settings: Settings, contenders: list[Contender], shared: dict[st
             extra_batches = sampler.extra / BIG_BYTES
             return {"value": sampler.extra / MIB, "extra_mib": sampler.extra / MIB, "extra_batches": extra_batches,
                     "peak_pss_mib": sampler.peak_pss / MIB, "peak_rss_mib": sampler.peak_rss / MIB,
-                    "sweeps": sampler.sweeps,
+                    "sweeps": sampler.sweeps, "sweeps_retried": sampler.retried,
                     "allowed_batches": 3 * BANDWIDTH_WORKERS + 1 if c.name == AWKGEN_PROCESS else None}
         return Job("memory", c.name, run, BANDWIDTH_WORKERS if c.parallel else None)
 

@@ -238,6 +238,36 @@ def test_jpegs_are_written_once_deterministically(tmp_path):
     assert batch.shape == (2, 8, 16, 3) and batch.dtype.name == "float32" and batch.max() > 0
 
 
+def test_the_decode_scenarios_loader_is_the_pillow_work_of_the_hand_written_one(tmp_path):
+    """Every contender runs ImageBatchLoader (awkgen.images.load_image_batch): the same Pillow
+    decode and resize as the hand-written JpegLoader, the same pixels, divided by 255."""
+    import numpy as np
+
+    from benchmarks.loaders import ImageBatchLoader, JpegLoader, make_jpegs
+
+    folder = make_jpegs(str(tmp_path / "jpeg"), n=3, size=(40, 30))
+    ids = np.array([0, 4, 2])
+    ours, theirs = ImageBatchLoader(folder, 3, size=(16, 16))(ids), JpegLoader(folder, 3, size=(16, 16))(ids)
+    assert ours.shape == theirs.shape == (3, 16, 16, 3) and ours.dtype == theirs.dtype == np.float32
+    np.testing.assert_array_equal(ours, theirs / np.float32(255))
+
+
+def test_first_call_pause_pauses_once_per_process():
+    import time
+
+    import numpy as np
+
+    from benchmarks.loaders import FirstCallPause, as_float
+
+    loader = FirstCallPause(as_float, 0.3)
+    started = time.perf_counter()
+    loader(np.arange(2))
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    loader(np.arange(2))
+    assert first >= 0.3 > time.perf_counter() - started
+
+
 # -- scenario 10: a billion ids (benchmarks/bigids.py) -------------------------------------------------
 
 @pytest.mark.slow

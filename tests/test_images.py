@@ -272,6 +272,27 @@ def test_load_image_batch_is_a_loader_on_every_backend(tmp_path, backend):
             np.testing.assert_array_equal(y, want[1])
 
 
+@pytest.mark.parametrize("channel_last", [True, False])
+def test_load_image_batch_decodes_into_the_shared_memory_slot_on_the_process_backend(tmp_path, channel_last):
+    """In a process worker, the batch is carved from the batch's slot (awkgen.empty): the
+    parent reads it where the pixels were written, no copy (the route says "in-place"); the
+    values are the in-process loader's, bit for bit."""
+    rng = np.random.default_rng(3)
+    paths = [write(tmp_path, f"{i}.jpg", rng.integers(0, 256, (48, 40, 3), dtype=np.uint8), format="JPEG")
+             for i in range(16)]
+    loader = functools.partial(load_image_batch, size=(64, 64), channel_last=channel_last)  # 196 KiB: a slot
+    expected = [loader(paths[i:i + 4]) for i in range(0, 16, 4)] * 2
+    with awkgen.DataGeneratorMultiProc(loader, paths, batch_size=4, shuffle=False, n_workers=1, prefetch=2,
+                                       backend="process") as gen:
+        for want in expected:
+            x, = gen()
+            assert x.shape == want.shape and x.strides == want.strides
+            np.testing.assert_array_equal(x, want)
+        routes = gen._executor._routes
+    # the first batch is pickled (no slot is sized before a first result), every later one in place
+    assert routes == {"blob": 1, "in-place": len(expected) - 1}
+
+
 def test_estimate_mem_follows_r_with_a_dtype():
     # R: 8 bytes per value; the unit's first letter K/M/G in powers of 1024, anything else bytes
     assert estimate_mem(10, 32, 32, 3, unit="k", dtype=np.float64) == 8.0 * 10 * 32 * 32 * 3 / 1024
