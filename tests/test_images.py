@@ -288,9 +288,9 @@ def test_load_image_batch_decodes_into_the_shared_memory_slot_on_the_process_bac
             x, = gen()
             assert x.shape == want.shape and x.strides == want.strides
             np.testing.assert_array_equal(x, want)
-        routes = gen._executor._routes
+        routes = dict(gen._executor._routes)  # replies received so far: the batches taken, maybe one prefetched
     # the first batch is pickled (no slot is sized before a first result), every later one in place
-    assert routes == {"blob": 1, "in-place": len(expected) - 1}
+    assert routes["blob"] == 1 and routes["in-place"] >= len(expected) - 1 and set(routes) == {"blob", "in-place"}
 
 
 def test_estimate_mem_follows_r_with_a_dtype():

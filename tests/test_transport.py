@@ -167,7 +167,7 @@ def test_a_worker_holds_one_batch_of_heap_once_its_first_batch_went_pickled():
                                 shuffle=False) as gen:
         for _ in range(6):
             gen()
-        assert gen._executor._routes["blob"] == 1 and gen._executor._routes["slot"] == 5
+        assert gen._executor._routes["blob"] == 1 and gen._executor._routes["slot"] >= 5  # (and prefetched ones)
         [worker] = gen._executor._workers
         anon = _rss_anon_of(worker.proc.pid)
     # The worker's own footprint (interpreter, numpy, this test module) is 20-30 MiB; holding
