@@ -65,15 +65,17 @@ class TimedLoader:
                     total = float(f.read() or 0)
             except FileNotFoundError:
                 total = 0.0
-            with open(path, "w") as f:
+            with open(path + ".tmp", "w") as f:
                 f.write(repr(total + time.thread_time() - start))
+            os.replace(path + ".tmp", path)  # whole: the parent never reads a file half written
 
 
 def _loader_cpu_s(folder: str) -> float:
     total = 0.0
     for name in os.listdir(folder):
-        with open(os.path.join(folder, name)) as f:
-            total += float(f.read() or 0)
+        if name.isdigit():
+            with open(os.path.join(folder, name)) as f:
+                total += float(f.read() or 0)
     return total
 
 
