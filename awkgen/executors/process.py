@@ -76,11 +76,13 @@ forked (fork with live threads can deadlock), while loaders defined as lambdas,
 closures or in ``__main__``/notebooks still travel, pickled by value by dill.
 The server preloads everything a worker needs but the loader (:mod:`._preload`: the
 worker's code, this module, whose class a worker's process object names, and the
-native thread pools), so a worker's start is a fork and unpickling the loader,
-a few ms, and the 8 workers of a pool are all ready within about one worker's
-start. The server itself is a new interpreter importing awkgen and numpy: it starts
-with a process's first pool (a few tenths of a second, in the manager thread, while
-the constructor returns) and serves every later pool.
+native thread pools), so a worker's start is a fork and unpickling the loader (which
+imports the loader's own module): about 10 ms of CPU, where importing this module in
+every worker took as much again. The manager asks the server for one worker per turn
+without waiting for any to be ready, so the workers' starts overlap. The server itself
+is a new interpreter importing awkgen and numpy: it starts with a process's first pool
+(a few tenths of a second, in the manager thread, while the constructor returns) and
+serves every later pool.
 Because the loader travels by value, workers do not re-run the parent's main
 script (multiprocessing's usual "spawn" preparation): scripts need no
 ``if __name__ == "__main__":`` guard, and ``python -c``/stdin programs work.
