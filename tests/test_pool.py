@@ -225,7 +225,7 @@ def _start_facts(ids):
 
     from awkgen.executors import _worker
 
-    time.sleep(0.02)  # slow enough for tasks to go breadth first: both workers answer
+    time.sleep(0.02)  # slow enough for tasks to go breadth first: both workers usually answer
     threads = [pool["num_threads"] for pool in threadpool_info()]
     return np.array([os.getpid(), os.getppid(), _worker.PRELOADED_IN or 0, _worker.THREADPOOLS is not None,
                      max(threads, default=0), min(threads, default=0)])
