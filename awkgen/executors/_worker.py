@@ -5,9 +5,10 @@ the native thread pools already found), so a new worker forks with numpy, dill a
 already imported, and its start is mostly unpickling the loader. First of all, a worker
 compares the awkgen it runs (:data:`._identity.IDENTITY`, computed when the server
 imported this module) with its parent's: a worker of other code (the server found
-another awkgen tree on its ``sys.path``) says so and exits, and every later message names its awkgen too, so the
-parent can refuse it (the *handshake*). ``worker_main`` takes one setup dict, not
-positional arguments, so that a worker of another version still gets this far. Then it:
+another awkgen tree on its ``sys.path``) says so and exits, and every later message
+names its awkgen too, so the parent can refuse it (the *handshake*). ``worker_main``
+takes one setup dict, not positional arguments, so that a worker of another version
+still gets this far. Then it:
 
 1. ignores SIGINT (Ctrl-C belongs to the parent, which stops the pool), leaves the
    parent's process group (a kill of that whole group must leave it time to clean up)
