@@ -942,3 +942,24 @@ def test_a_deleted_forkserver_socket_never_stops_the_manager(tmp_path):
         assert float(child.value("SECONDS")) < 10, child.log
     else:
         assert child.value("BATCHES") == [[0], [1], [2]], child.log
+
+
+# -- 13. a task the manager hands out while the caller waits ------------------------------------------
+
+def test_a_task_the_manager_hands_out_reaches_a_caller_already_waiting(tmp_path):
+    # While workers start, the manager gives each its first task as it says Ready. A caller
+    # already waiting in get() watches only the workers that had tasks when its wait began:
+    # unless the manager wakes it, the batch waits out the caller's poll (0.1 s; an hour here)
+    # and, meanwhile, every worker that finished its first task idles.
+    child = run_child(tmp_path, """
+        import awkgen.executors.process
+        import awkgen.generator
+        awkgen.generator._POLL_S = awkgen.executors.process._MANAGER_TICK_S = 3600.0  # how long a wait lasts
+
+        for n_workers in (1, 4):  # the first pool also waits for the forkserver's start
+            with awkgen.DataGeneratorMultiProc(np.asarray, list(range(16)), batch_size=2, n_workers=n_workers,
+                                                shuffle=False) as gen:
+                print("BATCHES", [gen()[0].tolist() for _ in range(8)])
+        print("OK")
+    """, timeout=45)
+    assert child.lines("BATCHES") == [str([[2 * i, 2 * i + 1] for i in range(8)])] * 2, child.log

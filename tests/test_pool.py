@@ -6,6 +6,9 @@ resumable state must be those of the blocking ``DataGenerator``.
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -214,6 +217,37 @@ def test_the_worker_start_is_multiprocess_own_but_for_the_daemon_check():
     theirs, ours = statements(process.BaseProcess.start), statements(_WorkerProcess.start)
     assert [s for s in theirs if "daemonic" not in s] == ours
     assert len(theirs) == len(ours) + 1
+
+
+def _start_facts(ids):
+    """What a worker found at its start: its pid and parent, who preloaded its code, its BLAS threads."""
+    from threadpoolctl import threadpool_info
+
+    from awkgen.executors import _worker
+
+    time.sleep(0.02)  # slow enough for tasks to go breadth first: both workers usually answer
+    threads = [pool["num_threads"] for pool in threadpool_info()]
+    return np.array([os.getpid(), os.getppid(), _worker.PRELOADED_IN or 0, _worker.THREADPOOLS is not None,
+                     max(threads, default=0), min(threads, default=0)])
+
+
+def test_workers_fork_from_a_forkserver_that_preloaded_their_start():
+    """The forkserver imported the worker's code and the process module (whose class a worker's
+    process object names) and scanned the native thread pools before it forked: a worker's start
+    is the fork and the loader's unpickling. A preload that fails (the forkserver swallows its
+    ImportError) would leave every worker importing them anew, silently."""
+    from multiprocess import forkserver
+
+    from awkgen.executors.base import usable_cpus
+
+    n_workers = 2
+    with pool(_start_facts, list(range(8)), "process", n_workers, batch_size=1) as gen:
+        facts = [gen()[0] for _ in range(8)]
+        server = forkserver._forkserver._forkserver_pid
+    for pid, parent, preloaded_in, scanned, most, least in (f.tolist() for f in facts):
+        assert parent == server and preloaded_in == server, (pid, parent, preloaded_in, server)
+        assert scanned
+        assert most == least == max(1, usable_cpus() // n_workers)  # the scanned pools were capped
 
 
 def test_workers_never_run_the_callers_main_script(tmp_path):

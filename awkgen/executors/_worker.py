@@ -1,12 +1,14 @@
 """What runs inside a worker process of the ``"process"`` backend.
 
-The forkserver preloads this module, so a new worker forks with numpy, dill and
-tblib already imported. First of all, a worker compares the awkgen it runs
-(:data:`._identity.IDENTITY`, computed when the server imported this module) with its
-parent's: a worker of other code (the server found another awkgen tree on its
-``sys.path``) says so and exits, and every later message names its awkgen too, so the
-parent can refuse it (the *handshake*). ``worker_main`` takes one setup dict, not
-positional arguments, so that a worker of another version still gets this far. Then it:
+The forkserver preloads this module (through :mod:`._preload`, with :mod:`.process` and
+the native thread pools already found), so a new worker forks with numpy, dill and tblib
+already imported, and its start is mostly unpickling the loader. First of all, a worker
+compares the awkgen it runs (:data:`._identity.IDENTITY`, computed when the server
+imported this module) with its parent's: a worker of other code (the server found
+another awkgen tree on its ``sys.path``) says so and exits, and every later message
+names its awkgen too, so the parent can refuse it (the *handshake*). ``worker_main``
+takes one setup dict, not positional arguments, so that a worker of another version
+still gets this far. Then it:
 
 1. ignores SIGINT (Ctrl-C belongs to the parent, which stops the pool), leaves the
    parent's process group (a kill of that whole group must leave it time to clean up)
@@ -43,7 +45,7 @@ from typing import Any
 
 import dill
 from tblib import pickling_support
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .. import procfs, transport
 from . import _travel
@@ -71,6 +73,11 @@ _ATTACHED_MAX = 8
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _KEEP_BYTES = 1 << 30  # mappings a worker keeps open; stale ones are dropped oldest first
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+#: The native thread pools found in this process, scanned once by the forkserver (:mod:`._preload`)
+#: so that its forks only set their size; None where nothing scanned them (spawn, fork start methods).
+THREADPOOLS: ThreadpoolController | None = None
+#: The process that ran :mod:`._preload` (in a worker: its forkserver, its parent); None where none did.
+PRELOADED_IN: int | None = None
 
 
 def worker_main(conn: Any, lifeline: Any, setup: dict[str, Any]) -> None:
@@ -95,7 +102,7 @@ def worker_main(conn: Any, lifeline: Any, setup: dict[str, Any]) -> None:
         os.environ[name] = str(blas_threads)
     _keep_freed_memory()
     try:
-        threadpool_limits(limits=blas_threads)
+        (THREADPOOLS or ThreadpoolController()).limit(limits=blas_threads)
         _travel.add_paths(paths)  # the parent's own modules, also those the loader imports lazily
         loader = dill.loads(loader_bytes)
         _travel.adopt_classes(loader)  # results of its __main__ classes go back as the parent's classes

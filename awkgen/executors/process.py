@@ -16,7 +16,8 @@ Actors and what each does:
   :mod:`._wire`.
 - **manager thread** (``_manage``): starts the workers (one per turn, so early ones
   work while later ones start), reads a worker's pipe until it says Ready, hands out
-  tasks queued before any worker had room, notices deaths through process sentinels,
+  tasks queued before any worker had room (and then wakes a caller waiting in ``get``,
+  whose wait does not watch that worker yet), notices deaths through process sentinels,
   and kills workers whose call outlived ``timeout``, pulling in replies the caller has
   not read yet before it judges. Outcomes it adds (deaths, timeouts) wake a waiting
   caller through ``_signal_r``. Every task yields exactly one outcome: a value, a
@@ -73,6 +74,15 @@ Workers start through multiprocess's ``forkserver``: a clean server process fork
 them, so a parent that already runs TensorFlow, JAX or torch threads is never
 forked (fork with live threads can deadlock), while loaders defined as lambdas,
 closures or in ``__main__``/notebooks still travel, pickled by value by dill.
+The server preloads everything a worker needs but the loader (:mod:`._preload`: the
+worker's code, this module, whose class a worker's process object names, and the
+native thread pools), so a worker's start is a fork and unpickling the loader (which
+imports the loader's own module): about 10 ms of CPU, where importing this module in
+every worker took as much again. The manager asks the server for one worker per turn
+without waiting for any to be ready, so the workers' starts overlap. The server itself
+is a new interpreter importing awkgen and numpy: it starts with a process's first pool
+(a few tenths of a second, in the manager thread, while the constructor returns) and
+serves every later pool.
 Because the loader travels by value, workers do not re-run the parent's main
 script (multiprocessing's usual "spawn" preparation): scripts need no
 ``if __name__ == "__main__":`` guard, and ``python -c``/stdin programs work.
@@ -329,7 +339,7 @@ class ProcessExecutor(ManagedExecutor):
         self._paths = _travel.user_paths()  # where the parent finds its own modules, for the workers
         self._ctx = multiprocess.get_context(START_METHOD)
         if START_METHOD == "forkserver":
-            self._ctx.set_forkserver_preload(["awkgen.executors._worker"])
+            self._ctx.set_forkserver_preload(["awkgen.executors._preload"])  # what every worker needs, once
         shm_dir = transport.shm_dir()
         transport.reclaim_orphans(shm_dir)
         self._ring = transport.SlotRing(secrets.token_hex(4), shm_dir)
@@ -530,6 +540,15 @@ class ProcessExecutor(ManagedExecutor):
         logger.debug("awkgen: started worker process %d", proc.pid)
         return _Worker(proc, parent_conn, Channel(parent_conn.fileno(), blocking=False))
 
+    def _wake_caller(self) -> None:
+        """From the manager: a worker that just said Ready got a task, which a caller waiting in
+        ``get`` does not watch (its wait began before): wake it to look again. Otherwise, while
+        workers start, each runs its first task and then idles until that wait times out."""
+        try:
+            os.write(self._signal_w, b"\0")
+        except (BlockingIOError, OSError):  # full (the caller is behind) or closed (stopping)
+            pass
+
     def _start_worker(self) -> None:
         """The manager's turn to start one worker; a start that fails breaks the pool
         with a clear error instead of leaving it short of workers without a word.
@@ -611,7 +630,8 @@ class ProcessExecutor(ManagedExecutor):
                     if self._broken is not None:
                         self._fail_todo()
                         self._release_ring_if_idle()
-                    self._dispatch()
+                    if self._dispatch():  # a worker just ready got work (see _wake_caller)
+                        self._wake_caller()
                     for worker in self._workers:
                         if worker.channel.pending:
                             self._flush(worker)
