@@ -72,11 +72,12 @@ from __future__ import annotations
 
 import collections
 import os
+import queue
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import transport
@@ -92,6 +93,10 @@ _INSTALL_HINT = 'the "ray" backend needs Ray: pip install "awkgen[ray]"'
 _IDLE_TICK_S = 0.5  # longest the manager sleeps with nothing in flight
 _BUSY_TICK_S = 0.02  # longest one ray.wait lasts with calls in flight (new tasks wait at most this)
 _JOIN_S = 2.0
+#: The manager collects results (and rebuilds them, overlapping the caller's work) only once
+#: the caller has been away from get() this long: a caller that comes back at once collects
+#: its own, without two threads waiting on the same results.
+_CALLER_AWAY_S = 0.005
 #: An actor gets this long to start (be scheduled, import, unpickle the loader) before its
 #: task fails with WorkerDiedError; ``timeout`` counts only from when it is up.
 _ACTOR_START_S = 120.0
@@ -272,6 +277,13 @@ class RayExecutor(ManagedExecutor):
         self._actor_class = ray.remote(_LoaderActor)
         self._loader_ref = ray.put((loader_bytes, _travel.user_paths()))
         self._wake = threading.Event()
+        #: Guards the workers' call queues, ``_todo`` and ``_suspects``: the caller's thread dispatches
+        #: (submit) and collects (get) itself, the manager does both when the caller is elsewhere.
+        self._lock = threading.RLock()
+        #: Outcomes collected under _lock, their values not rebuilt yet (see _deliver).
+        self._collected: collections.deque[Outcome] = collections.deque()
+        self._caller_waiting = 0
+        self._caller_left = 0.0  # when the caller last came out of a ray.wait in get()  # the caller is in get(), waiting on the actors' results itself
         self._spawn_lock = threading.Lock()  # no actor is spawned once close() has begun
         self._workers: list[_Worker] = []
         self._graveyard: list[Any] = []  # refs of killed actors' calls: awaited so Ray logs no "unhandled error"
@@ -284,10 +296,52 @@ class RayExecutor(ManagedExecutor):
 
     # -- the caller's side ---------------------------------------------------------------
     def submit(self, task: Task) -> None:
-        if len(self._todo) >= self._prefetch:  # the generator keeps at most prefetch undelivered
-            raise AwkgenError(f"more than prefetch={self._prefetch} tasks queued for the Ray backend; "
-                              "this is a bug in awkgen, please report it")
-        super().submit(task)
+        """Queue *task* and, when an actor has room, submit its call from the caller's thread:
+        no wait for the manager (which may be inside a ``ray.wait``)."""
+        with self._lock:
+            if len(self._todo) >= self._prefetch:  # the generator keeps at most prefetch undelivered
+                raise AwkgenError(f"more than prefetch={self._prefetch} tasks queued for the Ray backend; "
+                                  "this is a bug in awkgen, please report it")
+            self._todo.append(task)
+            if not self._stopping:
+                self._dispatch()
+        self._notify()
+
+    def get(self, timeout: float) -> Outcome | None:
+        """The next outcome; while none is ready, the caller's thread waits on the actors' results
+        itself (``ray.wait``) and collects them: no hop through the manager. A result is rebuilt
+        (:func:`awkgen.transport.load_result`, which copies writable arrays out of the object
+        store) here, in the caller's thread, whoever collected it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._outcomes.get_nowait()
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            with self._lock:
+                refs = [] if self._stopping else [w.calls[0].ref for w in self._workers if w.calls]
+            if not refs or remaining <= 0:
+                outcome = super().get(max(0.0, min(remaining, _BUSY_TICK_S)))
+                if outcome is not None or remaining <= 0:
+                    return outcome
+                continue
+            self._caller_waiting += 1
+            try:
+                done, _ = self._ray.wait(refs, num_returns=1, timeout=min(remaining, _BUSY_TICK_S))
+            finally:
+                self._caller_waiting -= 1
+                self._caller_left = time.monotonic()
+            if done:
+                with self._lock:
+                    if not self._stopping:
+                        self._collect_finished(done)
+                        self._dispatch()  # what a dead actor gave back
+                self._deliver()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._todo.clear()
 
     def _notify(self) -> None:
         self._wake.set()
@@ -307,6 +361,7 @@ class RayExecutor(ManagedExecutor):
             workers, self._workers = self._workers, []
         self._todo.clear()
         self._drop_outcomes()
+        self._collected.clear()
         self._graveyard.clear()
         try:
             if not self._ray.is_initialized():  # ray.shutdown() came first: the actors went with it
@@ -384,61 +439,109 @@ class RayExecutor(ManagedExecutor):
 
     # -- the manager thread -------------------------------------------------------------------
     def _manage(self) -> None:
+        """Dispatch what the caller could not (tasks given back, actors that came up), collect
+        results while the caller is elsewhere, notice actors that came up or died, and expire
+        calls past ``timeout``. While the caller waits in :meth:`get`, it collects the results
+        itself and the manager watches only starting actors and killed actors' calls."""
         while not self._stopping:
-            self._dispatch()
-            refs = [w.calls[0].ref for w in self._workers if w.calls]
-            if not refs and not self._graveyard:
-                self._wake.wait(_IDLE_TICK_S)
+            with self._lock:
+                self._dispatch()
+                mine = [w.info_ref for w in self._workers if w.actor is not None and not w.up]
+                mine += self._graveyard
+                busy = any(w.calls for w in self._workers)
+                if busy and not self._caller_waiting and time.monotonic() - self._caller_left > _CALLER_AWAY_S:
+                    mine += [w.calls[0].ref for w in self._workers if w.calls]
+                tick = self._sleep_s() if busy else _IDLE_TICK_S
+            done: list[Any] = []
+            if mine:
+                done, rest = self._ray.wait(mine, num_returns=1, timeout=tick)
+                if done and rest:  # collect everything finished meanwhile in one pass
+                    more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0)
+                    done += more
+            else:
+                self._wake.wait(tick)
                 self._wake.clear()
-                self._expire()
-                continue
-            waiting = refs + self._graveyard
-            done, rest = self._ray.wait(waiting, num_returns=1, timeout=self._sleep_s())
-            if done and rest:  # collect everything finished meanwhile in one pass
-                more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0)
-                done += more
-            finished = set(done)
-            for ref in done:
-                if ref in self._graveyard:
+            with self._lock:
+                if self._stopping:
+                    return
+                finished = set(done)
+                for ref in [r for r in self._graveyard if r in finished]:
                     self._graveyard.remove(ref)
                     _swallow(self._ray, ref)
-            for worker in list(self._workers):
-                if worker.calls and worker.calls[0].ref in finished:
-                    self._collect(worker)
-            self._expire()
+                self._collect_finished(finished)
+                self._expire()
+            self._deliver()
+
+    def _collect_finished(self, finished: Any) -> None:
+        """Collect every worker's oldest call whose result is among *finished* (refs); under ``_lock``.
+        Results go to ``_collected``, for :meth:`_deliver` once the lock is let go."""
+        finished = set(finished)
+        for worker in list(self._workers):
+            if worker.calls and worker.calls[0].ref in finished:
+                self._collect(worker)
+
+    def _deliver(self) -> None:
+        """Rebuild the results collected (:func:`_loaded`: writable arrays are copied out of the
+        object store) and queue them for :meth:`get`; outside ``_lock``, so that a large copy
+        never holds up the caller's :meth:`submit`. In whichever thread collected them: the
+        manager's while the caller is busy elsewhere (the copy overlaps with the caller's work),
+        else the caller's own (no hop between threads)."""
+        while True:
+            try:
+                outcome = self._collected.popleft()
+            except IndexError:
+                return
+            self._outcomes.put(_loaded(outcome))  # type: ignore[arg-type]
 
     def _dispatch(self) -> None:
         """Keep every actor's next call queued behind its running one (Ray runs an actor's
-        calls in order), so an actor starts its next batch without waiting for this thread.
+        calls in order), so an actor starts its next batch without waiting for this process;
+        under ``_lock``, from the caller's thread (submit) or the manager's.
 
-        Tasks go first to actors with nothing to do, then to those with one call, so a
-        short queue is spread over all actors rather than stacked on the first ones. A
-        *suspect* task (see :meth:`_died`) goes only to an idle actor, and nothing is
-        queued behind it.
+        Only actors that are up (answered their info call) get calls: a task waits here
+        rather than behind an actor still starting (seconds, on a busy machine), and goes
+        to the first actor with room. Tasks go first to actors with nothing to do, then to
+        those with one call, so a short queue is spread over all actors rather than stacked
+        on the first ones. A *suspect* task (see :meth:`_died`) goes only to an idle actor,
+        and nothing is queued behind it. When no worker has an actor (no node can host
+        one), every task fails at once with ``WorkerStartError``.
         """
-        for depth in range(_CALLS_PER_ACTOR):
+        if self._broken is not None:
+            while self._todo:
+                task = self._todo.popleft()
+                self._outcomes.put(Outcome(task.seq, error_type=self._broken_as, detail=self._broken))
+            return
+        if self._todo and self._workers and all(w.actor is None for w in self._workers):
             for worker in list(self._workers):
+                self._rehost(worker)
+            if all(w.actor is None for w in self._workers):
+                while self._todo:
+                    task = self._todo.popleft()
+                    self._outcomes.put(Outcome(task.seq, error_type=WorkerStartError, detail=self._no_host()))
+                return
+        for worker in self._workers:
+            if worker.actor is not None and not worker.up and self._ray.wait([worker.info_ref], timeout=0)[0]:
+                self._mark_up(worker, time.monotonic())
+        for depth in range(_CALLS_PER_ACTOR):
+            for worker in self._workers:
                 if not self._todo:
                     return
-                if len(worker.calls) != depth or (depth and worker.calls[0].task.seq in self._suspects):
+                if not worker.up or len(worker.calls) != depth:
+                    continue
+                if depth and worker.calls[0].task.seq in self._suspects:
                     continue
                 if depth and self._todo[0].seq in self._suspects:
                     break  # it waits for an idle actor (the order of _todo is the generator's)
-                try:
-                    task = self._todo.popleft()
-                except IndexError:  # cancelled meanwhile
-                    return
-                if self._broken is not None:
-                    self._outcomes.put(Outcome(task.seq, error_type=self._broken_as, detail=self._broken))
-                    continue
-                if worker.actor is None:
-                    worker = self._rehost(worker)
-                    if worker.actor is None:
-                        self._outcomes.put(Outcome(task.seq, error_type=WorkerStartError, detail=self._no_host()))
-                        continue
+                task = self._todo.popleft()
                 if not worker.calls:
                     worker.started = time.monotonic()
                 worker.calls.append(_Call(task, worker.actor.load.remote(task)))
+
+    def _mark_up(self, worker: _Worker, now: float) -> None:
+        """*worker*'s actor answered (or failed) its info call: it was scheduled and started."""
+        worker.up = True
+        self._resolve_info(worker)
+        worker.started = now  # the clock starts when the actor can run a call
 
     def _rehost(self, worker: _Worker) -> _Worker:
         """A worker without an actor (no node could host one) looks again, at most every
@@ -513,14 +616,9 @@ class RayExecutor(ManagedExecutor):
         if isinstance(result, Interrupted):
             self._outcomes.put(loader_failure(task.seq, result.exc, result.load_s, result.pid))
             return
-        try:
-            value = transport.load_result(result.data, result.buffers)
-        except Exception as exc:  # a class the driver cannot import, ...
-            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
-                                       detail=f"the result from {worker.describe()} cannot be rebuilt in this "
-                                              f"process: {type(exc).__name__}: {_first_line(exc)}"))
-            return
-        self._outcomes.put(Outcome(task.seq, value=value, load_s=result.load_s, pid=result.pid))
+        # rebuilt (_loaded) by the thread that collected it, once it let go of _lock
+        self._collected.append(Outcome(task.seq, value=_Unloaded(result, worker.describe()), load_s=result.load_s,
+                                   pid=result.pid))
 
     def _died(self, worker: _Worker, task: Task, exc: BaseException) -> None:
         """*worker*'s actor died while *task*, its oldest call, was due: fail *task* with
@@ -582,17 +680,21 @@ class RayExecutor(ManagedExecutor):
                 self._rehost(worker)  # a node may have joined
                 continue
             if not worker.up and self._ray.wait([worker.info_ref], timeout=0)[0]:
-                worker.up = True
-                self._resolve_info(worker)
-                worker.started = now  # the clock starts when the actor can run the call
+                self._mark_up(worker, now)
+            if not worker.up:
+                if now - worker.spawned > _ACTOR_START_S:  # no room for it on the cluster, or stuck
+                    if self._todo and not any(w.up for w in self._workers):  # and tasks wait for it
+                        task = self._todo.popleft()
+                        self._outcomes.put(Outcome(
+                            task.seq, error_type=WorkerDiedError,
+                            detail=f"{worker.describe()} did not start within {_ACTOR_START_S:g} s, nor did any "
+                                   "other (does the cluster have room for them? see actor_options); it has been "
+                                   "replaced"))
+                    self._replace(worker)
+                continue
             if not worker.calls:
                 continue
-            if not worker.up:
-                if now - worker.spawned > _ACTOR_START_S:
-                    self._fail_running(worker, WorkerDiedError,
-                                       f"{worker.describe()} did not start within {_ACTOR_START_S:g} s (does "
-                                       "the cluster have room for it? see actor_options); it has been replaced")
-            elif self._timeout is not None and now - worker.started > self._timeout:
+            if self._timeout is not None and now - worker.started > self._timeout:
                 self._fail_running(worker, LoaderTimeoutError,
                                    f"loader call exceeded timeout={self._timeout:g} s; {worker.describe()} "
                                    "was killed and replaced")
@@ -604,6 +706,29 @@ class RayExecutor(ManagedExecutor):
                                    load_s=time.monotonic() - worker.started))
         self._graveyard.append(call.ref)
         self._retire(worker)
+
+
+@dataclass(frozen=True)
+class _Unloaded:
+    """An outcome's value as collected: the actor's :class:`Loaded`, not yet rebuilt."""
+
+    loaded: Loaded
+    source: str  # which actor sent it, for messages
+
+
+def _loaded(outcome: Outcome | None) -> Outcome | None:
+    """*outcome* with its value rebuilt from the object store (:func:`awkgen.transport.load_result`),
+    or a ``LoaderError`` outcome when that fails (a class this process cannot import, ...)."""
+    if outcome is None or not isinstance(outcome.value, _Unloaded):
+        return outcome
+    result = outcome.value.loaded
+    try:
+        value = transport.load_result(result.data, result.buffers)
+    except Exception as exc:
+        return Outcome(outcome.seq, error_type=LoaderError, cause=exc, pid=outcome.pid,
+                       detail=f"the result from {outcome.value.source} cannot be rebuilt in this "
+                              f"process: {type(exc).__name__}: {_first_line(exc)}")
+    return replace(outcome, value=value)
 
 
 def _actor_needs(options: Mapping[str, Any]) -> dict[str, float]:
