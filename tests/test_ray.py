@@ -411,3 +411,56 @@ def test_importing_awkgen_does_not_import_ray():
     code = "import sys, awkgen; import awkgen.executors.ray; print('ray' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False", proc.stdout + proc.stderr
+
+
+# -- quick loaders: several tasks in one actor call ----------------------------------------------------
+
+def _epoch(gen, n):
+    """*n* calls of *gen*: each batch's ids, or the type of the error raised in its place."""
+    out = []
+    for _ in range(n):
+        try:
+            out.append(np.asarray(gen()[0]).tolist())
+        except (LoaderError, WorkerDiedError, LoaderTimeoutError) as err:
+            out.append(type(err).__name__)
+    return out
+
+
+QUICK_IDS = [*range(30), MARK, *range(30, 60)]
+
+
+def test_quick_loader_calls_are_coalesced_and_a_failing_one_fails_only_its_batch():
+    expected = [[i] if i != MARK else "LoaderError" for i in QUICK_IDS]
+    with DataGeneratorMultiProc(failing, QUICK_IDS, batch_size=1, n_workers=2, prefetch=8, backend="ray",
+                                shuffle=False) as gen:
+        assert _epoch(gen, len(QUICK_IDS)) == expected
+        assert gen._executor.coalesced_calls > 0  # the case under test: calls carried several tasks
+        for _ in range(QUICK_IDS.index(MARK)):
+            gen()
+        with pytest.raises(LoaderError, match=rf"ValueError: record {MARK} is corrupt \(in Ray actor .*"
+                                              rf"ids \[{MARK}\]") as info:
+            gen()
+        cause = info.value.__cause__
+        assert type(cause) is ValueError and str(cause) == f"record {MARK} is corrupt"
+        worker_side = "".join(traceback.format_exception(cause))
+        assert "_parse_record" in worker_side and "in failing" in worker_side  # frames from the actor
+
+
+def test_a_crash_in_a_coalesced_call_fails_only_the_batch_that_crashed():
+    expected = [[i] if i != MARK else "WorkerDiedError" for i in QUICK_IDS]
+    with DataGeneratorMultiProc(segfaults, QUICK_IDS, batch_size=1, n_workers=1, prefetch=8, backend="ray",
+                                shuffle=False) as gen:
+        start = time.monotonic()
+        assert _epoch(gen, len(QUICK_IDS)) == expected  # the others ran again, each alone, and came
+        assert gen._executor.coalesced_calls > 0
+        assert time.monotonic() - start < 60
+
+
+def test_a_timeout_in_a_coalesced_call_fails_only_the_batch_that_hung():
+    expected = [[i] if i != MARK else "LoaderTimeoutError" for i in QUICK_IDS]
+    with DataGeneratorMultiProc(lambda ids: ids_and_pid(ids)[0], QUICK_IDS, batch_size=1, n_workers=1, prefetch=8,
+                                backend="ray", shuffle=False, timeout=1.5) as gen:
+        start = time.monotonic()
+        assert _epoch(gen, len(QUICK_IDS)) == expected
+        assert gen._executor.coalesced_calls > 0
+        assert time.monotonic() - start < 60

@@ -107,6 +107,12 @@ _NODE_ID_CHARS = 12  # how much of a node's id messages show (Ray's own tools sh
 _CALLS_PER_ACTOR = 2
 #: How often a worker that no node could host looks again for one (and fails its tasks meanwhile).
 _REPLACE_EVERY_S = 1.0
+#: Loader calls quicker than this (a running mean) cost less than a Ray actor call's round trip
+#: (about 1 ms of CPU between driver, raylet and actor): the tasks waiting then go in one call
+#: (``load_many``), and ``submit`` holds a task while the caller has a batch in hand.
+COALESCE_BELOW_S = 0.002
+#: Weight of the latest loader call in the running mean of loader call times.
+_LOAD_S_WEIGHT = 0.2
 _DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}
 
 
@@ -144,6 +150,33 @@ class Interrupted:
     exc: BaseException
     load_s: float
     pid: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Actor to driver, in a coalesced call: the loader raised *name*: *message* on this task.
+    The exception travels pickled with its traceback (tblib), or only as text when it cannot."""
+
+    name: str
+    message: str
+    pickled: bytes | None
+    text: str
+    load_s: float
+    pid: int
+
+    @classmethod
+    def of(cls, exc: BaseException, load_s: float) -> Failed:
+        import pickle
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            from tblib import pickling_support
+
+            pickling_support.install(exc)
+            pickled: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            pickled = None
+        return cls(type(exc).__name__, str(exc), pickled, text, load_s, os.getpid())
 
 
 @dataclass(frozen=True)
@@ -200,13 +233,31 @@ class _LoaderActor:
         data, layout = transport.encode_result(value, separate=True)
         return Loaded(data, transport.separate_buffers(layout), load_s, os.getpid())
 
+    def load_many(self, tasks: list[Task]) -> list[Loaded | Interrupted | Failed] | Broken:
+        """Several tasks in one call (coalesced for quick loaders): each one's result, in order.
+        A loader exception is that task's :class:`Failed`; the next tasks still run."""
+        if self._loader is None:
+            return Broken(self._broken)
+        out: list[Loaded | Interrupted | Failed] = []
+        for task in tasks:
+            start = time.perf_counter()
+            try:
+                out.append(self.load(task))  # type: ignore[arg-type]  # not Broken: the loader is here
+            except BaseException as exc:
+                out.append(Failed.of(exc, time.perf_counter() - start))
+        return out
+
 
 # -- the driver's side -------------------------------------------------------------------------
 
 @dataclass(eq=False)
 class _Call:
-    task: Task
+    tasks: tuple[Task, ...]  # one (``load``) or several, coalesced into one call (``load_many``)
     ref: Any  # ObjectRef of the actor call's result
+
+    @property
+    def task(self) -> Task:
+        return self.tasks[0]
 
 
 @dataclass(eq=False)
@@ -282,8 +333,11 @@ class RayExecutor(ManagedExecutor):
         self._lock = threading.RLock()
         #: Outcomes collected under _lock, their values not rebuilt yet (see _deliver).
         self._collected: collections.deque[Outcome] = collections.deque()
-        self._caller_waiting = 0
-        self._caller_left = 0.0  # when the caller last came out of a ray.wait in get()  # the caller is in get(), waiting on the actors' results itself
+        self._caller_waiting = 0  # the caller is in get(), waiting on the actors' results itself
+        self._caller_left = 0.0  # when the caller last came out of a ray.wait in get()
+        #: Actor calls that carried several tasks so far (for tests and stats).
+        self.coalesced_calls = 0
+        self._load_s = float("inf")  # running mean of loader call times: below COALESCE_BELOW_S, calls carry several
         self._spawn_lock = threading.Lock()  # no actor is spawned once close() has begun
         self._workers: list[_Worker] = []
         self._graveyard: list[Any] = []  # refs of killed actors' calls: awaited so Ray logs no "unhandled error"
@@ -303,6 +357,8 @@ class RayExecutor(ManagedExecutor):
                 raise AwkgenError(f"more than prefetch={self._prefetch} tasks queued for the Ray backend; "
                                   "this is a bug in awkgen, please report it")
             self._todo.append(task)
+            if self._load_s < COALESCE_BELOW_S and not self._outcomes.empty():
+                return  # held: the caller has a batch in hand; its next get() sends what is held in one call
             if not self._stopping:
                 self._dispatch()
         self._notify()
@@ -320,6 +376,8 @@ class RayExecutor(ManagedExecutor):
                 pass
             remaining = deadline - time.monotonic()
             with self._lock:
+                if self._todo and not self._stopping:
+                    self._dispatch()  # what submit held back (coalescing)
                 refs = [] if self._stopping else [w.calls[0].ref for w in self._workers if w.calls]
             if not refs or remaining <= 0:
                 outcome = super().get(max(0.0, min(remaining, _BUSY_TICK_S)))
@@ -424,15 +482,15 @@ class RayExecutor(ManagedExecutor):
                 else:
                     del self._workers[index]
 
-    def _retire(self, worker: _Worker, replace: bool = True, suspect: Task | None = None) -> None:
+    def _retire(self, worker: _Worker, replace: bool = True, suspects: tuple[Task, ...] = ()) -> None:
         """*worker*'s actor is gone and its oldest call accounted for (taken off ``calls``): give
         back the calls still queued on it, which it never started (Ray runs an actor's calls in
-        order), for other actors to run, then replace it. *suspect*, when given, is the oldest
-        call's task, given back too, first: it runs again, alone (see :meth:`_died`)."""
+        order), for other actors to run, then replace it. *suspects*, when given, are the oldest
+        call's tasks, given back too, first: each runs again, alone (see :meth:`_died`)."""
         calls = list(worker.calls)
         worker.calls.clear()
         self._graveyard.extend(call.ref for call in calls)
-        for task in [*([suspect] if suspect is not None else []), *(call.task for call in calls)][::-1]:
+        for task in [*suspects, *(task for call in calls for task in call.tasks)][::-1]:
             self._todo.appendleft(task)
         if replace:
             self._replace(worker)
@@ -522,6 +580,7 @@ class RayExecutor(ManagedExecutor):
         for worker in self._workers:
             if worker.actor is not None and not worker.up and self._ray.wait([worker.info_ref], timeout=0)[0]:
                 self._mark_up(worker, time.monotonic())
+        coalesce = self._load_s < COALESCE_BELOW_S
         for depth in range(_CALLS_PER_ACTOR):
             for worker in self._workers:
                 if not self._todo:
@@ -532,10 +591,18 @@ class RayExecutor(ManagedExecutor):
                     continue
                 if depth and self._todo[0].seq in self._suspects:
                     break  # it waits for an idle actor (the order of _todo is the generator's)
-                task = self._todo.popleft()
+                tasks = [self._todo.popleft()]
+                while (coalesce and self._todo and tasks[0].seq not in self._suspects
+                       and self._todo[0].seq not in self._suspects):
+                    tasks.append(self._todo.popleft())
                 if not worker.calls:
                     worker.started = time.monotonic()
-                worker.calls.append(_Call(task, worker.actor.load.remote(task)))
+                if len(tasks) == 1:
+                    ref = worker.actor.load.remote(tasks[0])
+                else:
+                    ref = worker.actor.load_many.remote(tasks)
+                    self.coalesced_calls += 1
+                worker.calls.append(_Call(tuple(tasks), ref))
 
     def _mark_up(self, worker: _Worker, now: float) -> None:
         """*worker*'s actor answered (or failed) its info call: it was scheduled and started."""
@@ -569,22 +636,25 @@ class RayExecutor(ManagedExecutor):
         return max(0.001, min([_BUSY_TICK_S, *deadlines]))
 
     def _collect(self, worker: _Worker) -> None:
-        """*worker*'s oldest call finished: turn its result or error into the task's outcome."""
+        """*worker*'s oldest call finished: turn its result or error into its tasks' outcomes."""
         ray = self._ray
         call = worker.calls.popleft()
-        task, ref = call.task, call.ref
-        self._suspects.discard(task.seq)
+        tasks, ref = call.tasks, call.ref
+        self._suspects.difference_update(t.seq for t in tasks)
         worker.started = time.monotonic()  # the next call starts now
         self._resolve_info(worker, wait_s=_PID_WAIT_S)  # answered before this call: its awkgen is known
         if self._broken_as is WorkerStartError:  # it runs another awkgen: what it sent cannot be read
             _swallow(ray, ref)
-            self._outcomes.put(Outcome(task.seq, error_type=WorkerStartError, detail=self._broken or ""))
+            self._fail_all(tasks, Outcome(0, error_type=WorkerStartError, detail=self._broken or ""))
             return
         try:
             result = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:  # the loader raised (or its result would not pickle)
-            self._resolve_info(worker, wait_s=_PID_WAIT_S)  # the actor answered its info call before this one
-            self._outcomes.put(_loader_failure(task.seq, exc, worker))
+        except ray.exceptions.RayTaskError as exc:  # the loader raised (or a result would not pickle)
+            if len(tasks) > 1:  # which task's result would not pickle? each runs again alone
+                self._suspects.update(t.seq for t in tasks)
+                self._give_back(tasks)
+                return
+            self._outcomes.put(_loader_failure(tasks[0].seq, exc, worker))
             return
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError) as exc:
@@ -592,59 +662,80 @@ class RayExecutor(ManagedExecutor):
             if getattr(exc, "actor_init_failed", False):  # a replacement would fail the same way
                 self._broken = (f"Ray actors could not start ({worker.describe()}): is awkgen installed on "
                                 f"every node, or shipped with ray.init(runtime_env=...)?\n{exc}")
-                self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+                self._fail_all(tasks, Outcome(0, error_type=LoaderError, detail=self._broken))
                 self._retire(worker, replace=False)  # its queued tasks fail as broken, in _dispatch
                 return
-            self._died(worker, task, exc)
+            self._died(worker, tasks, exc)
             return
         except ray.exceptions.ObjectLostError as exc:  # evicted, or on a node that is gone
-            self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError, cause=exc, pid=worker.pid,
-                                       detail=f"the result from {worker.describe()} on {worker.where() or 'its node'}"
-                                              f" was lost before it reached this process: {type(exc).__name__}: "
-                                              f"{_first_line(exc)}"))
+            where = worker.where() or "its node"
+            self._fail_all(tasks, Outcome(0, error_type=WorkerDiedError, cause=exc, pid=worker.pid,
+                                          detail=f"the result from {worker.describe()} on {where}"
+                                                 f" was lost before it reached this process: {type(exc).__name__}: "
+                                                 f"{_first_line(exc)}"))
             return
         except Exception as exc:  # Ray could not deliver the result (store full, ...)
-            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
-                                       detail=f"Ray could not deliver the result from {worker.describe()}: "
-                                              f"{type(exc).__name__}: {_first_line(exc)}"))
+            self._fail_all(tasks, Outcome(0, error_type=LoaderError, cause=exc,
+                                          detail=f"Ray could not deliver the result from {worker.describe()}: "
+                                                 f"{type(exc).__name__}: {_first_line(exc)}"))
             return
         if isinstance(result, Broken):
             self._broken = f"Ray actors could not load the loader:\n{result.error_text}"
-            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+            self._fail_all(tasks, Outcome(0, error_type=LoaderError, detail=self._broken))
             return
-        worker.pid = result.pid
-        if isinstance(result, Interrupted):
-            self._outcomes.put(loader_failure(task.seq, result.exc, result.load_s, result.pid))
-            return
-        # rebuilt (_loaded) by the thread that collected it, once it let go of _lock
-        self._collected.append(Outcome(task.seq, value=_Unloaded(result, worker.describe()), load_s=result.load_s,
-                                   pid=result.pid))
+        for task, item in zip(tasks, result if isinstance(result, list) else [result]):
+            self._put_result(worker, task, item)
 
-    def _died(self, worker: _Worker, task: Task, exc: BaseException) -> None:
-        """*worker*'s actor died while *task*, its oldest call, was due: fail *task* with
+    def _put_result(self, worker: _Worker, task: Task, item: Loaded | Interrupted | Failed) -> None:
+        """The outcome of *task* from what its actor sent back."""
+        worker.pid = item.pid
+        self._load_s = item.load_s if self._load_s == float("inf") else (
+            (1 - _LOAD_S_WEIGHT) * self._load_s + _LOAD_S_WEIGHT * item.load_s)
+        if isinstance(item, Interrupted):
+            self._outcomes.put(loader_failure(task.seq, item.exc, item.load_s, item.pid))
+        elif isinstance(item, Failed):
+            where = f"in Ray actor {_actor_id(worker.actor)}, pid {item.pid}"
+            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, load_s=item.load_s, pid=item.pid,
+                                       cause=_RemoteTraceback(f"worker-side traceback ({where}):\n{item.text}"),
+                                       cause_pickle=item.pickled,
+                                       detail=f"loader raised {item.name}: {item.message} ({where})"))
+        else:  # rebuilt (_loaded) by the thread that collected it, once it let go of _lock
+            self._collected.append(Outcome(task.seq, value=_Unloaded(item, worker.describe()), load_s=item.load_s,
+                                           pid=item.pid))
+
+    def _fail_all(self, tasks: tuple[Task, ...], failure: Outcome) -> None:
+        for task in tasks:
+            self._outcomes.put(replace(failure, seq=task.seq))
+
+    def _give_back(self, tasks: tuple[Task, ...]) -> None:
+        for task in reversed(tasks):
+            self._todo.appendleft(task)
+
+    def _died(self, worker: _Worker, tasks: tuple[Task, ...], exc: BaseException) -> None:
+        """*worker*'s actor died while *tasks*, its oldest call, were due: fail them with
         ``WorkerDiedError``, give back the calls queued behind it, replace the actor.
 
-        With a call queued behind it, *task* may have finished: Ray sends a call's reply from
+        With a call queued behind it, the call may have finished: Ray sends a call's reply from
         a background thread of the actor, and a next call that kills its process at once (a
         segfault, ``os._exit``) can take the reply with it. Unless its node died (which no
-        batch causes), *task* and the calls behind it are then *suspects*: given back, each
-        runs again alone on an idle actor, where a death is its own. Every batch a dead
-        actor ran thus fails at most once, and only if it died alone or with its node.
+        batch causes), the call's tasks and the calls behind it are then *suspects*, as are
+        the tasks of a coalesced call (which of them killed it?): given back, each runs again
+        alone on an idle actor, where a death is its own. Every batch a dead actor ran thus
+        fails at most once, and only if it died alone or with its node.
         """
         lost_node = _node_died(exc)
         if lost_node and worker.node_id is not None:
             self._lost_nodes.add(worker.node_id)
-        if len(worker.calls) > 0 and not lost_node and task.seq not in self._suspects:
-            self._suspects.update([task.seq, *(c.task.seq for c in worker.calls)])
-            self._retire(worker, suspect=task)
+        if (len(worker.calls) > 0 or len(tasks) > 1) and not lost_node:
+            self._suspects.update([*(t.seq for t in tasks), *(t.seq for c in worker.calls for t in c.tasks)])
+            self._retire(worker, suspects=tasks)
             return
-        self._suspects.discard(task.seq)
         where = worker.where() or "node"
         how = f"died with its {where}" if lost_node else "died"
         after = "" if lost_node or where == "node" else f" (it ran on {where})"
-        self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError, pid=worker.pid,
-                                   detail=f"{worker.describe()} {how}: {_reason(exc)}; it has been "
-                                          f"replaced{after}"))
+        self._fail_all(tasks, Outcome(0, error_type=WorkerDiedError, pid=worker.pid,
+                                      detail=f"{worker.describe()} {how}: {_reason(exc)}; it has been "
+                                             f"replaced{after}"))
         self._retire(worker)
 
     def _resolve_info(self, worker: _Worker, wait_s: float = 0.0) -> None:
@@ -700,11 +791,17 @@ class RayExecutor(ManagedExecutor):
                                    "was killed and replaced")
 
     def _fail_running(self, worker: _Worker, error_type: type[AwkgenError], detail: str) -> None:
+        """Kill and replace *worker*, failing its running call's task; a coalesced call's tasks
+        are given back instead, each to run again alone (which one took too long?)."""
         call = worker.calls.popleft()
+        self._graveyard.append(call.ref)
+        if len(call.tasks) > 1:
+            self._suspects.update(t.seq for t in call.tasks)
+            self._retire(worker, suspects=call.tasks)
+            return
         self._suspects.discard(call.task.seq)
         self._outcomes.put(Outcome(call.task.seq, error_type=error_type, detail=detail, pid=worker.pid,
                                    load_s=time.monotonic() - worker.started))
-        self._graveyard.append(call.ref)
         self._retire(worker)
 
 
