@@ -2,29 +2,41 @@
 
 Data flow::
 
-    generator --submit--> _todo --manager--> actor.load.remote(task) --> actor: loader(ids)
-                                                                              | result -> object store
-    generator <--get--- _outcomes <--manager <-- ray.wait / ray.get <-- ObjectRef of the result
+    generator --submit--> _todo --> actor.load.remote(task)  (or load_many: several tasks)
+                                          | actor: loader(ids), result -> object store
+    generator <--get---- ray.wait / ray.get on the caller's thread (or the manager's, see below)
 
 What runs where:
 
 - **the caller's process** (the Ray *driver*) plans and orders the batches: the
   generator above this executor is the same for every backend, so the batch
   sequence is too. Labels never leave it.
-- **manager thread** (``_manage``): the only code that talks to the actors. It keeps
-  each actor's next call queued behind its running one (Ray runs an actor's calls in
-  order, so the actor starts its next batch without a round trip to the driver), waits
-  on the results with ``ray.wait``, turns each into an
-  :class:`~awkgen.executors.base.Outcome`, and kills (``ray.kill``) and replaces an
-  actor whose call outlived ``timeout``. Every task it took yields exactly one
-  outcome: a value, a ``LoaderError``, a ``WorkerDiedError``, a ``LoaderTimeoutError``
-  or a ``WorkerStartError``.
-- **actors** (:class:`_LoaderActor`, ``n_workers`` of them, all started at once): each
+- **the caller's thread**: ``submit`` hands a task to an actor with room at once (no hop
+  through the manager, which may be inside a ``ray.wait``); ``get``, while no outcome is
+  ready, waits on the actors' results itself and collects them. Each actor keeps its next
+  call queued behind its running one (Ray runs an actor's calls in order, so the actor
+  starts its next batch without a round trip to the driver). Calls go only to actors that
+  are *up* (answered their info call): a task waits in ``_todo`` for the first free actor
+  rather than behind one still starting.
+- **manager thread** (``_manage``): collects results while the caller is away from ``get``
+  (training; the copies out of the store then overlap its work), notices actors that come
+  up or die, dispatches tasks given back, and kills (``ray.kill``) and replaces an actor
+  whose call outlived ``timeout``. ``_lock`` guards the call queues between the two
+  threads; a result is rebuilt (:func:`awkgen.transport.load_result`) outside it. Every
+  task taken yields exactly one outcome: a value, a ``LoaderError``, a ``WorkerDiedError``,
+  a ``LoaderTimeoutError`` or a ``WorkerStartError``.
+- **actors** (:class:`_LoaderActor`, ``n_workers`` of them, all created at once): each
   unpickles the loader once and runs one call at a time, so per-worker state (open
   files, caches) is reused. A result goes back as the actor call's return value,
   through Ray's object store, encoded as on the process backend
   (:mod:`awkgen.transport`): read-only arrays stay zero-copy views of the store,
   writable ones are copied out of it once, so each arrives as the loader built it.
+
+Quick loaders (a running mean under :data:`COALESCE_BELOW_S`, about Ray's own cost per
+call): the tasks waiting go in one call (``load_many``), and a task waits for a second one
+(:data:`_COALESCE_LEAST`) to go with it while other calls are in flight. A crash, a
+timeout or an unpicklable result in such a call sends its tasks back, each to run again
+alone, where a failure is that batch's own.
 
 Placement: each actor goes to the alive node, of those that can host one, that has the
 fewest of this executor's actors (Ray's soft node affinity: should that node be gone
@@ -109,8 +121,10 @@ _CALLS_PER_ACTOR = 2
 _REPLACE_EVERY_S = 1.0
 #: Loader calls quicker than this (a running mean) cost less than a Ray actor call's round trip
 #: (about 1 ms of CPU between driver, raylet and actor): the tasks waiting then go in one call
-#: (``load_many``), and ``submit`` holds a task while the caller has a batch in hand.
+#: (``load_many``), at least :data:`_COALESCE_LEAST` while other calls are in flight.
 COALESCE_BELOW_S = 0.002
+#: With quick loaders, a task waits for this many to go in one call while other calls are in flight.
+_COALESCE_LEAST = 2
 #: Weight of the latest loader call in the running mean of loader call times.
 _LOAD_S_WEIGHT = 0.2
 _DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}
@@ -357,8 +371,6 @@ class RayExecutor(ManagedExecutor):
                 raise AwkgenError(f"more than prefetch={self._prefetch} tasks queued for the Ray backend; "
                                   "this is a bug in awkgen, please report it")
             self._todo.append(task)
-            if self._load_s < COALESCE_BELOW_S and not self._outcomes.empty():
-                return  # held: the caller has a batch in hand; its next get() sends what is held in one call
             if not self._stopping:
                 self._dispatch()
         self._notify()
@@ -581,6 +593,9 @@ class RayExecutor(ManagedExecutor):
             if worker.actor is not None and not worker.up and self._ray.wait([worker.info_ref], timeout=0)[0]:
                 self._mark_up(worker, time.monotonic())
         coalesce = self._load_s < COALESCE_BELOW_S
+        if (coalesce and 0 < len(self._todo) < _COALESCE_LEAST and self._todo[0].seq not in self._suspects
+                and any(w.calls for w in self._workers)):
+            return  # held until another joins it, or nothing else is in flight
         for depth in range(_CALLS_PER_ACTOR):
             for worker in self._workers:
                 if not self._todo:
