@@ -373,7 +373,8 @@ class RayExecutor(ManagedExecutor):
             self._todo.append(task)
             if not self._stopping:
                 self._dispatch()
-        self._notify()
+        if self._timeout is not None:
+            self._notify()  # the manager's next wake-up must honour the new call's deadline
 
     def get(self, timeout: float) -> Outcome | None:
         """The next outcome; while none is ready, the caller's thread waits on the actors' results
