@@ -464,3 +464,34 @@ def test_a_timeout_in_a_coalesced_call_fails_only_the_batch_that_hung():
         assert _epoch(gen, len(QUICK_IDS)) == expected
         assert gen._executor.coalesced_calls > 0
         assert time.monotonic() - start < 60
+
+
+# -- zero-copy: read-only arrays stay views of the object store, writable ones are copied once --------------
+
+def read_only_and_writable(ids):
+    read_only = np.full(1 << 18, float(ids[0]))
+    read_only.flags.writeable = False
+    return read_only, np.full(1 << 18, 2.0 * ids[0])
+
+
+def _owners(array):
+    """What *array* views, outermost first: ndarrays (and whether each owns its memory), then the buffer."""
+    chain = []
+    while array is not None:
+        chain.append((type(array).__name__, array.flags.owndata if isinstance(array, np.ndarray) else None))
+        array = array.base if isinstance(array, np.ndarray) else None
+    return chain
+
+
+def test_read_only_arrays_are_views_of_the_object_store_and_writable_ones_one_copy():
+    with DataGeneratorMultiProc(read_only_and_writable, [3, 4], batch_size=1, n_workers=1, backend="ray",
+                                shuffle=False) as gen:
+        read_only, writable = gen()[0]
+        assert (read_only == 3).all() and (writable == 6).all()
+        assert not read_only.flags.writeable
+        # numpy views all the way down to a buffer that is no numpy array: Ray's store, not a copy
+        assert not any(owns for kind, owns in _owners(read_only) if kind == "ndarray")
+        assert _owners(read_only)[-1][0] != "ndarray"
+        assert writable.flags.writeable
+        # one array owns the memory: the one copy out of the store
+        assert [owns for kind, owns in _owners(writable)].count(True) == 1
