@@ -378,9 +378,9 @@ class RayExecutor(ManagedExecutor):
 
     def get(self, timeout: float) -> Outcome | None:
         """The next outcome; while none is ready, the caller's thread waits on the actors' results
-        itself (``ray.wait``) and collects them: no hop through the manager. A result is rebuilt
-        (:func:`awkgen.transport.load_result`, which copies writable arrays out of the object
-        store) here, in the caller's thread, whoever collected it."""
+        itself (``ray.wait``) and collects them: no hop through the manager. Should the manager
+        have died (a bug), this raises as on every managed backend instead of going on without
+        it (nothing would enforce ``timeout`` any more)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -392,7 +392,8 @@ class RayExecutor(ManagedExecutor):
                 if self._todo and not self._stopping:
                     self._dispatch()  # what submit held back (coalescing)
                 refs = [] if self._stopping else [w.calls[0].ref for w in self._workers if w.calls]
-            if not refs or remaining <= 0:
+            manager_gone = self._manager is not None and not self._manager.is_alive() and not self._closed
+            if not refs or remaining <= 0 or manager_gone:
                 outcome = super().get(max(0.0, min(remaining, _BUSY_TICK_S)))
                 if outcome is not None or remaining <= 0:
                     return outcome
