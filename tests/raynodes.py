@@ -74,14 +74,19 @@ def spread_and_node_loss(cluster: Any, nodes: dict[str, Any], out: dict[str, Any
     log: list[dict[str, Any]] = out.setdefault("log", [])
     gen = DataGeneratorMultiProc(slow_where, ids, batch_size=BATCH, seed=SEED, n_workers=3, backend="ray")
     try:
-        _pull(gen, 9, log)  # every actor has loaded batches, each has one running and one queued
+        # Until every actor has loaded batches (calls go only to actors that are up, and one on a
+        # node that just joined starts last): then each has one running and one queued.
+        _pull(gen, 9, log)
+        while len({r.get("pid") for r in log}) < 3 and len(log) < 21:
+            _pull(gen, 1, log)
+        out["pulled_before_loss"] = len(log)
         out["state_before_loss"] = gen.state_dict()
         time.sleep(0.05)  # into the next calls
         out["lost_node"] = nodes["plain"].node_id
         lost_at = len(log)
         cluster.remove_node(nodes["plain"])  # its raylet, its object store and the actor on it go at once
         out["lost_at"] = lost_at
-        _pull(gen, N_IDS // BATCH - 9 + 6, log)  # to the end of the epoch, and into the next
+        _pull(gen, N_IDS // BATCH - len(log) + 6, log)  # to the end of the epoch, and into the next
         out["state"] = gen.state_dict()  # resumed on one machine by the test
         _pull(gen, 4, log)
         out["after_state"] = [r.get("ids") for r in log[-4:]]

@@ -411,3 +411,87 @@ def test_importing_awkgen_does_not_import_ray():
     code = "import sys, awkgen; import awkgen.executors.ray; print('ray' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False", proc.stdout + proc.stderr
+
+
+# -- quick loaders: several tasks in one actor call ----------------------------------------------------
+
+def _epoch(gen, n):
+    """*n* calls of *gen*: each batch's ids, or the type of the error raised in its place."""
+    out = []
+    for _ in range(n):
+        try:
+            out.append(np.asarray(gen()[0]).tolist())
+        except (LoaderError, WorkerDiedError, LoaderTimeoutError) as err:
+            out.append(type(err).__name__)
+    return out
+
+
+QUICK_IDS = [*range(30), MARK, *range(30, 60)]
+
+
+def test_quick_loader_calls_are_coalesced_and_a_failing_one_fails_only_its_batch():
+    expected = [[i] if i != MARK else "LoaderError" for i in QUICK_IDS]
+    with DataGeneratorMultiProc(failing, QUICK_IDS, batch_size=1, n_workers=2, prefetch=8, backend="ray",
+                                shuffle=False) as gen:
+        assert _epoch(gen, len(QUICK_IDS)) == expected
+        assert gen._executor.coalesced_calls > 0  # the case under test: calls carried several tasks
+        for _ in range(QUICK_IDS.index(MARK)):
+            gen()
+        with pytest.raises(LoaderError, match=rf"ValueError: record {MARK} is corrupt \(in Ray actor .*"
+                                              rf"ids \[{MARK}\]") as info:
+            gen()
+        cause = info.value.__cause__
+        assert type(cause) is ValueError and str(cause) == f"record {MARK} is corrupt"
+        worker_side = "".join(traceback.format_exception(cause))
+        assert "_parse_record" in worker_side and "in failing" in worker_side  # frames from the actor
+
+
+def test_a_crash_in_a_coalesced_call_fails_only_the_batch_that_crashed():
+    expected = [[i] if i != MARK else "WorkerDiedError" for i in QUICK_IDS]
+    with DataGeneratorMultiProc(segfaults, QUICK_IDS, batch_size=1, n_workers=1, prefetch=8, backend="ray",
+                                shuffle=False) as gen:
+        start = time.monotonic()
+        assert _epoch(gen, len(QUICK_IDS)) == expected  # the others ran again, each alone, and came
+        assert gen._executor.coalesced_calls > 0
+        assert time.monotonic() - start < 60
+
+
+def test_a_timeout_in_a_coalesced_call_fails_only_the_batch_that_hung():
+    expected = [[i] if i != MARK else "LoaderTimeoutError" for i in QUICK_IDS]
+    with DataGeneratorMultiProc(lambda ids: ids_and_pid(ids)[0], QUICK_IDS, batch_size=1, n_workers=1, prefetch=8,
+                                backend="ray", shuffle=False, timeout=1.5) as gen:
+        start = time.monotonic()
+        assert _epoch(gen, len(QUICK_IDS)) == expected
+        assert gen._executor.coalesced_calls > 0
+        assert time.monotonic() - start < 60
+
+
+# -- zero-copy: read-only arrays stay views of the object store, writable ones are copied once --------------
+
+def read_only_and_writable(ids):
+    read_only = np.full(1 << 18, float(ids[0]))
+    read_only.flags.writeable = False
+    return read_only, np.full(1 << 18, 2.0 * ids[0])
+
+
+def _owners(array):
+    """What *array* views, outermost first: ndarrays (and whether each owns its memory), then the buffer."""
+    chain = []
+    while array is not None:
+        chain.append((type(array).__name__, array.flags.owndata if isinstance(array, np.ndarray) else None))
+        array = array.base if isinstance(array, np.ndarray) else None
+    return chain
+
+
+def test_read_only_arrays_are_views_of_the_object_store_and_writable_ones_one_copy():
+    with DataGeneratorMultiProc(read_only_and_writable, [3, 4], batch_size=1, n_workers=1, backend="ray",
+                                shuffle=False) as gen:
+        read_only, writable = gen()[0]
+        assert (read_only == 3).all() and (writable == 6).all()
+        assert not read_only.flags.writeable
+        # numpy views all the way down to a buffer that is no numpy array: Ray's store, not a copy
+        assert not any(owns for kind, owns in _owners(read_only) if kind == "ndarray")
+        assert _owners(read_only)[-1][0] != "ndarray"
+        assert writable.flags.writeable
+        # one array owns the memory: the one copy out of the store
+        assert [owns for kind, owns in _owners(writable)].count(True) == 1

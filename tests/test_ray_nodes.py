@@ -91,8 +91,9 @@ def test_state_dict_from_the_cluster_resumes_on_one_machine_exactly(run):
                                 backend="process") as gen:
         gen.load_state_dict(scenario["state"])
         assert [gen()[0].tolist() for _ in range(4)] == scenario["after_state"]
-        gen.load_state_dict(scenario["state_before_loss"])  # taken after 9 batches, before the node was lost
-        assert [gen()[0].tolist() for _ in range(3)] == scenario["expected"][9:12]
+        gen.load_state_dict(scenario["state_before_loss"])  # taken before the node was lost
+        pulled = scenario["pulled_before_loss"]
+        assert [gen()[0].tolist() for _ in range(3)] == scenario["expected"][pulled:pulled + 3]
 
 
 def test_when_no_node_can_host_an_actor_calls_fail_within_seconds_and_recover_when_one_joins(run):

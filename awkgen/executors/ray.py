@@ -2,29 +2,41 @@
 
 Data flow::
 
-    generator --submit--> _todo --manager--> actor.load.remote(task) --> actor: loader(ids)
-                                                                              | result -> object store
-    generator <--get--- _outcomes <--manager <-- ray.wait / ray.get <-- ObjectRef of the result
+    generator --submit--> _todo --> actor.load.remote(task)  (or load_many: several tasks)
+                                          | actor: loader(ids), result -> object store
+    generator <--get---- ray.wait / ray.get on the caller's thread (or the manager's, see below)
 
 What runs where:
 
 - **the caller's process** (the Ray *driver*) plans and orders the batches: the
   generator above this executor is the same for every backend, so the batch
   sequence is too. Labels never leave it.
-- **manager thread** (``_manage``): the only code that talks to the actors. It keeps
-  each actor's next call queued behind its running one (Ray runs an actor's calls in
-  order, so the actor starts its next batch without a round trip to the driver), waits
-  on the results with ``ray.wait``, turns each into an
-  :class:`~awkgen.executors.base.Outcome`, and kills (``ray.kill``) and replaces an
-  actor whose call outlived ``timeout``. Every task it took yields exactly one
-  outcome: a value, a ``LoaderError``, a ``WorkerDiedError``, a ``LoaderTimeoutError``
-  or a ``WorkerStartError``.
-- **actors** (:class:`_LoaderActor`, ``n_workers`` of them, all started at once): each
+- **the caller's thread**: ``submit`` hands a task to an actor with room at once (no hop
+  through the manager, which may be inside a ``ray.wait``); ``get``, while no outcome is
+  ready, waits on the actors' results itself and collects them. Each actor keeps its next
+  call queued behind its running one (Ray runs an actor's calls in order, so the actor
+  starts its next batch without a round trip to the driver). Calls go only to actors that
+  are *up* (answered their info call): a task waits in ``_todo`` for the first free actor
+  rather than behind one still starting.
+- **manager thread** (``_manage``): collects results while the caller is away from ``get``
+  (training; the copies out of the store then overlap its work), notices actors that come
+  up or die, dispatches tasks given back, and kills (``ray.kill``) and replaces an actor
+  whose call outlived ``timeout``. ``_lock`` guards the call queues between the two
+  threads; a result is rebuilt (:func:`awkgen.transport.load_result`) outside it. Every
+  task taken yields exactly one outcome: a value, a ``LoaderError``, a ``WorkerDiedError``,
+  a ``LoaderTimeoutError`` or a ``WorkerStartError``.
+- **actors** (:class:`_LoaderActor`, ``n_workers`` of them, all created at once): each
   unpickles the loader once and runs one call at a time, so per-worker state (open
   files, caches) is reused. A result goes back as the actor call's return value,
   through Ray's object store, encoded as on the process backend
   (:mod:`awkgen.transport`): read-only arrays stay zero-copy views of the store,
   writable ones are copied out of it once, so each arrives as the loader built it.
+
+Quick loaders (a running mean under :data:`COALESCE_BELOW_S`, about Ray's own cost per
+call): the tasks waiting go in one call (``load_many``), and a task waits for a second one
+(:data:`_COALESCE_LEAST`) to go with it while other calls are in flight. A crash, a
+timeout or an unpicklable result in such a call sends its tasks back, each to run again
+alone, where a failure is that batch's own.
 
 Placement: each actor goes to the alive node, of those that can host one, that has the
 fewest of this executor's actors (Ray's soft node affinity: should that node be gone
@@ -72,11 +84,12 @@ from __future__ import annotations
 
 import collections
 import os
+import queue
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import transport
@@ -92,6 +105,10 @@ _INSTALL_HINT = 'the "ray" backend needs Ray: pip install "awkgen[ray]"'
 _IDLE_TICK_S = 0.5  # longest the manager sleeps with nothing in flight
 _BUSY_TICK_S = 0.02  # longest one ray.wait lasts with calls in flight (new tasks wait at most this)
 _JOIN_S = 2.0
+#: The manager collects results (and rebuilds them, overlapping the caller's work) only once
+#: the caller has been away from get() this long: a caller that comes back at once collects
+#: its own, without two threads waiting on the same results.
+_CALLER_AWAY_S = 0.005
 #: An actor gets this long to start (be scheduled, import, unpickle the loader) before its
 #: task fails with WorkerDiedError; ``timeout`` counts only from when it is up.
 _ACTOR_START_S = 120.0
@@ -102,6 +119,14 @@ _NODE_ID_CHARS = 12  # how much of a node's id messages show (Ray's own tools sh
 _CALLS_PER_ACTOR = 2
 #: How often a worker that no node could host looks again for one (and fails its tasks meanwhile).
 _REPLACE_EVERY_S = 1.0
+#: Loader calls quicker than this (a running mean) cost less than a Ray actor call's round trip
+#: (about 1 ms of CPU between driver, raylet and actor): the tasks waiting then go in one call
+#: (``load_many``), at least :data:`_COALESCE_LEAST` while other calls are in flight.
+COALESCE_BELOW_S = 0.002
+#: With quick loaders, a task waits for this many to go in one call while other calls are in flight.
+_COALESCE_LEAST = 2
+#: Weight of the latest loader call in the running mean of loader call times.
+_LOAD_S_WEIGHT = 0.2
 _DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}
 
 
@@ -139,6 +164,33 @@ class Interrupted:
     exc: BaseException
     load_s: float
     pid: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Actor to driver, in a coalesced call: the loader raised *name*: *message* on this task.
+    The exception travels pickled with its traceback (tblib), or only as text when it cannot."""
+
+    name: str
+    message: str
+    pickled: bytes | None
+    text: str
+    load_s: float
+    pid: int
+
+    @classmethod
+    def of(cls, exc: BaseException, load_s: float) -> Failed:
+        import pickle
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            from tblib import pickling_support
+
+            pickling_support.install(exc)
+            pickled: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            pickled = None
+        return cls(type(exc).__name__, str(exc), pickled, text, load_s, os.getpid())
 
 
 @dataclass(frozen=True)
@@ -195,13 +247,31 @@ class _LoaderActor:
         data, layout = transport.encode_result(value, separate=True)
         return Loaded(data, transport.separate_buffers(layout), load_s, os.getpid())
 
+    def load_many(self, tasks: list[Task]) -> list[Loaded | Interrupted | Failed] | Broken:
+        """Several tasks in one call (coalesced for quick loaders): each one's result, in order.
+        A loader exception is that task's :class:`Failed`; the next tasks still run."""
+        if self._loader is None:
+            return Broken(self._broken)
+        out: list[Loaded | Interrupted | Failed] = []
+        for task in tasks:
+            start = time.perf_counter()
+            try:
+                out.append(self.load(task))  # type: ignore[arg-type]  # not Broken: the loader is here
+            except BaseException as exc:
+                out.append(Failed.of(exc, time.perf_counter() - start))
+        return out
+
 
 # -- the driver's side -------------------------------------------------------------------------
 
 @dataclass(eq=False)
 class _Call:
-    task: Task
+    tasks: tuple[Task, ...]  # one (``load``) or several, coalesced into one call (``load_many``)
     ref: Any  # ObjectRef of the actor call's result
+
+    @property
+    def task(self) -> Task:
+        return self.tasks[0]
 
 
 @dataclass(eq=False)
@@ -272,6 +342,16 @@ class RayExecutor(ManagedExecutor):
         self._actor_class = ray.remote(_LoaderActor)
         self._loader_ref = ray.put((loader_bytes, _travel.user_paths()))
         self._wake = threading.Event()
+        #: Guards the workers' call queues, ``_todo`` and ``_suspects``: the caller's thread dispatches
+        #: (submit) and collects (get) itself, the manager does both when the caller is elsewhere.
+        self._lock = threading.RLock()
+        #: Outcomes collected under _lock, their values not rebuilt yet (see _deliver).
+        self._collected: collections.deque[Outcome] = collections.deque()
+        self._caller_waiting = 0  # the caller is in get(), waiting on the actors' results itself
+        self._caller_left = 0.0  # when the caller last came out of a ray.wait in get()
+        #: Actor calls that carried several tasks so far (for tests and stats).
+        self.coalesced_calls = 0
+        self._load_s = float("inf")  # running mean of loader call times: below COALESCE_BELOW_S, calls carry several
         self._spawn_lock = threading.Lock()  # no actor is spawned once close() has begun
         self._workers: list[_Worker] = []
         self._graveyard: list[Any] = []  # refs of killed actors' calls: awaited so Ray logs no "unhandled error"
@@ -284,10 +364,56 @@ class RayExecutor(ManagedExecutor):
 
     # -- the caller's side ---------------------------------------------------------------
     def submit(self, task: Task) -> None:
-        if len(self._todo) >= self._prefetch:  # the generator keeps at most prefetch undelivered
-            raise AwkgenError(f"more than prefetch={self._prefetch} tasks queued for the Ray backend; "
-                              "this is a bug in awkgen, please report it")
-        super().submit(task)
+        """Queue *task* and, when an actor has room, submit its call from the caller's thread:
+        no wait for the manager (which may be inside a ``ray.wait``)."""
+        with self._lock:
+            if len(self._todo) >= self._prefetch:  # the generator keeps at most prefetch undelivered
+                raise AwkgenError(f"more than prefetch={self._prefetch} tasks queued for the Ray backend; "
+                                  "this is a bug in awkgen, please report it")
+            self._todo.append(task)
+            if not self._stopping:
+                self._dispatch()
+        if self._timeout is not None:
+            self._notify()  # the manager's next wake-up must honour the new call's deadline
+
+    def get(self, timeout: float) -> Outcome | None:
+        """The next outcome; while none is ready, the caller's thread waits on the actors' results
+        itself (``ray.wait``) and collects them: no hop through the manager. Should the manager
+        have died (a bug), this raises as on every managed backend instead of going on without
+        it (nothing would enforce ``timeout`` any more)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._outcomes.get_nowait()
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            with self._lock:
+                if self._todo and not self._stopping:
+                    self._dispatch()  # what submit held back (coalescing)
+                refs = [] if self._stopping else [w.calls[0].ref for w in self._workers if w.calls]
+            manager_gone = self._manager is not None and not self._manager.is_alive() and not self._closed
+            if not refs or remaining <= 0 or manager_gone:
+                outcome = super().get(max(0.0, min(remaining, _BUSY_TICK_S)))
+                if outcome is not None or remaining <= 0:
+                    return outcome
+                continue
+            self._caller_waiting += 1
+            try:
+                done, _ = self._ray.wait(refs, num_returns=1, timeout=min(remaining, _BUSY_TICK_S))
+            finally:
+                self._caller_waiting -= 1
+                self._caller_left = time.monotonic()
+            if done:
+                with self._lock:
+                    if not self._stopping:
+                        self._collect_finished(done)
+                        self._dispatch()  # what a dead actor gave back
+                self._deliver()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._todo.clear()
 
     def _notify(self) -> None:
         self._wake.set()
@@ -307,6 +433,7 @@ class RayExecutor(ManagedExecutor):
             workers, self._workers = self._workers, []
         self._todo.clear()
         self._drop_outcomes()
+        self._collected.clear()
         self._graveyard.clear()
         try:
             if not self._ray.is_initialized():  # ray.shutdown() came first: the actors went with it
@@ -369,76 +496,136 @@ class RayExecutor(ManagedExecutor):
                 else:
                     del self._workers[index]
 
-    def _retire(self, worker: _Worker, replace: bool = True, suspect: Task | None = None) -> None:
+    def _retire(self, worker: _Worker, replace: bool = True, suspects: tuple[Task, ...] = ()) -> None:
         """*worker*'s actor is gone and its oldest call accounted for (taken off ``calls``): give
         back the calls still queued on it, which it never started (Ray runs an actor's calls in
-        order), for other actors to run, then replace it. *suspect*, when given, is the oldest
-        call's task, given back too, first: it runs again, alone (see :meth:`_died`)."""
+        order), for other actors to run, then replace it. *suspects*, when given, are the oldest
+        call's tasks, given back too, first: each runs again, alone (see :meth:`_died`)."""
         calls = list(worker.calls)
         worker.calls.clear()
         self._graveyard.extend(call.ref for call in calls)
-        for task in [*([suspect] if suspect is not None else []), *(call.task for call in calls)][::-1]:
+        for task in [*suspects, *(task for call in calls for task in call.tasks)][::-1]:
             self._todo.appendleft(task)
         if replace:
             self._replace(worker)
 
     # -- the manager thread -------------------------------------------------------------------
     def _manage(self) -> None:
+        """Dispatch what the caller could not (tasks given back, actors that came up), collect
+        results while the caller is elsewhere, notice actors that came up or died, and expire
+        calls past ``timeout``. While the caller waits in :meth:`get`, it collects the results
+        itself and the manager watches only starting actors and killed actors' calls."""
         while not self._stopping:
-            self._dispatch()
-            refs = [w.calls[0].ref for w in self._workers if w.calls]
-            if not refs and not self._graveyard:
-                self._wake.wait(_IDLE_TICK_S)
+            with self._lock:
+                self._dispatch()
+                mine = [w.info_ref for w in self._workers if w.actor is not None and not w.up]
+                mine += self._graveyard
+                busy = any(w.calls for w in self._workers)
+                if busy and not self._caller_waiting and time.monotonic() - self._caller_left > _CALLER_AWAY_S:
+                    mine += [w.calls[0].ref for w in self._workers if w.calls]
+                tick = self._sleep_s() if busy else _IDLE_TICK_S
+            done: list[Any] = []
+            if mine:
+                done, rest = self._ray.wait(mine, num_returns=1, timeout=tick)
+                if done and rest:  # collect everything finished meanwhile in one pass
+                    more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0)
+                    done += more
+            else:
+                self._wake.wait(tick)
                 self._wake.clear()
-                self._expire()
-                continue
-            waiting = refs + self._graveyard
-            done, rest = self._ray.wait(waiting, num_returns=1, timeout=self._sleep_s())
-            if done and rest:  # collect everything finished meanwhile in one pass
-                more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0)
-                done += more
-            finished = set(done)
-            for ref in done:
-                if ref in self._graveyard:
+            with self._lock:
+                if self._stopping:
+                    return
+                finished = set(done)
+                for ref in [r for r in self._graveyard if r in finished]:
                     self._graveyard.remove(ref)
                     _swallow(self._ray, ref)
-            for worker in list(self._workers):
-                if worker.calls and worker.calls[0].ref in finished:
-                    self._collect(worker)
-            self._expire()
+                self._collect_finished(finished)
+                self._expire()
+            self._deliver()
+
+    def _collect_finished(self, finished: Any) -> None:
+        """Collect every worker's oldest call whose result is among *finished* (refs); under ``_lock``.
+        Results go to ``_collected``, for :meth:`_deliver` once the lock is let go."""
+        finished = set(finished)
+        for worker in list(self._workers):
+            if worker.calls and worker.calls[0].ref in finished:
+                self._collect(worker)
+
+    def _deliver(self) -> None:
+        """Rebuild the results collected (:func:`_loaded`: writable arrays are copied out of the
+        object store) and queue them for :meth:`get`; outside ``_lock``, so that a large copy
+        never holds up the caller's :meth:`submit`. In whichever thread collected them: the
+        manager's while the caller is busy elsewhere (the copy overlaps with the caller's work),
+        else the caller's own (no hop between threads)."""
+        while True:
+            try:
+                outcome = self._collected.popleft()
+            except IndexError:
+                return
+            self._outcomes.put(_loaded(outcome))  # type: ignore[arg-type]
 
     def _dispatch(self) -> None:
         """Keep every actor's next call queued behind its running one (Ray runs an actor's
-        calls in order), so an actor starts its next batch without waiting for this thread.
+        calls in order), so an actor starts its next batch without waiting for this process;
+        under ``_lock``, from the caller's thread (submit) or the manager's.
 
-        Tasks go first to actors with nothing to do, then to those with one call, so a
-        short queue is spread over all actors rather than stacked on the first ones. A
-        *suspect* task (see :meth:`_died`) goes only to an idle actor, and nothing is
-        queued behind it.
+        Only actors that are up (answered their info call) get calls: a task waits here
+        rather than behind an actor still starting (seconds, on a busy machine), and goes
+        to the first actor with room. Tasks go first to actors with nothing to do, then to
+        those with one call, so a short queue is spread over all actors rather than stacked
+        on the first ones. A *suspect* task (see :meth:`_died`) goes only to an idle actor,
+        and nothing is queued behind it. When no worker has an actor (no node can host
+        one), every task fails at once with ``WorkerStartError``.
         """
-        for depth in range(_CALLS_PER_ACTOR):
+        if self._broken is not None:
+            while self._todo:
+                task = self._todo.popleft()
+                self._outcomes.put(Outcome(task.seq, error_type=self._broken_as, detail=self._broken))
+            return
+        if self._todo and self._workers and all(w.actor is None for w in self._workers):
             for worker in list(self._workers):
+                self._rehost(worker)
+            if all(w.actor is None for w in self._workers):
+                while self._todo:
+                    task = self._todo.popleft()
+                    self._outcomes.put(Outcome(task.seq, error_type=WorkerStartError, detail=self._no_host()))
+                return
+        for worker in self._workers:
+            if worker.actor is not None and not worker.up and self._ray.wait([worker.info_ref], timeout=0)[0]:
+                self._mark_up(worker, time.monotonic())
+        coalesce = self._load_s < COALESCE_BELOW_S
+        if (coalesce and 0 < len(self._todo) < _COALESCE_LEAST and self._todo[0].seq not in self._suspects
+                and any(w.calls for w in self._workers)):
+            return  # held until another joins it, or nothing else is in flight
+        for depth in range(_CALLS_PER_ACTOR):
+            for worker in self._workers:
                 if not self._todo:
                     return
-                if len(worker.calls) != depth or (depth and worker.calls[0].task.seq in self._suspects):
+                if not worker.up or len(worker.calls) != depth:
+                    continue
+                if depth and worker.calls[0].task.seq in self._suspects:
                     continue
                 if depth and self._todo[0].seq in self._suspects:
                     break  # it waits for an idle actor (the order of _todo is the generator's)
-                try:
-                    task = self._todo.popleft()
-                except IndexError:  # cancelled meanwhile
-                    return
-                if self._broken is not None:
-                    self._outcomes.put(Outcome(task.seq, error_type=self._broken_as, detail=self._broken))
-                    continue
-                if worker.actor is None:
-                    worker = self._rehost(worker)
-                    if worker.actor is None:
-                        self._outcomes.put(Outcome(task.seq, error_type=WorkerStartError, detail=self._no_host()))
-                        continue
+                tasks = [self._todo.popleft()]
+                while (coalesce and self._todo and tasks[0].seq not in self._suspects
+                       and self._todo[0].seq not in self._suspects):
+                    tasks.append(self._todo.popleft())
                 if not worker.calls:
                     worker.started = time.monotonic()
-                worker.calls.append(_Call(task, worker.actor.load.remote(task)))
+                if len(tasks) == 1:
+                    ref = worker.actor.load.remote(tasks[0])
+                else:
+                    ref = worker.actor.load_many.remote(tasks)
+                    self.coalesced_calls += 1
+                worker.calls.append(_Call(tuple(tasks), ref))
+
+    def _mark_up(self, worker: _Worker, now: float) -> None:
+        """*worker*'s actor answered (or failed) its info call: it was scheduled and started."""
+        worker.up = True
+        self._resolve_info(worker)
+        worker.started = now  # the clock starts when the actor can run a call
 
     def _rehost(self, worker: _Worker) -> _Worker:
         """A worker without an actor (no node could host one) looks again, at most every
@@ -466,22 +653,25 @@ class RayExecutor(ManagedExecutor):
         return max(0.001, min([_BUSY_TICK_S, *deadlines]))
 
     def _collect(self, worker: _Worker) -> None:
-        """*worker*'s oldest call finished: turn its result or error into the task's outcome."""
+        """*worker*'s oldest call finished: turn its result or error into its tasks' outcomes."""
         ray = self._ray
         call = worker.calls.popleft()
-        task, ref = call.task, call.ref
-        self._suspects.discard(task.seq)
+        tasks, ref = call.tasks, call.ref
+        self._suspects.difference_update(t.seq for t in tasks)
         worker.started = time.monotonic()  # the next call starts now
         self._resolve_info(worker, wait_s=_PID_WAIT_S)  # answered before this call: its awkgen is known
         if self._broken_as is WorkerStartError:  # it runs another awkgen: what it sent cannot be read
             _swallow(ray, ref)
-            self._outcomes.put(Outcome(task.seq, error_type=WorkerStartError, detail=self._broken or ""))
+            self._fail_all(tasks, Outcome(0, error_type=WorkerStartError, detail=self._broken or ""))
             return
         try:
             result = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:  # the loader raised (or its result would not pickle)
-            self._resolve_info(worker, wait_s=_PID_WAIT_S)  # the actor answered its info call before this one
-            self._outcomes.put(_loader_failure(task.seq, exc, worker))
+        except ray.exceptions.RayTaskError as exc:  # the loader raised (or a result would not pickle)
+            if len(tasks) > 1:  # which task's result would not pickle? each runs again alone
+                self._suspects.update(t.seq for t in tasks)
+                self._give_back(tasks)
+                return
+            self._outcomes.put(_loader_failure(tasks[0].seq, exc, worker))
             return
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError) as exc:
@@ -489,64 +679,80 @@ class RayExecutor(ManagedExecutor):
             if getattr(exc, "actor_init_failed", False):  # a replacement would fail the same way
                 self._broken = (f"Ray actors could not start ({worker.describe()}): is awkgen installed on "
                                 f"every node, or shipped with ray.init(runtime_env=...)?\n{exc}")
-                self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+                self._fail_all(tasks, Outcome(0, error_type=LoaderError, detail=self._broken))
                 self._retire(worker, replace=False)  # its queued tasks fail as broken, in _dispatch
                 return
-            self._died(worker, task, exc)
+            self._died(worker, tasks, exc)
             return
         except ray.exceptions.ObjectLostError as exc:  # evicted, or on a node that is gone
-            self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError, cause=exc, pid=worker.pid,
-                                       detail=f"the result from {worker.describe()} on {worker.where() or 'its node'}"
-                                              f" was lost before it reached this process: {type(exc).__name__}: "
-                                              f"{_first_line(exc)}"))
+            where = worker.where() or "its node"
+            self._fail_all(tasks, Outcome(0, error_type=WorkerDiedError, cause=exc, pid=worker.pid,
+                                          detail=f"the result from {worker.describe()} on {where}"
+                                                 f" was lost before it reached this process: {type(exc).__name__}: "
+                                                 f"{_first_line(exc)}"))
             return
         except Exception as exc:  # Ray could not deliver the result (store full, ...)
-            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
-                                       detail=f"Ray could not deliver the result from {worker.describe()}: "
-                                              f"{type(exc).__name__}: {_first_line(exc)}"))
+            self._fail_all(tasks, Outcome(0, error_type=LoaderError, cause=exc,
+                                          detail=f"Ray could not deliver the result from {worker.describe()}: "
+                                                 f"{type(exc).__name__}: {_first_line(exc)}"))
             return
         if isinstance(result, Broken):
             self._broken = f"Ray actors could not load the loader:\n{result.error_text}"
-            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, detail=self._broken))
+            self._fail_all(tasks, Outcome(0, error_type=LoaderError, detail=self._broken))
             return
-        worker.pid = result.pid
-        if isinstance(result, Interrupted):
-            self._outcomes.put(loader_failure(task.seq, result.exc, result.load_s, result.pid))
-            return
-        try:
-            value = transport.load_result(result.data, result.buffers)
-        except Exception as exc:  # a class the driver cannot import, ...
-            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, cause=exc,
-                                       detail=f"the result from {worker.describe()} cannot be rebuilt in this "
-                                              f"process: {type(exc).__name__}: {_first_line(exc)}"))
-            return
-        self._outcomes.put(Outcome(task.seq, value=value, load_s=result.load_s, pid=result.pid))
+        for task, item in zip(tasks, result if isinstance(result, list) else [result]):
+            self._put_result(worker, task, item)
 
-    def _died(self, worker: _Worker, task: Task, exc: BaseException) -> None:
-        """*worker*'s actor died while *task*, its oldest call, was due: fail *task* with
+    def _put_result(self, worker: _Worker, task: Task, item: Loaded | Interrupted | Failed) -> None:
+        """The outcome of *task* from what its actor sent back."""
+        worker.pid = item.pid
+        self._load_s = item.load_s if self._load_s == float("inf") else (
+            (1 - _LOAD_S_WEIGHT) * self._load_s + _LOAD_S_WEIGHT * item.load_s)
+        if isinstance(item, Interrupted):
+            self._outcomes.put(loader_failure(task.seq, item.exc, item.load_s, item.pid))
+        elif isinstance(item, Failed):
+            where = f"in Ray actor {_actor_id(worker.actor)}, pid {item.pid}"
+            self._outcomes.put(Outcome(task.seq, error_type=LoaderError, load_s=item.load_s, pid=item.pid,
+                                       cause=_RemoteTraceback(f"worker-side traceback ({where}):\n{item.text}"),
+                                       cause_pickle=item.pickled,
+                                       detail=f"loader raised {item.name}: {item.message} ({where})"))
+        else:  # rebuilt (_loaded) by the thread that collected it, once it let go of _lock
+            self._collected.append(Outcome(task.seq, value=_Unloaded(item, worker.describe()), load_s=item.load_s,
+                                           pid=item.pid))
+
+    def _fail_all(self, tasks: tuple[Task, ...], failure: Outcome) -> None:
+        for task in tasks:
+            self._outcomes.put(replace(failure, seq=task.seq))
+
+    def _give_back(self, tasks: tuple[Task, ...]) -> None:
+        for task in reversed(tasks):
+            self._todo.appendleft(task)
+
+    def _died(self, worker: _Worker, tasks: tuple[Task, ...], exc: BaseException) -> None:
+        """*worker*'s actor died while *tasks*, its oldest call, were due: fail them with
         ``WorkerDiedError``, give back the calls queued behind it, replace the actor.
 
-        With a call queued behind it, *task* may have finished: Ray sends a call's reply from
+        With a call queued behind it, the call may have finished: Ray sends a call's reply from
         a background thread of the actor, and a next call that kills its process at once (a
         segfault, ``os._exit``) can take the reply with it. Unless its node died (which no
-        batch causes), *task* and the calls behind it are then *suspects*: given back, each
-        runs again alone on an idle actor, where a death is its own. Every batch a dead
-        actor ran thus fails at most once, and only if it died alone or with its node.
+        batch causes), the call's tasks and the calls behind it are then *suspects*, as are
+        the tasks of a coalesced call (which of them killed it?): given back, each runs again
+        alone on an idle actor, where a death is its own. Every batch a dead actor ran thus
+        fails at most once, and only if it died alone or with its node.
         """
         lost_node = _node_died(exc)
         if lost_node and worker.node_id is not None:
             self._lost_nodes.add(worker.node_id)
-        if len(worker.calls) > 0 and not lost_node and task.seq not in self._suspects:
-            self._suspects.update([task.seq, *(c.task.seq for c in worker.calls)])
-            self._retire(worker, suspect=task)
+        if (len(worker.calls) > 0 or len(tasks) > 1) and not lost_node:
+            self._suspects.update([*(t.seq for t in tasks), *(t.seq for c in worker.calls for t in c.tasks)])
+            self._retire(worker, suspects=tasks)
             return
-        self._suspects.discard(task.seq)
         where = worker.where() or "node"
         how = f"died with its {where}" if lost_node else "died"
         after = "" if lost_node or where == "node" else f" (it ran on {where})"
-        self._outcomes.put(Outcome(task.seq, error_type=WorkerDiedError, pid=worker.pid,
-                                   detail=f"{worker.describe()} {how}: {_reason(exc)}; it has been "
-                                          f"replaced{after}"))
+        self._fail_all(tasks, Outcome(0, error_type=WorkerDiedError, pid=worker.pid,
+                                      detail=f"{worker.describe()} {how}: {_reason(exc)}; it has been "
+                                             f"replaced{after}"))
         self._retire(worker)
 
     def _resolve_info(self, worker: _Worker, wait_s: float = 0.0) -> None:
@@ -582,28 +788,61 @@ class RayExecutor(ManagedExecutor):
                 self._rehost(worker)  # a node may have joined
                 continue
             if not worker.up and self._ray.wait([worker.info_ref], timeout=0)[0]:
-                worker.up = True
-                self._resolve_info(worker)
-                worker.started = now  # the clock starts when the actor can run the call
+                self._mark_up(worker, now)
+            if not worker.up:
+                if now - worker.spawned > _ACTOR_START_S:  # no room for it on the cluster, or stuck
+                    if self._todo and not any(w.up for w in self._workers):  # and tasks wait for it
+                        task = self._todo.popleft()
+                        self._outcomes.put(Outcome(
+                            task.seq, error_type=WorkerDiedError,
+                            detail=f"{worker.describe()} did not start within {_ACTOR_START_S:g} s, nor did any "
+                                   "other (does the cluster have room for them? see actor_options); it has been "
+                                   "replaced"))
+                    self._replace(worker)
+                continue
             if not worker.calls:
                 continue
-            if not worker.up:
-                if now - worker.spawned > _ACTOR_START_S:
-                    self._fail_running(worker, WorkerDiedError,
-                                       f"{worker.describe()} did not start within {_ACTOR_START_S:g} s (does "
-                                       "the cluster have room for it? see actor_options); it has been replaced")
-            elif self._timeout is not None and now - worker.started > self._timeout:
+            if self._timeout is not None and now - worker.started > self._timeout:
                 self._fail_running(worker, LoaderTimeoutError,
                                    f"loader call exceeded timeout={self._timeout:g} s; {worker.describe()} "
                                    "was killed and replaced")
 
     def _fail_running(self, worker: _Worker, error_type: type[AwkgenError], detail: str) -> None:
+        """Kill and replace *worker*, failing its running call's task; a coalesced call's tasks
+        are given back instead, each to run again alone (which one took too long?)."""
         call = worker.calls.popleft()
+        self._graveyard.append(call.ref)
+        if len(call.tasks) > 1:
+            self._suspects.update(t.seq for t in call.tasks)
+            self._retire(worker, suspects=call.tasks)
+            return
         self._suspects.discard(call.task.seq)
         self._outcomes.put(Outcome(call.task.seq, error_type=error_type, detail=detail, pid=worker.pid,
                                    load_s=time.monotonic() - worker.started))
-        self._graveyard.append(call.ref)
         self._retire(worker)
+
+
+@dataclass(frozen=True)
+class _Unloaded:
+    """An outcome's value as collected: the actor's :class:`Loaded`, not yet rebuilt."""
+
+    loaded: Loaded
+    source: str  # which actor sent it, for messages
+
+
+def _loaded(outcome: Outcome | None) -> Outcome | None:
+    """*outcome* with its value rebuilt from the object store (:func:`awkgen.transport.load_result`),
+    or a ``LoaderError`` outcome when that fails (a class this process cannot import, ...)."""
+    if outcome is None or not isinstance(outcome.value, _Unloaded):
+        return outcome
+    result = outcome.value.loaded
+    try:
+        value = transport.load_result(result.data, result.buffers)
+    except Exception as exc:
+        return Outcome(outcome.seq, error_type=LoaderError, cause=exc, pid=outcome.pid,
+                       detail=f"the result from {outcome.value.source} cannot be rebuilt in this "
+                              f"process: {type(exc).__name__}: {_first_line(exc)}")
+    return replace(outcome, value=value)
 
 
 def _actor_needs(options: Mapping[str, Any]) -> dict[str, float]:
