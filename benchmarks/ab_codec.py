@@ -9,11 +9,10 @@ measurable (issue 20: the result codec).
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
 import sys
+
+from benchmarks._ab import run_in_tree
 
 CHILD = r"""
 import json, sys, time
@@ -37,12 +36,7 @@ print(json.dumps(out))
 
 
 def run(tree: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": tree}
-    done = subprocess.run([sys.executable, "-c", CHILD], cwd=tree, env=env, capture_output=True, text=True,
-                          timeout=600)
-    if done.returncode:
-        raise SystemExit(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_in_tree(tree, CHILD, timeout=600)  # type: ignore[no-any-return]
 
 
 def main() -> None:

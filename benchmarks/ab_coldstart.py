@@ -16,11 +16,11 @@ Prints each run, then medians and ranges (issue 24: the cold start).
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
 import sys
+
+from benchmarks._ab import run_in_tree
 
 CHILD = r"""
 import json, pickle, time
@@ -70,12 +70,7 @@ print(json.dumps(runs))
 
 
 def run(tree: str) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": tree}
-    done = subprocess.run([sys.executable, "-c", CHILD], cwd=tree, env=env, capture_output=True, text=True,
-                          timeout=300)
-    if done.returncode:
-        raise SystemExit(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_in_tree(tree, CHILD, timeout=300)  # type: ignore[no-any-return]
 
 
 def spread(values: list[float], digits: int = 3) -> str:
