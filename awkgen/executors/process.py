@@ -382,6 +382,12 @@ class ProcessExecutor(ManagedExecutor):
         outcomes = self._outcomes
         if not outcomes.empty():  # the common case when workers keep ahead
             return outcomes.get_nowait()
+        with self._state_lock:  # replies already in a busy worker's socket: one read, no poll
+            if not self._stopping:
+                for worker in [w for w in self._workers if w.tasks and not w.conn.closed]:
+                    self._receive(worker, readable=True)
+        if not outcomes.empty():
+            return outcomes.get_nowait()
         deadline = time.monotonic() + timeout
         while True:
             self._check_manager()
