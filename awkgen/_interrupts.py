@@ -117,7 +117,7 @@ class allow_interrupts:  # noqa: N801 - a context manager
     __slots__ = ("_guard",)
 
     def __enter__(self) -> allow_interrupts:
-        self._guard = _active if threading.current_thread() is threading.main_thread() else None
+        self._guard = _active if _thread.get_ident() == _MAIN_IDENT else None
         if self._guard is not None:
             self._guard.check()
             _signal.signal(signal.SIGINT, self._guard._original)

@@ -77,7 +77,6 @@ class _Process:
         cls.pid = os.getpid()
 
 
-_process = _Process
 os.register_at_fork(after_in_child=_Process.after_fork)
 
 
@@ -874,7 +873,7 @@ class BatchGenerator:
         self.close()
 
     def _check_open(self) -> None:
-        if _process.pid != self._pid:  # os.getpid() is a system call; this runs twice a batch
+        if _Process.pid != self._pid:  # os.getpid() is a system call; this runs twice a batch
             raise AwkgenError(f"this generator belongs to process {self._pid}, which built it; this is process "
                               f"{os.getpid()}, a child made by os.fork(). A generator's workers serve one "
                               "process: build a new generator in the child")

@@ -27,6 +27,7 @@ import argparse
 import json
 import mmap
 import os
+import pickle
 import statistics
 import sys
 import tempfile
@@ -136,6 +137,129 @@ def tiny_floor(seconds: float) -> dict[str, float]:
             "generator_us_per_batch": round(inline_us - bare_us, 1)}
 
 
+_FLOOR_WORKER = """
+import os, pickle, sys
+import numpy as np
+fd, buf = int(sys.argv[1]), b""
+try:
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # as awkgen's workers run
+except (AttributeError, OSError):
+    pass
+try:
+    while chunk := os.read(fd, 65536):
+        buf += chunk
+        while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "little"):
+            n = int.from_bytes(buf[:4], "little")
+            seq, buf = pickle.loads(buf[4:4 + n]), buf[4 + n:]
+            reply = pickle.dumps((seq, np.full(256, float(seq), dtype=np.float32)), protocol=5)
+            os.write(fd, len(reply).to_bytes(4, "little") + reply)
+except OSError:  # the caller closed its end with replies unread: the measurement is over
+    pass
+"""
+
+
+def _floor_rate(next_ready: Callable[[], Any], send: Callable[[], None], window: int,
+                seconds: float) -> tuple[float, float]:
+    """Batches/s and this process's CPU us per batch of a loop that keeps *window* tasks out."""
+    for _ in range(window):
+        send()
+    for _ in range(500):
+        touch(next_ready())
+        send()
+    n, cpu0, start = 0, time.process_time(), time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        touch(next_ready())
+        send()
+        n += 1
+    return n / (time.perf_counter() - start), 1e6 * (time.process_time() - cpu0) / n
+
+
+def handoff_floor(workers: int, seconds: float) -> dict[str, float]:
+    """What any pool pays per batch on the tiny workload, with no library around it: the caller
+    keeps ``2 * workers`` tasks out (the window every contender of the scenario runs with) and
+    takes the results in order. Threads: ``queue.SimpleQueue`` both ways, the tiny loader in
+    *workers* threads. Processes: one socketpair per worker process, a task a pickled int,
+    a reply the pickled ``(seq, array)``, read after ``poll``. The CPU is the caller's process's
+    (its threads included, the worker processes not)."""
+    import queue
+    import select
+    import socket
+    import subprocess
+    import threading
+
+    window = 2 * workers
+    out: dict[str, float] = {}
+    tasks: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    results: queue.SimpleQueue[tuple[int, np.ndarray]] = queue.SimpleQueue()
+
+    def work() -> None:
+        while (seq := tasks.get()) is not None:
+            results.put((seq, tiny_loader(np.array([seq]))))
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    counter = {"sent": 0, "next": 0}
+    ready: dict[int, Any] = {}
+
+    def send_thread() -> None:
+        tasks.put(counter["sent"])
+        counter["sent"] += 1
+
+    def next_thread() -> Any:
+        while counter["next"] not in ready:
+            seq, value = results.get()
+            ready[seq] = value
+        counter["next"] += 1
+        return ready.pop(counter["next"] - 1)
+
+    rate, cpu = _floor_rate(next_thread, send_thread, window, seconds)
+    out.update(threads_per_s=round(rate, 1), threads_cpu_us=round(cpu, 1))
+    for _ in threads:
+        tasks.put(None)
+
+    pairs = [socket.socketpair() for _ in range(workers)]
+    procs = [subprocess.Popen([sys.executable, "-c", _FLOOR_WORKER, str(child.fileno())], pass_fds=[child.fileno()])
+             for _, child in pairs]
+    for _, child in pairs:
+        child.close()
+    fds = [parent.fileno() for parent, _ in pairs]
+    buffers = {fd: b"" for fd in fds}
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    counter.update(sent=0, next=0)
+    ready.clear()
+
+    def send_process() -> None:
+        message = pickle.dumps(counter["sent"], protocol=5)
+        fd = fds[counter["sent"] % workers]
+        os.write(fd, len(message).to_bytes(4, "little") + message)
+        counter["sent"] += 1
+
+    def next_process() -> Any:
+        while counter["next"] not in ready:
+            for fd, _ in poller.poll():
+                buf = buffers[fd] + os.read(fd, 1 << 18)
+                while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "little"):
+                    n = int.from_bytes(buf[:4], "little")
+                    (seq, value), buf = pickle.loads(buf[4:4 + n]), buf[4 + n:]
+                    ready[seq] = value
+                buffers[fd] = buf
+        counter["next"] += 1
+        return ready.pop(counter["next"] - 1)
+
+    try:
+        rate, cpu = _floor_rate(next_process, send_process, window, seconds)
+        out.update(processes_per_s=round(rate, 1), processes_cpu_us=round(cpu, 1))
+    finally:
+        for parent, _ in pairs:
+            parent.close()
+        for proc in procs:
+            proc.wait(10)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_costs", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -143,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     out = {"bandwidth_parts": bandwidth_parts(),
            "bandwidth_awkgen_process": awkgen_costs(FullLoader(BIG), 1, 2, args.seconds),
            "tiny_awkgen_process": awkgen_costs(tiny_loader, 1, os.cpu_count() or 1, args.seconds),
-           "tiny_floor": tiny_floor(args.seconds)}
+           "tiny_floor": tiny_floor(args.seconds),
+           "handoff_floor": handoff_floor(os.cpu_count() or 1, args.seconds)}
     print(json.dumps(out, indent=1))
 
 

@@ -200,6 +200,13 @@ def markdown(results: dict[str, Any]) -> str:
                          f"calling the loader in-line {floor['inline_generator_per_s']:,.0f}/s "
                          f"({floor['inline_generator_cpu_us']:.1f} us): the generator's own work, "
                          f"{floor['generator_us_per_batch']:.1f} us a batch, is in every backend's parent.")
+        hand = prof.get("handoff_floor")
+        if hand:
+            lines.append(f"- tiny, a bare handoff of the same loader with no library (window 2 per worker): "
+                         f"threads and `queue.SimpleQueue` {hand['threads_per_s']:,.0f}/s "
+                         f"({hand['threads_cpu_us']:.1f} us CPU a batch); processes over socketpairs, a pickle "
+                         f"each way, round robin {hand['processes_per_s']:,.0f}/s (caller "
+                         f"{hand['processes_cpu_us']:.1f} us a batch).")
     errors = [r for r in records if r.get("error")]
     partial = [r for r in records if r.get("failed_rounds")]
     leaks = results.get("leaks") or []

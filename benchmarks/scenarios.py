@@ -847,6 +847,7 @@ def evaluate_targets(records: list[dict[str, Any]], profile: dict[str, Any] | No
     if tiny_prof:
         add("tiny: parent CPU per batch", AWKGEN_PROCESS, tiny_prof["parent_cpu_us_per_batch"], 60.0, "<=",
             "us of the parent's CPU (all its threads) per batch, benchmarks.profile_costs after the run")
+    _tiny_limits(profile or {}, peer, add)
     for name in ("awkgen-thread", AWKGEN_PROCESS):
         r = _find(records, "decode", name)
         if r:
@@ -879,6 +880,43 @@ def evaluate_targets(records: list[dict[str, Any]], profile: dict[str, Any] | No
         add("path ids: throughput vs torch", AWKGEN_PROCESS, r["value"] / fast["value"], 2.0, ">=",
             f"times the faster torch configuration's batches/s ({fast['contender']})")
     return out
+
+
+def _tiny_limits(profile: dict[str, Any], peer: dict[str, Any] | None, add: Callable[..., None],
+                 cores: int = CORES) -> None:
+    """What stands between the tiny scenario and 3x the best peer, from ``profile_costs``: two
+    reported rows, each a ratio that is above 1 when 3x is out of reach.
+
+    - processes: a batch's CPU on both sides of the pipe (the parent's and the workers', as
+      measured) against the CPU 3x the best peer's rate leaves per batch on all the cores;
+    - threads: the bare handoff's CPU per batch (``queue.SimpleQueue`` both ways and the loader in
+      two threads, no awkgen) plus the generator's own work (in-line ``DataGenerator`` less the
+      bare loop), all under one GIL, against the time 3x the best peer leaves per batch.
+
+    >>> rows = []
+    >>> prof = {"tiny_awkgen_process": {"parent_cpu_us_per_batch": 25.0, "workers_cpu_us_per_batch": 27.0},
+    ...         "tiny_floor": {"generator_us_per_batch": 9.0}, "handoff_floor": {"threads_cpu_us": 16.0}}
+    >>> _tiny_limits(prof, {"value": 25000.0}, lambda *a: rows.append(a[:3]), cores=2)
+    >>> [(target.split(":")[1].split(" vs")[0].strip(), round(value, 2)) for target, _, value in rows]
+    [('process backend CPU per batch', 1.95), ('thread floor per batch', 1.88)]
+    """
+    if peer is None:
+        return
+    rate = 3 * peer["value"]
+    proc, floor, handoff = (profile.get(k) for k in ("tiny_awkgen_process", "tiny_floor", "handoff_floor"))
+    if proc:
+        budget = cores * 1e6 / rate
+        spent = proc["parent_cpu_us_per_batch"] + proc["workers_cpu_us_per_batch"]
+        add("tiny: process backend CPU per batch vs what 3x the best peer leaves (reported)", AWKGEN_PROCESS,
+            spent / budget, 0.0, ">=", f"(parent + workers: {spent:.1f} us) / ({cores} cores / {rate:,.0f} "
+            f"batches/s = {budget:.1f} us); above 1, 3x is out of reach at this CPU per batch")
+    if floor and handoff:
+        budget = 1e6 / rate
+        spent = floor["generator_us_per_batch"] + handoff["threads_cpu_us"]
+        add("tiny: thread floor per batch vs what 3x the best peer leaves (reported)", "awkgen-thread",
+            spent / budget, 0.0, ">=", f"(the generator's own work + a bare SimpleQueue handoff of the loader, "
+            f"no awkgen: {spent:.1f} us, under one GIL) / (1 s / {rate:,.0f} batches/s = {budget:.1f} us); "
+            "above 1, no thread pool under the generator reaches 3x")
 
 
 def _bigids_targets(records: list[dict[str, Any]], add: Callable[..., None]) -> None:

@@ -11,7 +11,8 @@ Actors and what each does:
 
 - **caller** (the generator): ``submit`` queues a task and sends it at once to a
   worker with room (quick loaders: a few at a time, see ``submit``); ``get`` reads the
-  busy workers' pipes itself, turning replies into outcomes, and waits at most the
+  busy workers' pipes itself (first without a ``poll``: when workers keep ahead, replies
+  are already there), turning replies into outcomes, and waits at most the
   time it was given (no thread hop per batch). Messages are the framed tuples of
   :mod:`._wire`.
 - **manager thread** (``_manage``): starts the workers (one per turn, so early ones
@@ -384,8 +385,8 @@ class ProcessExecutor(ManagedExecutor):
             return outcomes.get_nowait()
         with self._state_lock:  # replies already in a busy worker's socket: one read, no poll
             if not self._stopping:
-                for worker in [w for w in self._workers if w.tasks and not w.conn.closed]:
-                    self._receive(worker, readable=True)
+                for busy in [w for w in self._workers if w.tasks and not w.conn.closed]:
+                    self._receive(busy, readable=True)
         if not outcomes.empty():
             return outcomes.get_nowait()
         deadline = time.monotonic() + timeout
@@ -440,10 +441,7 @@ class ProcessExecutor(ManagedExecutor):
     def _put(self, outcome: Outcome) -> None:
         self._outcomes.put(outcome)
         if threading.current_thread() is self._manager:
-            try:
-                os.write(self._signal_w, b"\0")
-            except (BlockingIOError, OSError):  # full (the caller is behind) or closed (stopping)
-                pass
+            self._wake_caller()
 
     def submit(self, task: Task) -> None:
         """Queue *task* and, when a worker has room, send it from the caller's thread: no
@@ -547,9 +545,10 @@ class ProcessExecutor(ManagedExecutor):
         return _Worker(proc, parent_conn, Channel(parent_conn.fileno(), blocking=False))
 
     def _wake_caller(self) -> None:
-        """From the manager: a worker that just said Ready got a task, which a caller waiting in
-        ``get`` does not watch (its wait began before): wake it to look again. Otherwise, while
-        workers start, each runs its first task and then idles until that wait times out."""
+        """From the manager: wake a caller waiting in ``get`` to look again. For an outcome the
+        manager queued (a death, a timeout), and for a worker that just said Ready and got a
+        task, which that wait does not watch (it began before): otherwise, while workers start,
+        each runs its first task and then idles until the caller's wait times out."""
         try:
             os.write(self._signal_w, b"\0")
         except (BlockingIOError, OSError):  # full (the caller is behind) or closed (stopping)
