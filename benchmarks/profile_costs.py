@@ -158,20 +158,23 @@ except OSError:  # the caller closed its end with replies unread: the measuremen
 """
 
 
-def _floor_rate(next_ready: Callable[[], Any], send: Callable[[], None], window: int,
-                seconds: float) -> tuple[float, float]:
-    """Batches/s and this process's CPU us per batch of a loop that keeps *window* tasks out."""
+def _floor_rate(next_ready: Callable[[], Any], send: Callable[[], None], window: int, seconds: float,
+                workers: tuple[int, ...] = ()) -> tuple[float, float, float]:
+    """Batches/s, this process's CPU us per batch and the *workers* processes' CPU us per batch
+    of a loop that keeps *window* tasks out."""
     for _ in range(window):
         send()
     for _ in range(500):
         touch(next_ready())
         send()
     n, cpu0, start = 0, time.process_time(), time.perf_counter()
+    workers0 = sum(_cpu_s(pid) for pid in workers)
     while time.perf_counter() - start < seconds:
         touch(next_ready())
         send()
         n += 1
-    return n / (time.perf_counter() - start), 1e6 * (time.process_time() - cpu0) / n
+    workers_s = sum(_cpu_s(pid) for pid in workers) - workers0
+    return n / (time.perf_counter() - start), 1e6 * (time.process_time() - cpu0) / n, 1e6 * workers_s / n
 
 
 def handoff_floor(workers: int, seconds: float) -> dict[str, float]:
@@ -180,7 +183,8 @@ def handoff_floor(workers: int, seconds: float) -> dict[str, float]:
     takes the results in order. Threads: ``queue.SimpleQueue`` both ways, the tiny loader in
     *workers* threads. Processes: one socketpair per worker process, a task a pickled int,
     a reply the pickled ``(seq, array)``, read after ``poll``. The CPU is the caller's process's
-    (its threads included, the worker processes not)."""
+    (its threads included), and for processes also the workers' (a wake-up, a read, unpickling
+    the task, the loader, pickling and writing the reply: the least a worker process does)."""
     import queue
     import select
     import socket
@@ -213,7 +217,7 @@ def handoff_floor(workers: int, seconds: float) -> dict[str, float]:
         counter["next"] += 1
         return ready.pop(counter["next"] - 1)
 
-    rate, cpu = _floor_rate(next_thread, send_thread, window, seconds)
+    rate, cpu, _ = _floor_rate(next_thread, send_thread, window, seconds)
     out.update(threads_per_s=round(rate, 1), threads_cpu_us=round(cpu, 1))
     for _ in threads:
         tasks.put(None)
@@ -250,8 +254,10 @@ def handoff_floor(workers: int, seconds: float) -> dict[str, float]:
         return ready.pop(counter["next"] - 1)
 
     try:
-        rate, cpu = _floor_rate(next_process, send_process, window, seconds)
-        out.update(processes_per_s=round(rate, 1), processes_cpu_us=round(cpu, 1))
+        rate, cpu, workers_cpu = _floor_rate(next_process, send_process, window, seconds,
+                                             tuple(proc.pid for proc in procs))
+        out.update(processes_per_s=round(rate, 1), processes_cpu_us=round(cpu, 1),
+                   processes_workers_cpu_us=round(workers_cpu, 1))
     finally:
         for parent, _ in pairs:
             parent.close()
