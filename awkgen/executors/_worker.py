@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import gc
 import os
 import pickle
 import signal
@@ -92,6 +93,7 @@ def worker_main(conn: Any, lifeline: Any, setup: dict[str, Any]) -> None:
         sys.exit(1)
     loader_bytes, parent_pid, blas_threads = setup["loader"], setup["parent_pid"], setup["blas_threads"]
     shm_dir, paths = setup["shm_dir"], setup["paths"]
+    gc.freeze()  # what the forkserver built stays shared: no collection of this worker writes to it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _leave_process_group()
     _hold_no_servers()
