@@ -495,3 +495,96 @@ def test_read_only_arrays_are_views_of_the_object_store_and_writable_ones_one_co
         assert writable.flags.writeable
         # one array owns the memory: the one copy out of the store
         assert [owns for kind, owns in _owners(writable)].count(True) == 1
+
+
+# -- actors on this process's node: results through its shared-memory slots, not the object store ---------
+
+def many_layouts(ids):
+    """Arrays of every kind the codec keeps apart, each computable from the batch's ids."""
+    base = np.arange(40_000, dtype=np.float32).reshape(200, 200) + float(ids[0])
+    read_only = np.full(30_000, ids[0], dtype=np.int64)
+    read_only.flags.writeable = False
+    shared = np.linspace(0.0, 1.0, 20_000) * ids[0]
+    return {"c": base, "fortran": np.asfortranarray(base * 2), "transposed": base.T, "strided": base[::2, ::3],
+            "read_only": read_only, "shared": shared, "again": shared, "small": np.asarray(ids, dtype=np.int16),
+            "ids": list(ids)}
+
+
+def _views_a_slot(array):
+    """Whether *array*'s memory is one of the driver's shared-memory slots (the end of its base chain)."""
+    return _owners(array)[-1][0] == "_Lease"
+
+
+def test_results_of_actors_on_this_node_come_through_shared_memory_as_the_serial_loader_made_them():
+    ids = list(range(16))
+    expected = DataGenerator(many_layouts, ids, batch_size=2, shuffle=False)
+    with DataGeneratorMultiProc(many_layouts, ids, batch_size=2, n_workers=2, backend="ray", shuffle=False) as gen:
+        for step in range(12):
+            got, want = gen()[0], expected()[0]
+            assert got.keys() == want.keys() and got["ids"] == want["ids"]
+            for key in ("c", "fortran", "transposed", "strided", "read_only", "shared", "small"):
+                a, b = got[key], want[key]
+                np.testing.assert_array_equal(a, b)
+                assert (a.dtype, a.shape, a.flags.writeable) == (b.dtype, b.shape, b.flags.writeable), key
+                # every dense layout kept, a view with gaps made dense in the same axis order
+                assert a.strides == np.array(b, order="K").strides, key
+            assert got["shared"] is got["again"]  # one array returned twice is one array again
+            if step >= 6:  # the first calls went out before any result sized the slots
+                assert all(_views_a_slot(got[key]) for key in ("c", "fortran", "read_only", "small")), step
+            got["c"] += 1  # writable ones are writable
+        routes = dict(gen._executor._routes)
+    assert routes["slot"] >= 6 and set(routes) <= {"slot", "store"}, routes
+
+
+def full_in_place(ids):
+    import awkgen
+
+    out = awkgen.empty((256, 1024), dtype=np.float32)
+    out[:] = ids[0]
+    return out, np.asarray(ids)
+
+
+def test_awkgen_empty_in_a_loader_on_an_actor_of_this_node_builds_the_batch_in_its_slot():
+    with DataGeneratorMultiProc(full_in_place, list(range(12)), batch_size=1, n_workers=2, backend="ray",
+                                shuffle=False) as gen:
+        for i in range(12):
+            x, batch_ids = gen()[0]
+            assert batch_ids.tolist() == [i] and x.shape == (256, 1024) and x.dtype == np.float32 and (x == i).all()
+            assert x.flags.writeable and x.flags.c_contiguous
+        routes = dict(gen._executor._routes)
+    assert routes["in-place"] >= 6 and set(routes) <= {"in-place", "store"}, routes
+
+
+def one_megabyte_hangs_on_mark(ids):
+    if MARK in list(ids):
+        time.sleep(60)
+    return np.full(131_072, ids[0], dtype=np.float64), os.getpid()
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "timeout"])
+def test_the_slot_of_an_actor_killed_in_mid_call_is_never_reused_and_close_leaves_no_segment(how):
+    from tests.leaks import awkgen_segments
+
+    ids = [1, 2, MARK, 4, 5, 6]
+    with DataGeneratorMultiProc(one_megabyte_hangs_on_mark, ids, batch_size=1, n_workers=1, prefetch=1,
+                                backend="ray", shuffle=False, timeout=2.0 if how == "timeout" else None) as gen:
+        for i in (1, 2):
+            x, pid = gen()[0]
+            assert (x == i).all()
+        executor = gen._executor
+        [worker] = executor._workers
+        [call] = worker.calls  # [MARK], hanging in the actor, with a slot
+        [slot] = call.slots
+        assert slot is not None and os.path.exists(slot.path)
+        if how == "SIGKILL":
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerDiedError if how == "SIGKILL" else LoaderTimeoutError, match=rf"ids \[{MARK}\]"):
+            gen()
+        assert not os.path.exists(slot.path) and slot.path not in executor._ring._slots  # retired, not reused
+        for i in (4, 5, 6):
+            x, new_pid = gen()[0]
+            assert (x == i).all() and new_pid != pid
+        assert _views_a_slot(x)
+        assert awkgen_segments(os.getpid())  # the ring and its lock file live as long as the generator
+    assert awkgen_segments(os.getpid()) == set()
+    assert (x == 6).all()  # a delivered batch outlives the unlinked segment
