@@ -28,7 +28,7 @@ from awkgen import (
     WorkerDiedError,
 )
 from tests.conftest import identity, with_rng
-from tests.leaks import pid_alive, wait_until
+from tests.leaks import awkgen_segments, pid_alive, wait_until
 from tests.raycluster import MARK, failing, ids_and_pid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -233,6 +233,8 @@ SMALL_STORE_DRIVER = textwrap.dedent("""
         pids.add(pid)
     print("GOT", got)
     print("ACTORS", sorted(pids), flush=True)
+    print("ROUTES", dict(gen._executor._routes), flush=True)
+    print("PID", os.getpid(), flush=True)
     # and exits without stop(), close() or ray.shutdown()
 """)
 
@@ -268,6 +270,9 @@ def test_a_small_object_store_loses_nothing_and_a_driver_exiting_without_stop_le
         assert ast.literal_eval(lines["GOT"]) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], proc.stdout
         actors = ast.literal_eval(lines["ACTORS"])
         assert len(actors) == 2, proc.stdout
+        # the first batches through the store, then the driver's slots: none left once it exited
+        assert ast.literal_eval(lines["ROUTES"]).get("slot", 0) >= 1, proc.stdout
+        assert awkgen_segments(int(lines["PID"])) == set()
         assert took < 90, f"the driver took {took:.0f} s"
         # Ray's exit hook stopped the cluster it started; awkgen's actors went with it.
         assert wait_until(lambda: not any(pid_alive(p) for p in actors), within_s=20), actors
@@ -563,8 +568,6 @@ def one_megabyte_hangs_on_mark(ids):
 
 @pytest.mark.parametrize("how", ["SIGKILL", "timeout"])
 def test_the_slot_of_an_actor_killed_in_mid_call_is_never_reused_and_close_leaves_no_segment(how):
-    from tests.leaks import awkgen_segments
-
     ids = [1, 2, MARK, 4, 5, 6]
     with DataGeneratorMultiProc(one_megabyte_hangs_on_mark, ids, batch_size=1, n_workers=1, prefetch=1,
                                 backend="ray", shuffle=False, timeout=2.0 if how == "timeout" else None) as gen:
