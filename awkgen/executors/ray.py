@@ -1,9 +1,10 @@
-"""The ``"ray"`` backend: loader calls on Ray actors, arrays through Ray's object store.
+"""The ``"ray"`` backend: loader calls on Ray actors; arrays through shared memory or Ray's object store.
 
 Data flow::
 
-    generator --submit--> _todo --> actor.load.remote(task)  (or load_many: several tasks)
-                                          | actor: loader(ids), result -> object store
+    generator --submit--> _todo --> actor.load.remote(task, slot)  (or load_many: several tasks)
+                                          | actor: loader(ids), arrays -> the slot (driver's node)
+                                          |                      or -> object store (other nodes)
     generator <--get---- ray.wait / ray.get on the caller's thread (or the manager's, see below)
 
 What runs where:
@@ -27,10 +28,29 @@ What runs where:
   a ``LoaderTimeoutError`` or a ``WorkerStartError``.
 - **actors** (:class:`_LoaderActor`, ``n_workers`` of them, all created at once): each
   unpickles the loader once and runs one call at a time, so per-worker state (open
-  files, caches) is reused. A result goes back as the actor call's return value,
-  through Ray's object store, encoded as on the process backend
-  (:mod:`awkgen.transport`): read-only arrays stay zero-copy views of the store,
-  writable ones are copied out of it once, so each arrives as the loader built it.
+  files, caches) is reused. A result goes back by one of two routes, encoded as on the
+  process backend (:mod:`awkgen.transport`), so each arrives as the loader built it:
+
+  - *slots*, for an actor on the driver's own node (the node id its info call reports is
+    the driver's): each task goes with a slot of the executor's :class:`~awkgen.transport.SlotRing`,
+    and the actor runs it as a worker process does (:func:`._worker.load_in_slot`:
+    ``awkgen.empty`` carves from the slot, the result's arrays are written into it) and
+    returns only the reply's head (:class:`Replied`); the driver leases the slot to the
+    batch (:func:`awkgen.transport.load_result`) and gets it back when the batch's arrays
+    are gone. The ring is made when the first result of such an actor needs a slot (its
+    size sizes the slots, as on the process backend; calls sent before go through the
+    store) and closed by :meth:`RayExecutor.close` (and at interpreter exit).
+  - *the object store*, for every other call: read-only arrays stay zero-copy views of the
+    store, writable ones are copied out of it once.
+
+  Slot rules: a slot is given back only by a reply (a value or a loader failure; *retired*
+  instead if an ``awkgen.empty`` array outlived the call). A call that ends any other way
+  (the actor died, was killed for ``timeout``, its reply was lost, or it was queued behind
+  such a call) gets its slots retired: unlinked and never handed out again, since a killed
+  actor's process may linger and still write them (``ray.kill`` does not wait for it).
+  An actor that cannot map a slot (another machine's ``/dev/shm`` after all) sends that
+  result through the store and gets no more slots. ``_lock -> SlotRing._lock`` is the lock
+  order; leases end in finalizers, which take no lock.
 
 Quick loaders (a running mean under :data:`COALESCE_BELOW_S`, about Ray's own cost per
 call): the tasks waiting go in one call (``load_many``), and a task waits for a second one
