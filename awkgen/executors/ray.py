@@ -272,6 +272,7 @@ class _LoaderActor:
     """
 
     def __init__(self, payload: tuple[bytes, list[str]]) -> None:
+        _worker._keep_freed_memory()  # as a worker process: the loader's next batch reuses the last one's pages
         self._loader: Callable[..., Any] | None = None
         self._broken = ""
         self._attached: collections.OrderedDict[str, Any] = collections.OrderedDict()  # slots mapped
@@ -506,6 +507,10 @@ class RayExecutor(ManagedExecutor):
     def cancel(self) -> None:
         with self._lock:
             self._todo.clear()
+
+    def workers_up(self) -> int:
+        """How many actors are up (answered their info call): Ray starts them a few at a time."""
+        return sum(w.up for w in self._workers)
 
     def _notify(self) -> None:
         self._wake.set()
