@@ -591,3 +591,33 @@ def test_the_slot_of_an_actor_killed_in_mid_call_is_never_reused_and_close_leave
         assert awkgen_segments(os.getpid())  # the ring and its lock file live as long as the generator
     assert awkgen_segments(os.getpid()) == set()
     assert (x == 6).all()  # a delivered batch outlives the unlinked segment
+
+
+def one_megabyte_or_corrupt(ids):
+    if MARK in list(ids):
+        _parse_record(MARK)
+    return np.full(131_072, ids[0], dtype=np.float64)
+
+
+def _parse_record(record):
+    raise ValueError(f"record {record} is corrupt")
+
+
+def test_a_loader_error_in_a_call_with_a_slot_is_its_batchs_LoaderError_and_the_slot_is_reused():
+    with DataGeneratorMultiProc(one_megabyte_or_corrupt, [1, 2, MARK, 4, 5, 6], batch_size=1, n_workers=1,
+                                prefetch=1, backend="ray", shuffle=False) as gen:
+        assert (gen()[0] == 1).all() and (gen()[0] == 2).all()
+        executor = gen._executor
+        [slot] = executor._workers[0].calls[0].slots  # [MARK]'s call
+        assert slot is not None
+        with pytest.raises(LoaderError, match=rf"loader raised ValueError: record {MARK} is corrupt \(in Ray "
+                                              rf"actor [0-9a-f]+, pid \d+\).*ids \[{MARK}\]") as info:
+            gen()
+        cause = info.value.__cause__
+        assert type(cause) is ValueError and str(cause) == f"record {MARK} is corrupt"
+        assert "in _parse_record" in "".join(traceback.format_exception(cause))  # frames from the actor
+        assert os.path.exists(slot.path)  # given back, not retired: the actor said it was done with it
+        for i in (4, 5, 6):
+            x = gen()[0]
+            assert (x == i).all() and _views_a_slot(x)
+        assert executor._routes["retired"] == 0
