@@ -28,7 +28,10 @@ What runs where:
   a ``LoaderTimeoutError`` or a ``WorkerStartError``.
 - **actors** (:class:`_LoaderActor`, ``n_workers`` of them, all created at once): each
   unpickles the loader once and runs one call at a time, so per-worker state (open
-  files, caches) is reused. A result goes back by one of two routes, encoded as on the
+  files, caches) is reused. Like a worker process, an actor keeps the memory its loader
+  frees (:func:`._worker._keep_freed_memory`: the next batch reuses the last one's pages
+  instead of faulting in fresh ones; its RSS stays at its high-water mark). A result goes
+  back by one of two routes, encoded as on the
   process backend (:mod:`awkgen.transport`), so each arrives as the loader built it:
 
   - *slots*, for an actor on the driver's own node (the node id its info call reports is
