@@ -88,7 +88,11 @@ any ``ray.init``: Ray's own exit hook stops it; call ``ray.shutdown()`` to stop 
 earlier. awkgen never shuts down a cluster, only its own actors.
 
 The actors belong to this process (Ray "fate-shares" them with their owner): if it
-dies, even by ``SIGKILL``, or exits without a stop, Ray kills them.
+dies, even by ``SIGKILL``, or exits without a stop, Ray kills them. Its slots go at
+exit with or without a stop (an exit hook closes every ring); after a ``SIGKILL`` their
+names stay in ``/dev/shm`` until the next awkgen pool on the machine starts and reclaims
+them (:func:`awkgen.transport.reclaim_orphans`): Ray's actors, unlike worker processes,
+do not watch their driver.
 
 More faults (each a typed error for its batch, within seconds; nothing else lost): an
 actor that dies while its result is being sent fails its call with ``RayActorError``
