@@ -5,8 +5,9 @@ arrays, wherever they sit in it: their bytes are copied once into a *slot*, a fi
 ``/dev/shm`` mapped by both sides, and the parent hands out arrays that are views of
 that mapping (:func:`load_result`): no pickling of array data, no pipe, no second copy.
 Results whose arrays hold under :data:`MIN_SHM_BYTES` in all travel in the reply's
-*blob*, laid out the same way. The Ray backend uses the same codec with one buffer per
-array (``separate=True``), sent through Ray's object store.
+*blob*, laid out the same way. The Ray backend's actors on the driver's own node write
+into the driver's slots the same way; its actors on other nodes use the same codec with one
+buffer per array (``separate=True``), sent through Ray's object store.
 
 **Fidelity** (what the SPEC promises: the parent gets what the serial loader returns):
 the object graph is pickle's, so every node's Python type and every shared reference
@@ -52,13 +53,14 @@ host, so a pid number alone proves nothing: another PID namespace reuses it):
   one ever sees it unlocked while its owner lives. ``os.fork()`` children drop their
   copy of the lock (an inherited descriptor would keep the lock held).
 
-Arrays built in place (:func:`empty`): a loader on the process backend may ask for its
-output arrays with ``awkgen.empty(shape, dtype)``; while it runs, the worker holds the
-task's slot as an :class:`_Arena` (module global :data:`_arena`, set and cleared by the
-worker's main thread around the loader call) and ``empty`` carves aligned pieces out of
-it, so the result is already where the parent reads it and :func:`write_arrays` skips the
-copy. Everywhere else (the thread, serial and Ray backends, a task without a slot, a
-request that does not fit) ``empty`` is ``numpy.empty``. A carved array that outlives the
+Arrays built in place (:func:`empty`): a loader on the process backend (or on a Ray actor
+on the driver's node) may ask for its output arrays with ``awkgen.empty(shape, dtype)``;
+while it runs, the worker holds the task's slot as an :class:`_Arena` (module global
+:data:`_arena`, set and cleared by the thread that runs the loader, around its call) and
+``empty`` carves aligned pieces out of it, so the result is already where the parent reads
+it and :func:`write_arrays` skips the copy. Everywhere else (the thread and serial
+backends, Ray actors on other nodes, a task without a slot, a request that does not fit)
+``empty`` is ``numpy.empty``. A carved array that outlives the
 loader call (kept in a cache, or by a thread of the loader's) is noticed
 (:meth:`_Arena.outlived`): the batch is copied out of the slot into the reply and the
 parent retires the slot, so a later write to that array can never reach a batch.
@@ -347,8 +349,8 @@ class Layout:
 
     *placed* names arrays already where they belong (built in the slot by :func:`empty`):
     their offset, else ``None``; the others are laid out from *start* on, aligned. With
-    *separate*, each array gets a buffer of its own (the Ray backend) and its "offset" is
-    its index in :attr:`writes`.
+    *separate*, each array gets a buffer of its own (the Ray backend's object store) and its
+    "offset" is its index in :attr:`writes`; :attr:`nbytes` is still what a slot for them needs.
     """
 
     __slots__ = ("writes", "nbytes", "placed", "separate")
@@ -368,11 +370,8 @@ class Layout:
         if nbytes and self.placed is not None and (strides is None or strides == array.strides):
             where = self.placed(array)
         if where is None and nbytes:
-            if self.separate:
-                where = len(self.writes)
-            else:
-                where = self.nbytes
-                self.nbytes += _aligned(nbytes)
+            where = len(self.writes) if self.separate else self.nbytes
+            self.nbytes += _aligned(nbytes)  # with separate too: what a slot for these arrays needs
             self.writes.append((array, where, strides))
         args = (where or 0, array.shape, _dtype_token(array.dtype), nbytes, strides, array.flags.writeable)
         return (_array_view, args)
@@ -623,12 +622,13 @@ _arena: _Arena | None = None
 def empty(shape: Any, dtype: Any = float, order: str = "C", *, like: Any = None) -> np.ndarray:
     """An uninitialised array for a loader's result, built where the parent will read it.
 
-    On the process backend the array lies in the shared-memory slot of the batch being
-    loaded, so returning it (alone or inside any result, whole or as a slice) costs no
-    copy. Anywhere else (thread, serial and Ray backends, outside a loader, an object
-    dtype, ``like=``, a request larger than what is left of the slot) it is
-    ``numpy.empty(shape, dtype, order)``. Arguments are checked by ``numpy.empty`` itself
-    on every backend, so a loader behaves the same everywhere (same shapes, same errors).
+    On the process backend (and on Ray actors on the driver's own node) the array lies in
+    the shared-memory slot of the batch being loaded, so returning it (alone or inside any
+    result, whole or as a slice) costs no copy. Anywhere else (thread and serial backends,
+    Ray actors on other nodes, outside a loader, an object dtype, ``like=``, a request
+    larger than what is left of the slot) it is ``numpy.empty(shape, dtype, order)``.
+    Arguments are checked by ``numpy.empty`` itself on every backend, so a loader behaves
+    the same everywhere (same shapes, same errors).
 
     What a loader may do with it: fill it, return it (or views of it, or not at all:
     scratch space), call ``empty`` from threads of its own while the call runs. What it

@@ -120,6 +120,11 @@ class Contender(abc.ABC):
     def close(self) -> None:
         """Stop every worker. Idempotent."""
 
+    def all_up(self) -> bool:
+        """Whether every worker of the stack last started is up: the throughput warm-up waits for
+        it (within its cap), as for a steady rate. Stacks whose workers start at once say True."""
+        return True
+
 
 # -- awkgen ------------------------------------------------------------------------------------
 
@@ -157,6 +162,11 @@ class Awkgen(Contender):
         if self._gen is not None:
             self._gen.close()
             self._gen = None
+
+    def all_up(self):
+        """Ray starts actors a few at a time (seconds for 8 on a small machine): all of them up?"""
+        workers_up = getattr(getattr(self._gen, "_executor", None), "workers_up", None)
+        return workers_up is None or workers_up() >= self._gen._executor.n_workers
 
 
 # -- Keras PyDataset ---------------------------------------------------------------------------

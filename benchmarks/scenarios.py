@@ -12,7 +12,9 @@ its spread. Every job builds its contender, measures, and closes it;
 Throughput is measured the same way for everyone (:func:`measure_throughput`): the
 first batch, a warm-up of ``warmup_s`` (pools fill their queues, JITs and caches
 settle) that goes on while the rate still rises (a pool whose workers are still
-starting: 32 processes take seconds; start-up has its own scenario, cold start), then
+starting: 32 processes take seconds; start-up has its own scenario, cold start) and
+while the contender says not all its workers are up (:meth:`Contender.all_up`: Ray
+starts actors a few at a time, so the rate rises in steps with flat stretches), then
 batches counted over ``budget_s`` (or ``max_batches``), every batch read page by page
 (:func:`~benchmarks.loaders.touch`) as a training step would.
 
@@ -174,7 +176,8 @@ def measure_throughput(contender: Contender, loader: Callable[..., Any], ids: np
             touch(next(it))
             warm += 1
         best, flat = 0.0, 0
-        while flat < _FLAT_WINDOWS and time.perf_counter() - started < _WARM_CAP_S:  # until every worker is up
+        while ((flat < _FLAT_WINDOWS or not contender.all_up())  # until every worker is up
+               and time.perf_counter() - started < _WARM_CAP_S):
             n_window, t0 = 0, time.perf_counter()
             while n_window < 2 * workers or time.perf_counter() - t0 < _WINDOW_S:
                 touch(next(it))

@@ -31,10 +31,18 @@ SEED = 11
 
 
 def where(ids):
-    """The batch and the node and process that loaded it."""
+    """The batch, the node and process that loaded it, and 128 KiB of padding: enough for a
+    shared-memory slot where the actor runs on the driver's node."""
     import ray
 
-    return np.asarray(ids), ray.get_runtime_context().get_node_id(), os.getpid()
+    return np.asarray(ids), ray.get_runtime_context().get_node_id(), os.getpid(), np.zeros(16_384)
+
+
+def _in_slot(array: np.ndarray) -> bool:
+    """Whether *array* views one of the driver's shared-memory slots (the end of its base chain)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return type(array.base).__name__ == "_Lease"
 
 
 def slow_where(ids):
@@ -58,8 +66,9 @@ def _pull(gen: Any, n: int, log: list[dict[str, Any]]) -> None:
     for _ in range(n):
         started = time.monotonic()
         try:
-            ids, node, pid = gen()[0]
-            log.append({"ids": ids.tolist(), "node": node, "pid": pid, "s": time.monotonic() - started})
+            ids, node, pid, pad = gen()[0]
+            log.append({"ids": ids.tolist(), "node": node, "pid": pid, "slot": _in_slot(pad),
+                        "s": time.monotonic() - started})
         except AwkgenError as err:
             log.append({"error": type(err).__name__, "message": str(err), "ids": list(err.ids),
                         "s": time.monotonic() - started})
@@ -159,6 +168,7 @@ def main() -> None:
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
         out["nodes"] = {name: node.node_id for name, node in nodes.items()}
+        out["driver_node"] = ray.get_runtime_context().get_node_id()
         out["cluster_s"] = time.monotonic() - began
         pids: set[int] = set()
         for name, scenario in (("node_loss", spread_and_node_loss), ("no_node_left", no_node_left)):

@@ -28,7 +28,7 @@ from awkgen import (
     WorkerDiedError,
 )
 from tests.conftest import identity, with_rng
-from tests.leaks import pid_alive, wait_until
+from tests.leaks import awkgen_segments, pid_alive, wait_until
 from tests.raycluster import MARK, failing, ids_and_pid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -233,6 +233,8 @@ SMALL_STORE_DRIVER = textwrap.dedent("""
         pids.add(pid)
     print("GOT", got)
     print("ACTORS", sorted(pids), flush=True)
+    print("ROUTES", dict(gen._executor._routes), flush=True)
+    print("PID", os.getpid(), flush=True)
     # and exits without stop(), close() or ray.shutdown()
 """)
 
@@ -268,6 +270,9 @@ def test_a_small_object_store_loses_nothing_and_a_driver_exiting_without_stop_le
         assert ast.literal_eval(lines["GOT"]) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], proc.stdout
         actors = ast.literal_eval(lines["ACTORS"])
         assert len(actors) == 2, proc.stdout
+        # the first batches through the store, then the driver's slots: none left once it exited
+        assert ast.literal_eval(lines["ROUTES"]).get("slot", 0) >= 1, proc.stdout
+        assert awkgen_segments(int(lines["PID"])) == set()
         assert took < 90, f"the driver took {took:.0f} s"
         # Ray's exit hook stopped the cluster it started; awkgen's actors went with it.
         assert wait_until(lambda: not any(pid_alive(p) for p in actors), within_s=20), actors
@@ -495,3 +500,124 @@ def test_read_only_arrays_are_views_of_the_object_store_and_writable_ones_one_co
         assert writable.flags.writeable
         # one array owns the memory: the one copy out of the store
         assert [owns for kind, owns in _owners(writable)].count(True) == 1
+
+
+# -- actors on this process's node: results through its shared-memory slots, not the object store ---------
+
+def many_layouts(ids):
+    """Arrays of every kind the codec keeps apart, each computable from the batch's ids."""
+    base = np.arange(40_000, dtype=np.float32).reshape(200, 200) + float(ids[0])
+    read_only = np.full(30_000, ids[0], dtype=np.int64)
+    read_only.flags.writeable = False
+    shared = np.linspace(0.0, 1.0, 20_000) * ids[0]
+    return {"c": base, "fortran": np.asfortranarray(base * 2), "transposed": base.T, "strided": base[::2, ::3],
+            "read_only": read_only, "shared": shared, "again": shared, "small": np.asarray(ids, dtype=np.int16),
+            "ids": list(ids)}
+
+
+def _views_a_slot(array):
+    """Whether *array*'s memory is one of the driver's shared-memory slots (the end of its base chain)."""
+    return _owners(array)[-1][0] == "_Lease"
+
+
+def test_results_of_actors_on_this_node_come_through_shared_memory_as_the_serial_loader_made_them():
+    ids = list(range(16))
+    expected = DataGenerator(many_layouts, ids, batch_size=2, shuffle=False)
+    with DataGeneratorMultiProc(many_layouts, ids, batch_size=2, n_workers=2, backend="ray", shuffle=False) as gen:
+        for step in range(12):
+            got, want = gen()[0], expected()[0]
+            assert got.keys() == want.keys() and got["ids"] == want["ids"]
+            for key in ("c", "fortran", "transposed", "strided", "read_only", "shared", "small"):
+                a, b = got[key], want[key]
+                np.testing.assert_array_equal(a, b)
+                assert (a.dtype, a.shape, a.flags.writeable) == (b.dtype, b.shape, b.flags.writeable), key
+                # every dense layout kept, a view with gaps made dense in the same axis order
+                assert a.strides == np.array(b, order="K").strides, key
+            assert got["shared"] is got["again"]  # one array returned twice is one array again
+            if step >= 6:  # the first calls went out before any result sized the slots
+                assert all(_views_a_slot(got[key]) for key in ("c", "fortran", "read_only", "small")), step
+            got["c"] += 1  # writable ones are writable
+        routes = dict(gen._executor._routes)
+    assert routes["slot"] >= 6 and set(routes) <= {"slot", "store"}, routes
+
+
+def full_in_place(ids):
+    import awkgen
+
+    out = awkgen.empty((256, 1024), dtype=np.float32)
+    out[:] = ids[0]
+    return out, np.asarray(ids)
+
+
+def test_awkgen_empty_in_a_loader_on_an_actor_of_this_node_builds_the_batch_in_its_slot():
+    with DataGeneratorMultiProc(full_in_place, list(range(12)), batch_size=1, n_workers=2, backend="ray",
+                                shuffle=False) as gen:
+        for i in range(12):
+            x, batch_ids = gen()[0]
+            assert batch_ids.tolist() == [i] and x.shape == (256, 1024) and x.dtype == np.float32 and (x == i).all()
+            assert x.flags.writeable and x.flags.c_contiguous
+        routes = dict(gen._executor._routes)
+    assert routes["in-place"] >= 6 and set(routes) <= {"in-place", "store"}, routes
+
+
+def one_megabyte_hangs_on_mark(ids):
+    if MARK in list(ids):
+        time.sleep(60)
+    return np.full(131_072, ids[0], dtype=np.float64), os.getpid()
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "timeout"])
+def test_the_slot_of_an_actor_killed_in_mid_call_is_never_reused_and_close_leaves_no_segment(how):
+    ids = [1, 2, MARK, 4, 5, 6]
+    with DataGeneratorMultiProc(one_megabyte_hangs_on_mark, ids, batch_size=1, n_workers=1, prefetch=1,
+                                backend="ray", shuffle=False, timeout=2.0 if how == "timeout" else None) as gen:
+        for i in (1, 2):
+            x, pid = gen()[0]
+            assert (x == i).all()
+        executor = gen._executor
+        [worker] = executor._workers
+        [call] = worker.calls  # [MARK], hanging in the actor, with a slot
+        [slot] = call.slots
+        assert slot is not None and os.path.exists(slot.path)
+        if how == "SIGKILL":
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerDiedError if how == "SIGKILL" else LoaderTimeoutError, match=rf"ids \[{MARK}\]"):
+            gen()
+        assert not os.path.exists(slot.path) and slot.path not in executor._ring._slots  # retired, not reused
+        for i in (4, 5, 6):
+            x, new_pid = gen()[0]
+            assert (x == i).all() and new_pid != pid
+        assert _views_a_slot(x)
+        assert awkgen_segments(os.getpid())  # the ring and its lock file live as long as the generator
+    assert awkgen_segments(os.getpid()) == set()
+    assert (x == 6).all()  # a delivered batch outlives the unlinked segment
+
+
+def one_megabyte_or_corrupt(ids):
+    if MARK in list(ids):
+        _parse_record(MARK)
+    return np.full(131_072, ids[0], dtype=np.float64)
+
+
+def _parse_record(record):
+    raise ValueError(f"record {record} is corrupt")
+
+
+def test_a_loader_error_in_a_call_with_a_slot_is_its_batchs_LoaderError_and_the_slot_is_reused():
+    with DataGeneratorMultiProc(one_megabyte_or_corrupt, [1, 2, MARK, 4, 5, 6], batch_size=1, n_workers=1,
+                                prefetch=1, backend="ray", shuffle=False) as gen:
+        assert (gen()[0] == 1).all() and (gen()[0] == 2).all()
+        executor = gen._executor
+        [slot] = executor._workers[0].calls[0].slots  # [MARK]'s call
+        assert slot is not None
+        with pytest.raises(LoaderError, match=rf"loader raised ValueError: record {MARK} is corrupt \(in Ray "
+                                              rf"actor [0-9a-f]+, pid \d+\).*ids \[{MARK}\]") as info:
+            gen()
+        cause = info.value.__cause__
+        assert type(cause) is ValueError and str(cause) == f"record {MARK} is corrupt"
+        assert "in _parse_record" in "".join(traceback.format_exception(cause))  # frames from the actor
+        assert os.path.exists(slot.path)  # given back, not retired: the actor said it was done with it
+        for i in (4, 5, 6):
+            x = gen()[0]
+            assert (x == i).all() and _views_a_slot(x)
+        assert executor._routes["retired"] == 0

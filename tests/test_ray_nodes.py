@@ -58,6 +58,15 @@ def test_actors_spread_over_every_node_whatever_the_head_holds(run):
     assert len({r["pid"] for r in before}) == 3
 
 
+def test_results_from_the_drivers_node_come_through_shared_memory_and_from_the_others_through_the_store(run):
+    log = [r for r in run["node_loss"]["log"] if "node" in r]
+    assert run["driver_node"] == run["nodes"]["head"]
+    # another node's actors: through the object store, even where that node shares this machine's /dev/shm
+    assert not any(r["slot"] for r in log if r["node"] != run["driver_node"])
+    # the first calls went out before a result sized the slots; then every batch of the head's actor
+    assert sum(r["slot"] for r in log if r["node"] == run["driver_node"]) >= 3
+
+
 def test_a_lost_node_fails_only_the_batches_running_on_it_and_names_it(run):
     scenario = run["node_loss"]
     log, lost, lost_at = scenario["log"], scenario["lost_node"], scenario["lost_at"]

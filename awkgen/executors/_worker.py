@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import dill
@@ -67,7 +68,7 @@ from ._wire import (
 )
 from .base import call_loader
 
-__all__ = ["worker_main"]
+__all__ = ["worker_main", "load_in_slot"]
 
 _PARENT_EXIT_WAIT_S = 2.0  # after the lifeline breaks, how long to wait for the parent to be gone
 _ATTACHED_MAX = 8
@@ -256,25 +257,39 @@ def _run(loader: Any, head: Any, attached: collections.OrderedDict[str, Any]) ->
         error = TypeError(str(exc))
         error.__cause__ = exc.__cause__
         return dumps(_failure(exc.seq, error, by_loader=False)), b""
+    fields, blob = load_in_slot(loader, task, slot, lambda path: _attach(path, attached))
+    return dumps(fields), blob
+
+
+def load_in_slot(loader: Any, task: Any, slot: transport.SlotRef | None,
+                 attach: Callable[[str], Any]) -> tuple[tuple[Any, ...], Any]:
+    """Run *loader* on *task*; return the reply's fields (``VALUE`` or ``FAILED``, see :mod:`._wire`)
+    and blob. Never raises: a failure is a ``FAILED`` reply.
+
+    With a *slot* (mapped by ``attach(path)``), ``awkgen.empty`` builds the loader's arrays
+    in it while the call runs, and the result's arrays go there when they fit; ``retire``
+    (the last field) is set when an array from the slot outlived the call, and the value
+    then travels in the blob. Shared by the process backend's workers and the Ray
+    backend's actors on the driver's node.
+    """
     arena = None
     if slot is not None:  # awkgen.empty() builds the loader's arrays in this slot
         try:
-            arena = transport._arena = transport._Arena(_attach(slot.path, attached), slot.capacity)
+            arena = transport._arena = transport._Arena(attach(slot.path), slot.capacity)
         except (OSError, ValueError):  # the slot cannot be mapped: encode_value will say so, or pickle
             arena = None
     try:
-        fields, blob = _load_and_encode(loader, task, slot, attached, arena)
+        fields, blob = _load_and_encode(loader, task, slot, attach, arena)
     finally:  # one place ends the arena, on every path
         transport._arena = None
         if arena is not None:
             arena.close()
     if arena is not None and arena.outlived():  # an array from awkgen.empty lives on: retire the slot
         fields, blob = _out_of_slot(fields, blob, arena)
-    return dumps(fields), blob
+    return fields, blob
 
 
-def _load_and_encode(loader: Any, task: Any, slot: transport.SlotRef | None,
-                     attached: collections.OrderedDict[str, Any],
+def _load_and_encode(loader: Any, task: Any, slot: transport.SlotRef | None, attach: Callable[[str], Any],
                      arena: transport._Arena | None) -> tuple[tuple[Any, ...], Any]:
     """The reply fields and blob for one task; nothing of the loader's result outlives this call."""
     try:
@@ -284,7 +299,7 @@ def _load_and_encode(loader: Any, task: Any, slot: transport.SlotRef | None,
     finally:
         transport._arena = None
     try:
-        return encode_value(task.seq, value, load_s, slot, lambda path: _attach(path, attached), arena)
+        return encode_value(task.seq, value, load_s, slot, attach, arena)
     except Exception as exc:
         unsendable = TypeError(f"the loader's result cannot be sent back from the worker process "
                                f"({type(exc).__name__}: {exc}); return arrays or picklable objects")

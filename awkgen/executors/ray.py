@@ -1,9 +1,10 @@
-"""The ``"ray"`` backend: loader calls on Ray actors, arrays through Ray's object store.
+"""The ``"ray"`` backend: loader calls on Ray actors; arrays through shared memory or Ray's object store.
 
 Data flow::
 
-    generator --submit--> _todo --> actor.load.remote(task)  (or load_many: several tasks)
-                                          | actor: loader(ids), result -> object store
+    generator --submit--> _todo --> actor.load.remote(task, slot)  (or load_many: several tasks)
+                                          | actor: loader(ids), arrays -> the slot (driver's node)
+                                          |                      or -> object store (other nodes)
     generator <--get---- ray.wait / ray.get on the caller's thread (or the manager's, see below)
 
 What runs where:
@@ -27,10 +28,32 @@ What runs where:
   a ``LoaderTimeoutError`` or a ``WorkerStartError``.
 - **actors** (:class:`_LoaderActor`, ``n_workers`` of them, all created at once): each
   unpickles the loader once and runs one call at a time, so per-worker state (open
-  files, caches) is reused. A result goes back as the actor call's return value,
-  through Ray's object store, encoded as on the process backend
-  (:mod:`awkgen.transport`): read-only arrays stay zero-copy views of the store,
-  writable ones are copied out of it once, so each arrives as the loader built it.
+  files, caches) is reused. Like a worker process, an actor keeps the memory its loader
+  frees (:func:`._worker._keep_freed_memory`: the next batch reuses the last one's pages
+  instead of faulting in fresh ones; its RSS stays at its high-water mark). A result goes
+  back by one of two routes, encoded as on the
+  process backend (:mod:`awkgen.transport`), so each arrives as the loader built it:
+
+  - *slots*, for an actor on the driver's own node (the node id its info call reports is
+    the driver's): each task goes with a slot of the executor's :class:`~awkgen.transport.SlotRing`,
+    and the actor runs it as a worker process does (:func:`._worker.load_in_slot`:
+    ``awkgen.empty`` carves from the slot, the result's arrays are written into it) and
+    returns only the reply's head (:class:`Replied`); the driver leases the slot to the
+    batch (:func:`awkgen.transport.load_result`) and gets it back when the batch's arrays
+    are gone. The ring is made when the first result of such an actor needs a slot (its
+    size sizes the slots, as on the process backend; calls sent before go through the
+    store) and closed by :meth:`RayExecutor.close` (and at interpreter exit).
+  - *the object store*, for every other call: read-only arrays stay zero-copy views of the
+    store, writable ones are copied out of it once.
+
+  Slot rules: a slot is given back only by a reply (a value or a loader failure; *retired*
+  instead if an ``awkgen.empty`` array outlived the call). A call that ends any other way
+  (the actor died, was killed for ``timeout``, its reply was lost, or it was queued behind
+  such a call) gets its slots retired: unlinked and never handed out again, since a killed
+  actor's process may linger and still write them (``ray.kill`` does not wait for it).
+  An actor that cannot map a slot (another machine's ``/dev/shm`` after all) sends that
+  result through the store and gets no more slots. ``_lock -> SlotRing._lock`` is the lock
+  order; leases end in finalizers, which take no lock.
 
 Quick loaders (a running mean under :data:`COALESCE_BELOW_S`, about Ray's own cost per
 call): the tasks waiting go in one call (``load_many``), and a task waits for a second one
@@ -65,7 +88,11 @@ any ``ray.init``: Ray's own exit hook stops it; call ``ray.shutdown()`` to stop 
 earlier. awkgen never shuts down a cluster, only its own actors.
 
 The actors belong to this process (Ray "fate-shares" them with their owner): if it
-dies, even by ``SIGKILL``, or exits without a stop, Ray kills them.
+dies, even by ``SIGKILL``, or exits without a stop, Ray kills them. Its slots go at
+exit with or without a stop (an exit hook closes every ring); after a ``SIGKILL`` their
+names stay in ``/dev/shm`` until the next awkgen pool on the machine starts and reclaims
+them (:func:`awkgen.transport.reclaim_orphans`): Ray's actors, unlike worker processes,
+do not watch their driver.
 
 More faults (each a typed error for its batch, within seconds; nothing else lost): an
 actor that dies while its result is being sent fails its call with ``RayActorError``
@@ -82,24 +109,33 @@ the user's own modules travel by value with the loader (:mod:`._travel`).
 
 from __future__ import annotations
 
+import atexit
 import collections
+import logging
 import os
 import queue
+import secrets
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
-from . import _travel
+from . import _travel, _worker
 from ._identity import IDENTITY, Identity, mismatch
+from ._wire import FAILED, IN_PLACE, IN_SLOT, ROUTES
 from .base import Outcome, Task, call_loader, loader_failure
 from .managed import ManagedExecutor
 
 __all__ = ["RayExecutor"]
+
+logger: logging.Logger = logging.getLogger("awkgen")
 
 _INSTALL_HINT = 'the "ray" backend needs Ray: pip install "awkgen[ray]"'
 _IDLE_TICK_S = 0.5  # longest the manager sleeps with nothing in flight
@@ -130,6 +166,28 @@ _LOAD_S_WEIGHT = 0.2
 _DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}
 
 
+#: The slot rings of open Ray executors: closed at interpreter exit (a driver that exits without
+#: stopping its generator leaves nothing in /dev/shm), forgotten in a forked child.
+_live_rings: weakref.WeakSet[transport.SlotRing] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_rings() -> None:
+    for ring in list(_live_rings):
+        ring.close()
+
+
+def _forget_rings_in_child() -> None:
+    """After ``os.fork()``, in the child: drop the copies of the rings' lock descriptors (the
+    parent's pools must look dead once the parent is, whatever its children do)."""
+    for ring in list(_live_rings):
+        ring.forget_in_child()
+    _live_rings.clear()
+
+
+os.register_at_fork(after_in_child=_forget_rings_in_child)
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -147,12 +205,25 @@ class Loaded:
     The result travels as :func:`awkgen.transport.encode_result` pickled it (``data``), its
     arrays as flat byte buffers (``buffers``) that Ray moves through the object store
     without pickling: the driver gets the loader's result with every type, layout, write
-    flag and shared reference it had, as on the process backend.
+    flag and shared reference it had, as on the process backend. ``nbytes``: what a slot
+    would need for those arrays (the driver sizes its slots from it).
     """
 
     data: bytes
     buffers: list[Any]
     load_s: float
+    pid: int
+    nbytes: int = 0
+
+
+@dataclass(frozen=True)
+class Replied:
+    """Actor to driver, for a task that came with a slot: the reply a process backend's worker
+    makes (:func:`._worker.load_in_slot`: ``_wire``'s ``VALUE`` or ``FAILED`` fields), its
+    arrays in the slot, or in ``blob`` (those that did not go there), through the object store."""
+
+    fields: tuple[Any, ...]
+    blob: Any  # a flat uint8 array, or None
     pid: int
 
 
@@ -208,8 +279,10 @@ class _LoaderActor:
     """
 
     def __init__(self, payload: tuple[bytes, list[str]]) -> None:
+        _worker._keep_freed_memory()  # as a worker process: the loader's next batch reuses the last one's pages
         self._loader: Callable[..., Any] | None = None
         self._broken = ""
+        self._attached: collections.OrderedDict[str, Any] = collections.OrderedDict()  # slots mapped
         try:
             from ray import cloudpickle
 
@@ -228,9 +301,16 @@ class _LoaderActor:
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         return os.getpid(), tuple(IDENTITY), ray.get_runtime_context().get_node_id(), ip
 
-    def load(self, task: Task) -> Loaded | Interrupted | Broken:
+    def load(self, task: Task, slot: transport.SlotRef | None = None) -> Loaded | Replied | Interrupted | Broken:
+        """*task*'s result. With a *slot* of the driver's (this actor runs on its node), the
+        result's arrays go there, as a worker process's do, and only the reply's head travels
+        through Ray; a slot this process cannot map (another machine's ``/dev/shm`` after all)
+        is ignored: the result goes through the object store, and the driver sends no more."""
         if self._loader is None:
             return Broken(self._broken)
+        if slot is not None and self._maps(slot):
+            fields, blob = _worker.load_in_slot(self._loader, task, slot, self._attach)
+            return Replied(fields, np.frombuffer(blob, np.uint8) if len(blob) else None, os.getpid())
         start = time.perf_counter()
         try:
             value, load_s = call_loader(self._loader, task)
@@ -245,21 +325,33 @@ class _LoaderActor:
                 pass
             raise
         data, layout = transport.encode_result(value, separate=True)
-        return Loaded(data, transport.separate_buffers(layout), load_s, os.getpid())
+        return Loaded(data, transport.separate_buffers(layout), load_s, os.getpid(), layout.nbytes)
 
-    def load_many(self, tasks: list[Task]) -> list[Loaded | Interrupted | Failed] | Broken:
+    def load_many(self, tasks: list[Task], slots: list[transport.SlotRef | None] | None = None
+                  ) -> list[Loaded | Replied | Interrupted | Failed] | Broken:
         """Several tasks in one call (coalesced for quick loaders): each one's result, in order.
         A loader exception is that task's :class:`Failed`; the next tasks still run."""
         if self._loader is None:
             return Broken(self._broken)
-        out: list[Loaded | Interrupted | Failed] = []
-        for task in tasks:
+        out: list[Loaded | Replied | Interrupted | Failed] = []
+        for task, slot in zip(tasks, slots or [None] * len(tasks)):
             start = time.perf_counter()
             try:
-                out.append(self.load(task))  # type: ignore[arg-type]  # not Broken: the loader is here
+                out.append(self.load(task, slot))  # type: ignore[arg-type]  # not Broken: the loader is here
             except BaseException as exc:
                 out.append(Failed.of(exc, time.perf_counter() - start))
         return out
+
+    def _attach(self, path: str) -> Any:
+        return _worker._attach(path, self._attached)
+
+    def _maps(self, slot: transport.SlotRef) -> bool:
+        """Whether this process can map *slot* (it shares the driver's ``/dev/shm``)."""
+        try:
+            self._attach(slot.path)
+        except (OSError, ValueError):
+            return False
+        return True
 
 
 # -- the driver's side -------------------------------------------------------------------------
@@ -268,6 +360,7 @@ class _LoaderActor:
 class _Call:
     tasks: tuple[Task, ...]  # one (``load``) or several, coalesced into one call (``load_many``)
     ref: Any  # ObjectRef of the actor call's result
+    slots: tuple[transport.SlotRef | None, ...] = ()  # each task's slot (actors on this node), else None
 
     @property
     def task(self) -> Task:
@@ -289,6 +382,7 @@ class _Worker:
     node_id: str | None = None  # where it was placed (before it is up), then where it runs
     up: bool = False  # the actor answered (or failed) its info call: it was scheduled and started
     checked: bool = False  # its answer was read: its pid is known and its awkgen was compared with ours
+    shm: bool = False  # it runs on this process's node (its answer says) and maps our slots: its tasks get one
     pid: int | None = None
     node_ip: str | None = None
     calls: collections.deque[_Call] = field(default_factory=collections.deque)
@@ -358,6 +452,12 @@ class RayExecutor(ManagedExecutor):
         self._broken_as: type[AwkgenError] = LoaderError  # what tasks fail with once _broken is set
         self._suspects: set[int] = set()  # tasks whose actor died, maybe by them: each runs alone
         self._lost_nodes: set[str] = set()  # nodes our actors died with: never placed on again
+        #: This process's node: its actors write results into ``_ring``'s slots, not the object store.
+        self._node_id: str = ray.get_runtime_context().get_node_id()
+        #: Made (under ``_lock``) once a result of an actor on this node needs a slot; closed by close().
+        self._ring: transport.SlotRing | None = None
+        self._routes: collections.Counter[str] = collections.Counter()  # how results travelled (tests read it)
+        self._warned_kept = False  # warned once that the loader keeps arrays from awkgen.empty
         self._nodes: list[dict[str, Any]] | None = ray.nodes()  # read once for all the first actors
         self._start()
         self._nodes = None
@@ -415,6 +515,10 @@ class RayExecutor(ManagedExecutor):
         with self._lock:
             self._todo.clear()
 
+    def workers_up(self) -> int:
+        """How many actors are up (answered their info call): Ray starts them a few at a time."""
+        return sum(w.up for w in self._workers)
+
     def _notify(self) -> None:
         self._wake.set()
 
@@ -431,6 +535,11 @@ class RayExecutor(ManagedExecutor):
         self._join_manager(_JOIN_S)
         with self._spawn_lock:
             workers, self._workers = self._workers, []
+        with self._lock:  # no result is collected into the ring from here on
+            ring, self._ring = self._ring, None
+        if ring is not None:  # names first; a killed actor still writing keeps only its own mapping
+            ring.close()
+            _live_rings.discard(ring)
         self._todo.clear()
         self._drop_outcomes()
         self._collected.clear()
@@ -504,6 +613,8 @@ class RayExecutor(ManagedExecutor):
         calls = list(worker.calls)
         worker.calls.clear()
         self._graveyard.extend(call.ref for call in calls)
+        for call in calls:  # never started, unless the actor lingers after ray.kill: never reused
+            self._retire_slots(call.slots)
         for task in [*suspects, *(task for call in calls for task in call.tasks)][::-1]:
             self._todo.appendleft(task)
         if replace:
@@ -614,12 +725,57 @@ class RayExecutor(ManagedExecutor):
                     tasks.append(self._todo.popleft())
                 if not worker.calls:
                     worker.started = time.monotonic()
-                if len(tasks) == 1:
-                    ref = worker.actor.load.remote(tasks[0])
-                else:
-                    ref = worker.actor.load_many.remote(tasks)
-                    self.coalesced_calls += 1
-                worker.calls.append(_Call(tuple(tasks), ref))
+                slots = tuple(self._slot_for(worker) for _ in tasks)
+                # No slot, no argument for it: each argument costs Ray tens of microseconds a call.
+                extra = () if not any(slots) else (slots[0],) if len(tasks) == 1 else (list(slots),)
+                try:
+                    if len(tasks) == 1:
+                        ref = worker.actor.load.remote(tasks[0], *extra)
+                    else:
+                        ref = worker.actor.load_many.remote(tasks, *extra)
+                        self.coalesced_calls += 1
+                except BaseException:
+                    self._release_slots(slots)
+                    raise
+                worker.calls.append(_Call(tuple(tasks), ref, slots))
+
+    # -- slots: results of actors on this node, through shared memory ---------------------------
+    def _slot_for(self, worker: _Worker) -> transport.SlotRef | None:
+        """A slot for a task bound for *worker* (under ``_lock``): one of the ring's if the actor
+        runs on this node and a result has sized the slots, else ``None`` (the object store)."""
+        if not worker.shm or self._ring is None:
+            return None
+        try:
+            return self._ring.acquire()
+        except Exception as exc:  # EMFILE, a planted name...: this batch goes through the object store
+            logger.warning("awkgen: could not make a shared-memory slot (%s: %s); this batch goes through "
+                           "Ray's object store", type(exc).__name__, exc)
+            return None
+
+    def _need(self, worker: _Worker, nbytes: int) -> None:
+        """A result of *worker* needed *nbytes* of arrays: size the slots for it (making the ring
+        at the first such result of an actor on this node). Under ``_lock``."""
+        if nbytes < transport.MIN_SHM_BYTES or not worker.shm or self._stopping:
+            return
+        if self._ring is None:
+            directory = transport.shm_dir()
+            transport.reclaim_orphans(directory)
+            self._ring = transport.SlotRing(secrets.token_hex(4), directory)
+            _live_rings.add(self._ring)
+        self._ring.need(nbytes)
+
+    def _release_slots(self, slots: tuple[transport.SlotRef | None, ...]) -> None:
+        """Give back slots no actor wrote (or whose writer is done and left nothing in them)."""
+        for slot in slots:
+            if slot is not None and self._ring is not None:
+                self._ring.release(slot)
+
+    def _retire_slots(self, slots: tuple[transport.SlotRef | None, ...]) -> None:
+        """Never reuse *slots*: their call ended without a reply that says the actor is done with
+        them (it died, was killed and may linger, or its reply was lost). Under ``_lock``."""
+        for slot in slots:
+            if slot is not None and self._ring is not None:
+                self._ring.retire(slot)
 
     def _mark_up(self, worker: _Worker, now: float) -> None:
         """*worker*'s actor answered (or failed) its info call: it was scheduled and started."""
@@ -653,7 +809,11 @@ class RayExecutor(ManagedExecutor):
         return max(0.001, min([_BUSY_TICK_S, *deadlines]))
 
     def _collect(self, worker: _Worker) -> None:
-        """*worker*'s oldest call finished: turn its result or error into its tasks' outcomes."""
+        """*worker*'s oldest call finished: turn its result or error into its tasks' outcomes.
+
+        Slots: a call that ended in an error (the actor died, was killed, Ray lost its reply)
+        gives no word that its actor is done with them, and they are retired, never reused.
+        """
         ray = self._ray
         call = worker.calls.popleft()
         tasks, ref = call.tasks, call.ref
@@ -662,19 +822,35 @@ class RayExecutor(ManagedExecutor):
         self._resolve_info(worker, wait_s=_PID_WAIT_S)  # answered before this call: its awkgen is known
         if self._broken_as is WorkerStartError:  # it runs another awkgen: what it sent cannot be read
             _swallow(ray, ref)
+            self._retire_slots(call.slots)
             self._fail_all(tasks, Outcome(0, error_type=WorkerStartError, detail=self._broken or ""))
             return
         try:
             result = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:  # the loader raised (or a result would not pickle)
+        except Exception as exc:
+            self._retire_slots(call.slots)
+            self._failed(worker, call.tasks, exc)
+            return
+        if isinstance(result, Broken):
+            self._release_slots(call.slots)
+            self._broken = f"Ray actors could not load the loader:\n{result.error_text}"
+            self._fail_all(tasks, Outcome(0, error_type=LoaderError, detail=self._broken))
+            return
+        for task, slot, item in zip(tasks, call.slots or [None] * len(tasks),
+                                    result if isinstance(result, list) else [result]):
+            self._put_result(worker, task, slot, item)
+
+    def _failed(self, worker: _Worker, tasks: tuple[Task, ...], exc: Exception) -> None:
+        """*worker*'s oldest call, of *tasks*, raised *exc* in ``ray.get``: its tasks' outcomes."""
+        errors = self._ray.exceptions
+        if isinstance(exc, errors.RayTaskError):  # the loader raised (or a result would not pickle)
             if len(tasks) > 1:  # which task's result would not pickle? each runs again alone
                 self._suspects.update(t.seq for t in tasks)
                 self._give_back(tasks)
                 return
             self._outcomes.put(_loader_failure(tasks[0].seq, exc, worker))
-            return
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError) as exc:
+        elif isinstance(exc, (errors.RayActorError, errors.WorkerCrashedError, errors.OutOfMemoryError,
+                              errors.NodeDiedError)):
             self._resolve_info(worker, wait_s=_PID_WAIT_S)
             if getattr(exc, "actor_init_failed", False):  # a replacement would fail the same way
                 self._broken = (f"Ray actors could not start ({worker.describe()}): is awkgen installed on "
@@ -683,31 +859,30 @@ class RayExecutor(ManagedExecutor):
                 self._retire(worker, replace=False)  # its queued tasks fail as broken, in _dispatch
                 return
             self._died(worker, tasks, exc)
-            return
-        except ray.exceptions.ObjectLostError as exc:  # evicted, or on a node that is gone
+        elif isinstance(exc, errors.ObjectLostError):  # evicted, or on a node that is gone
             where = worker.where() or "its node"
             self._fail_all(tasks, Outcome(0, error_type=WorkerDiedError, cause=exc, pid=worker.pid,
                                           detail=f"the result from {worker.describe()} on {where}"
                                                  f" was lost before it reached this process: {type(exc).__name__}: "
                                                  f"{_first_line(exc)}"))
-            return
-        except Exception as exc:  # Ray could not deliver the result (store full, ...)
+        else:  # Ray could not deliver the result (store full, ...)
             self._fail_all(tasks, Outcome(0, error_type=LoaderError, cause=exc,
                                           detail=f"Ray could not deliver the result from {worker.describe()}: "
                                                  f"{type(exc).__name__}: {_first_line(exc)}"))
-            return
-        if isinstance(result, Broken):
-            self._broken = f"Ray actors could not load the loader:\n{result.error_text}"
-            self._fail_all(tasks, Outcome(0, error_type=LoaderError, detail=self._broken))
-            return
-        for task, item in zip(tasks, result if isinstance(result, list) else [result]):
-            self._put_result(worker, task, item)
 
-    def _put_result(self, worker: _Worker, task: Task, item: Loaded | Interrupted | Failed) -> None:
-        """The outcome of *task* from what its actor sent back."""
+    def _put_result(self, worker: _Worker, task: Task, slot: transport.SlotRef | None,
+                    item: Loaded | Replied | Interrupted | Failed) -> None:
+        """The outcome of *task* (sent with *slot*) from what its actor sent back."""
         worker.pid = item.pid
-        self._load_s = item.load_s if self._load_s == float("inf") else (
-            (1 - _LOAD_S_WEIGHT) * self._load_s + _LOAD_S_WEIGHT * item.load_s)
+        if isinstance(item, Replied):
+            self._replied(worker, task, slot, item)
+            return
+        if slot is not None:  # the actor could not map it: this node's /dev/shm is not its own
+            self._release_slots((slot,))
+            worker.shm = False
+            logger.debug("awkgen: %s cannot map this process's shared memory; its results go through "
+                         "Ray's object store", worker.describe())
+        self._note_load_s(item.load_s)
         if isinstance(item, Interrupted):
             self._outcomes.put(loader_failure(task.seq, item.exc, item.load_s, item.pid))
         elif isinstance(item, Failed):
@@ -717,8 +892,49 @@ class RayExecutor(ManagedExecutor):
                                        cause_pickle=item.pickled,
                                        detail=f"loader raised {item.name}: {item.message} ({where})"))
         else:  # rebuilt (_loaded) by the thread that collected it, once it let go of _lock
-            self._collected.append(Outcome(task.seq, value=_Unloaded(item, worker.describe()), load_s=item.load_s,
-                                           pid=item.pid))
+            self._routes["store"] += 1
+            self._need(worker, item.nbytes)
+            self._collected.append(Outcome(task.seq, value=_Unloaded(item.data, item.buffers, worker.describe()),
+                                           load_s=item.load_s, pid=item.pid))
+
+    def _replied(self, worker: _Worker, task: Task, slot: transport.SlotRef | None, item: Replied) -> None:
+        """The outcome of *task* from a worker process's reply (:func:`._worker.load_in_slot`):
+        its arrays in *slot* (leased to the batch: the slot comes back when its arrays are
+        gone), in the blob, or a failure; the slot retired if an array of the loader's
+        from ``awkgen.empty`` outlived the call."""
+        kind, seq, load_s, *rest = item.fields
+        self._note_load_s(load_s)
+        if item.fields[-1]:  # retire: the actor still holds an array that views the slot
+            self._routes["retired"] += 1
+            if not self._warned_kept:
+                self._warned_kept = True
+                logger.warning("awkgen: the loader kept an array it got from awkgen.empty after returning (in "
+                               "%s): the batch was copied out of shared memory and its slot retired; keep a "
+                               "copy (np.array(a)) instead of the array itself", worker.describe())
+            self._retire_slots((slot,))
+            slot = None
+        if kind == FAILED:
+            from .process import _failure  # the process backend's reading of a worker's failure
+
+            self._release_slots((slot,))
+            outcome = _failure(seq, rest[0], rest[1], rest[2], load_s, item.pid)
+            where = f"in Ray actor {_actor_id(worker.actor)}, pid {item.pid}"
+            self._outcomes.put(replace(outcome, detail=f"{outcome.detail} ({where})"))
+            return
+        nbytes, data, route, wanted = rest[:4]
+        self._routes[ROUTES[route] if nbytes else "pickled"] += 1
+        self._need(worker, wanted)
+        base: Any = item.blob
+        if route in (IN_SLOT, IN_PLACE) and slot is not None and self._ring is not None:
+            base = self._ring.lease(slot)
+        else:
+            self._release_slots((slot,))
+        self._collected.append(Outcome(seq, value=_Unloaded(data, base, worker.describe()), load_s=load_s,
+                                       pid=item.pid))
+
+    def _note_load_s(self, load_s: float) -> None:
+        self._load_s = load_s if self._load_s == float("inf") else (
+            (1 - _LOAD_S_WEIGHT) * self._load_s + _LOAD_S_WEIGHT * load_s)
 
     def _fail_all(self, tasks: tuple[Task, ...], failure: Outcome) -> None:
         for task in tasks:
@@ -769,6 +985,7 @@ class RayExecutor(ManagedExecutor):
         if isinstance(said, tuple) and len(said) == 4:
             pid, identity, worker.node_id, worker.node_ip = said
             theirs = Identity.of(identity)
+            worker.shm = worker.node_id == self._node_id  # this node: results through our slots
         else:  # an actor of other code: its answer has another shape
             pid = said[0] if isinstance(said, tuple) and said else said
         worker.pid = pid if isinstance(pid, int) else -1
@@ -812,6 +1029,7 @@ class RayExecutor(ManagedExecutor):
         are given back instead, each to run again alone (which one took too long?)."""
         call = worker.calls.popleft()
         self._graveyard.append(call.ref)
+        self._retire_slots(call.slots)  # a killed actor's process may linger, still writing them
         if len(call.tasks) > 1:
             self._suspects.update(t.seq for t in call.tasks)
             self._retire(worker, suspects=call.tasks)
@@ -824,20 +1042,25 @@ class RayExecutor(ManagedExecutor):
 
 @dataclass(frozen=True)
 class _Unloaded:
-    """An outcome's value as collected: the actor's :class:`Loaded`, not yet rebuilt."""
+    """An outcome's value as collected, not yet rebuilt: the pickled result and what its arrays
+    view (:func:`awkgen.transport.load_result`'s *base*): the object store's buffers, a leased
+    slot, or a blob from the object store."""
 
-    loaded: Loaded
+    data: bytes
+    base: Any
     source: str  # which actor sent it, for messages
 
 
 def _loaded(outcome: Outcome | None) -> Outcome | None:
-    """*outcome* with its value rebuilt from the object store (:func:`awkgen.transport.load_result`),
-    or a ``LoaderError`` outcome when that fails (a class this process cannot import, ...)."""
+    """*outcome* with its value rebuilt (:func:`awkgen.transport.load_result`), or a ``LoaderError``
+    outcome when that fails (a class this process cannot import, ...)."""
     if outcome is None or not isinstance(outcome.value, _Unloaded):
         return outcome
-    result = outcome.value.loaded
+    base = outcome.value.base
+    if isinstance(base, np.ndarray) and not base.flags.writeable:  # a blob, read-only in the store
+        base = base.copy()  # its arrays arrive writable or not as the loader made them
     try:
-        value = transport.load_result(result.data, result.buffers)
+        value = transport.load_result(outcome.value.data, base)
     except Exception as exc:
         return Outcome(outcome.seq, error_type=LoaderError, cause=exc, pid=outcome.pid,
                        detail=f"the result from {outcome.value.source} cannot be rebuilt in this "
