@@ -107,7 +107,8 @@ OVERLAP_SLACK = 1.05
 BANDWIDTH_WORKERS = 2
 #: The bandwidth scenario's extra awkgen row: the loader builds its batch with awkgen.empty.
 EMPTY_ROW = "awkgen-process, loader using awkgen.empty"
-#: The bandwidth scenario's extra Ray row: the loader marks its batch read-only (no copy out of the store).
+#: The bandwidth scenario's extra Ray row: the loader marks its batch read-only (an actor on another node than the
+#: driver's: no copy out of the store; on the driver's node it goes through a shared-memory slot like any batch).
 READ_ONLY_ROW = "awkgen-ray, loader returning read-only arrays"
 _WARM_BATCHES_PER_WORKER = 4
 #: Warm-up windows (at least this long, and two batches a worker) go on until the rate has not
@@ -291,7 +292,8 @@ def plan_bandwidth(settings: Settings, contenders: list[Contender], shared: dict
             def read_only(c: Contender = c) -> dict[str, Any]:
                 record = measure_throughput(c, FullLoaderReadOnly(BIG_BYTES), _ids(64, 1), BANDWIDTH_WORKERS, 1,
                                             settings)
-                record["note"] = "FullLoader's batch marked read-only: a view of Ray's object store, not copied"
+                record["note"] = ("FullLoader's batch marked read-only: through a shared-memory slot on the driver's "
+                                  "node, elsewhere a view of Ray's object store, not copied")
                 return add_limits(record)
             refs.append(Job("bandwidth", READ_ONLY_ROW, read_only, BANDWIDTH_WORKERS, reference=True))
     return refs + _throughput_jobs("bandwidth", contenders, loader, _ids(64, 1), 1, BANDWIDTH_WORKERS, settings,
@@ -776,7 +778,8 @@ def _ray_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     read_only, proc = _find(records, "bandwidth", READ_ONLY_ROW), _find(records, "bandwidth", AWKGEN_PROCESS)
     if read_only and proc:
         add("bandwidth, read-only arrays, vs awkgen-process (reported)", read_only["value"] / proc["value"], 0.0,
-            "times awkgen-process's batches/s; the batch stays in Ray's object store; no target")
+            "times awkgen-process's batches/s; on one node the batch goes through a shared-memory slot, as "
+            "writable ones do (on other nodes it would stay in Ray's object store); no target")
     for scenario, label in (("bandwidth", "bandwidth"), ("tiny", "tiny batches")):
         ray, proc = _find(records, scenario, AWKGEN_RAY), _find(records, scenario, AWKGEN_PROCESS)
         if ray and proc:
