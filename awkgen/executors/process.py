@@ -11,8 +11,9 @@ Actors and what each does:
 
 - **caller** (the generator): ``submit`` queues a task and sends it at once to a
   worker with room (quick loaders: a few at a time, see ``submit``); ``get`` reads the
-  busy workers' pipes itself (first without a ``poll``: when workers keep ahead, replies
-  are already there), turning replies into outcomes, and waits at most the
+  busy workers' pipes itself (for quick loaders first without a ``poll``: replies are then
+  usually there already, and their tasks go to few workers), turning replies into outcomes,
+  and waits at most the
   time it was given (no thread hop per batch). Messages are the framed tuples of
   :mod:`._wire`.
 - **manager thread** (``_manage``): starts the workers (one per turn, so early ones
@@ -383,12 +384,13 @@ class ProcessExecutor(ManagedExecutor):
         outcomes = self._outcomes
         if not outcomes.empty():  # the common case when workers keep ahead
             return outcomes.get_nowait()
-        with self._state_lock:  # replies already in a busy worker's socket: one read, no poll
-            if not self._stopping:
-                for busy in [w for w in self._workers if w.tasks and not w.conn.closed]:
-                    self._receive(busy, readable=True)
-        if not outcomes.empty():
-            return outcomes.get_nowait()
+        if self._load_s < COALESCE_BELOW_S:  # quick loaders: replies are likely already there
+            with self._state_lock:  # one read of each busy worker (quick loaders' tasks go to few), no poll
+                if not self._stopping:
+                    for busy in [w for w in self._workers if w.tasks and not w.conn.closed]:
+                        self._receive(busy, readable=True)
+            if not outcomes.empty():
+                return outcomes.get_nowait()
         deadline = time.monotonic() + timeout
         while True:
             self._check_manager()
