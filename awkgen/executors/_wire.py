@@ -31,6 +31,9 @@ Messages (``kind`` is the head's first item)::
 ``retire`` (the last field of both replies): an array the loader got from ``awkgen.empty``
 outlived its call, so the parent must never reuse the task's slot.
 
+A FAILED reply becomes its batch's outcome through :func:`failed_reply` (both backends that
+run a worker's code: the process backend, and Ray actors on the driver's node).
+
 ``identity`` is the awkgen the worker runs, a plain tuple (see :mod:`._identity`).
 ``ids_dtype`` is ``None`` when the ids are not a plain numpy array; ``ids`` is then
 the ids pickled on their own (dill when pickle refuses), so a worker that cannot
@@ -51,16 +54,19 @@ import os
 import pickle
 import socket
 import struct
+from dataclasses import replace
 from typing import Any
 
 import dill
 import numpy as np
 
 from .. import transport
-from .base import Task
+from ..errors import LoaderError
+from .base import Outcome, Task, loader_failure
 
 __all__ = ["Channel", "READY", "INIT_FAILED", "VALUE", "FAILED", "TASK", "dumps", "encode_task",
-           "decode_task", "encode_value", "ROUTES", "UnreadableIds", "MalformedFrame"]
+           "decode_task", "encode_value", "ROUTES", "UnreadableIds", "MalformedFrame", "RemoteLoaderError",
+           "failed_reply", "last_line"]
 
 TASK, READY, INIT_FAILED, VALUE, FAILED = range(5)
 #: Where a VALUE's arrays lie (its ``in_slot`` field; true means the slot): in the blob; in the
@@ -313,3 +319,36 @@ def encode_value(seq: int, value: Any, load_s: float, slot: transport.SlotRef | 
     return (VALUE, seq, load_s, layout.nbytes, data, OVERFLOW if placed else IN_BLOB, max(wanted, layout.nbytes),
             False), blob
 
+
+class RemoteLoaderError(Exception):
+    """Stands for a loader exception that could not be pickled back; holds its traceback text."""
+
+
+def failed_reply(seq: int, error: bytes | None, error_text: str, by_loader: bool, load_s: float,
+             pid: int | None = None) -> Outcome:
+    """The outcome for a batch a worker failed: the loader's own exception when it pickles
+    both ways (tblib carries its traceback), else its traceback as text. When the worker
+    failed it (*by_loader* false: a result it cannot send, ids it cannot rebuild), the
+    message is the worker's, not "loader raised ..."."""
+    exc: BaseException | None = None
+    if error is not None:
+        try:
+            loaded = pickle.loads(error)
+        except Exception:
+            loaded = None
+        exc = loaded if isinstance(loaded, BaseException) else None
+    if exc is not None:
+        # Keep the cause pickled: the generator unpickles it again where it raises it (see
+        # Outcome.cause_pickle); this copy, rebuilt here, only tells what kind of failure it is.
+        outcome = (loader_failure(seq, exc, load_s, pid) if by_loader else
+                   Outcome(seq, error_type=LoaderError, detail=str(exc), load_s=load_s, pid=pid))
+        return replace(outcome, cause=RemoteLoaderError(error_text), cause_pickle=error)
+    detail = f"loader raised {last_line(error_text)}" if by_loader else last_line(error_text)
+    return Outcome(seq, error_type=LoaderError, detail=detail, cause=RemoteLoaderError(error_text), load_s=load_s,
+                   pid=pid)
+
+
+def last_line(traceback_text: str) -> str:
+    """The ``Type: message`` line that ends a formatted traceback."""
+    lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "an exception"

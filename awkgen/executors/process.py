@@ -96,7 +96,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import dataclasses
 import errno
 import io
 import logging
@@ -122,9 +121,23 @@ from .. import procfs, transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
 from . import _travel
 from ._identity import IDENTITY, Identity, mismatch
-from ._wire import FAILED, IN_PLACE, IN_SLOT, INIT_FAILED, READY, ROUTES, VALUE, Channel, MalformedFrame, encode_task
+from ._wire import (
+    FAILED,
+    IN_PLACE,
+    IN_SLOT,
+    INIT_FAILED,
+    READY,
+    ROUTES,
+    VALUE,
+    Channel,
+    MalformedFrame,
+    RemoteLoaderError,
+    encode_task,
+    failed_reply,
+    last_line,
+)
 from ._worker import _hold_no_servers, worker_main
-from .base import Outcome, Task, held_here, loader_failure, usable_cpus
+from .base import Outcome, Task, held_here, usable_cpus
 from .managed import ManagedExecutor
 
 __all__ = ["ProcessExecutor", "describe_exit"]
@@ -153,10 +166,6 @@ _SIGNAL_HINTS = {
     signal.SIGABRT: "aborted",
     signal.SIGTERM: "terminated",
 }
-
-
-class RemoteLoaderError(Exception):
-    """Stands for a loader exception that could not be pickled back; holds its traceback text."""
 
 
 def describe_exit(pid: int, exitcode: int | None) -> str:
@@ -814,7 +823,7 @@ class ProcessExecutor(ManagedExecutor):
             logger.debug("awkgen: worker process %d is ready", worker.proc.pid)
             return
         if kind == INIT_FAILED:
-            self._break(LoaderError, f"worker processes could not load the loader: {_last_line(message[1])}",
+            self._break(LoaderError, f"worker processes could not load the loader: {last_line(message[1])}",
                         RemoteLoaderError(message[1]))
             return
         if kind not in (VALUE, FAILED):
@@ -832,7 +841,7 @@ class ProcessExecutor(ManagedExecutor):
             slot = None  # gone from the ring: nothing to release
         if kind == FAILED:
             self._ring.release(slot)
-            self._put(_failure(seq, message[3], message[4], message[5], load_s, worker.proc.pid))
+            self._put(failed_reply(seq, message[3], message[4], message[5], load_s, worker.proc.pid))
             return
         _, seq, load_s, nbytes, data, in_slot, wanted, _ = message
         self._routes[ROUTES[in_slot] if nbytes else "pickled"] += 1
@@ -975,36 +984,6 @@ def _forget_forkserver() -> None:
         if server._forkserver_alive_fd is not None:
             os.close(server._forkserver_alive_fd)
         server._forkserver_address = server._forkserver_alive_fd = server._forkserver_pid = None
-
-
-def _failure(seq: int, error: bytes | None, error_text: str, by_loader: bool, load_s: float,
-             pid: int | None = None) -> Outcome:
-    """The outcome for a batch a worker failed: the loader's own exception when it pickles
-    both ways (tblib carries its traceback), else its traceback as text. When the worker
-    failed it (*by_loader* false: a result it cannot send, ids it cannot rebuild), the
-    message is the worker's, not "loader raised ..."."""
-    exc: BaseException | None = None
-    if error is not None:
-        try:
-            loaded = pickle.loads(error)
-        except Exception:
-            loaded = None
-        exc = loaded if isinstance(loaded, BaseException) else None
-    if exc is not None:
-        # Keep the cause pickled: the generator unpickles it again where it raises it (see
-        # Outcome.cause_pickle); this copy, rebuilt here, only tells what kind of failure it is.
-        outcome = (loader_failure(seq, exc, load_s, pid) if by_loader else
-                   Outcome(seq, error_type=LoaderError, detail=str(exc), load_s=load_s, pid=pid))
-        return dataclasses.replace(outcome, cause=RemoteLoaderError(error_text), cause_pickle=error)
-    detail = f"loader raised {_last_line(error_text)}" if by_loader else _last_line(error_text)
-    return Outcome(seq, error_type=LoaderError, detail=detail, cause=RemoteLoaderError(error_text), load_s=load_s,
-                   pid=pid)
-
-
-def _last_line(traceback_text: str) -> str:
-    """The ``Type: message`` line that ends a formatted traceback."""
-    lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "an exception"
 
 
 def _outstanding(worker: _Worker) -> int:

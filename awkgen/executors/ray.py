@@ -129,7 +129,7 @@ from .. import transport
 from ..errors import AwkgenError, LoaderError, LoaderTimeoutError, WorkerDiedError, WorkerStartError
 from . import _travel, _worker
 from ._identity import IDENTITY, Identity, mismatch
-from ._wire import FAILED, IN_PLACE, IN_SLOT, ROUTES
+from ._wire import FAILED, IN_PLACE, IN_SLOT, ROUTES, failed_reply
 from .base import Outcome, Task, call_loader, loader_failure
 from .managed import ManagedExecutor
 
@@ -914,10 +914,8 @@ class RayExecutor(ManagedExecutor):
             self._retire_slots((slot,))
             slot = None
         if kind == FAILED:
-            from .process import _failure  # the process backend's reading of a worker's failure
-
             self._release_slots((slot,))
-            outcome = _failure(seq, rest[0], rest[1], rest[2], load_s, item.pid)
+            outcome = failed_reply(seq, rest[0], rest[1], rest[2], load_s, item.pid)
             where = f"in Ray actor {_actor_id(worker.actor)}, pid {item.pid}"
             self._outcomes.put(replace(outcome, detail=f"{outcome.detail} ({where})"))
             return

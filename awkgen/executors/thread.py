@@ -50,43 +50,32 @@ class ThreadExecutor(Executor):
         thread.start()
 
     def _work(self) -> None:
-        if self._timeout is None:
-            return self._work_untimed()
         me = threading.current_thread()
+        # Without a timeout no call is ever judged late, so none is registered: two lock hops
+        # and a clock read less per batch (what a tiny batch costs here).
+        timed = self._timeout is not None
+        tasks, outcomes, loader = self._tasks, self._outcomes, self._loader
         while True:
-            task = self._tasks.get()
+            task = tasks.get()
             if task is None or self._closed:
                 return
-            with self._lock:
-                self._running[me] = (task, time.monotonic())
+            if timed:
+                with self._lock:
+                    self._running[me] = (task, time.monotonic())
             try:
-                value, seconds = call_loader(self._loader, task)
+                value, seconds = call_loader(loader, task)
                 outcome = Outcome(task.seq, value=value, load_s=seconds)
                 if self._timeout is not None and seconds > self._timeout:
                     # Over time, though nobody was waiting to notice: the same failure as on processes.
                     outcome = self._late(task, me, seconds)
             except BaseException as exc:  # the loader's failure belongs to its batch
                 outcome = loader_failure(task.seq, exc)
-            with self._lock:
-                del self._running[me]
-                if me in self._abandoned:  # timed out: its batch has already failed
-                    self._abandoned.discard(me)
-                    return
-            self._outcomes.put(outcome)
-
-    def _work_untimed(self) -> None:
-        """The loop without a timeout: no call is ever judged late, so none is registered
-        (two lock hops and a clock read less per batch: what a tiny batch costs here)."""
-        tasks, outcomes, loader = self._tasks, self._outcomes, self._loader
-        while True:
-            task = tasks.get()
-            if task is None or self._closed:
-                return
-            try:
-                value, seconds = call_loader(loader, task)
-                outcome = Outcome(task.seq, value=value, load_s=seconds)
-            except BaseException as exc:  # the loader's failure belongs to its batch
-                outcome = loader_failure(task.seq, exc)
+            if timed:
+                with self._lock:
+                    del self._running[me]
+                    if me in self._abandoned:  # timed out: its batch has already failed
+                        self._abandoned.discard(me)
+                        return
             outcomes.put(outcome)
 
     def submit(self, task: Task) -> None:
