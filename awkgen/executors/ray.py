@@ -73,7 +73,11 @@ its node when the node died with it); the calls queued behind it never started a
 to other actors. Ray can lose a finished call's reply when the next call kills the
 process at once (a segfault), so when an actor dies with a call queued, for a reason
 other than its node's death, both calls run again, each alone on an idle actor, where
-a death is that batch's own. Nodes an actor died with are never used again. When no
+a death is that batch's own. Nodes an actor died with are never used again. A call
+that finished on a node lost before its result was fetched (the result's only copy went
+with the node) runs again first, on another actor, once (lost twice, it is a
+``WorkerDiedError``); its actor is replaced. An actor whose node died before it started
+(its info call failed so) is replaced before any call goes to it. When no
 alive node can host an actor, every task fails at once with ``WorkerStartError``, and
 the executor looks again every second: actors start as soon as a node can host one.
 
@@ -452,6 +456,7 @@ class RayExecutor(ManagedExecutor):
         self._broken_as: type[AwkgenError] = LoaderError  # what tasks fail with once _broken is set
         self._suspects: set[int] = set()  # tasks whose actor died, maybe by them: each runs alone
         self._lost_nodes: set[str] = set()  # nodes our actors died with: never placed on again
+        self._lost_once: set[int] = set()  # tasks whose finished result Ray lost once: run again, once
         #: This process's node: its actors write results into ``_ring``'s slots, not the object store.
         self._node_id: str = ray.get_runtime_context().get_node_id()
         #: Made (under ``_lock``) once a result of an actor on this node needs a slot; closed by close().
@@ -778,7 +783,20 @@ class RayExecutor(ManagedExecutor):
                 self._ring.retire(slot)
 
     def _mark_up(self, worker: _Worker, now: float) -> None:
-        """*worker*'s actor answered (or failed) its info call: it was scheduled and started."""
+        """*worker*'s actor answered (or failed) its info call: it was scheduled and started.
+
+        One whose info call failed because its node died never started and ran nothing: it is
+        replaced at once (elsewhere: the node is never used again), so no batch is sent to a
+        dead actor and fails for it. Any other failure marks it up: its first call reports it
+        (a ``WorkerDiedError``, or a broken pool when the actor cannot start anywhere), so an
+        actor that cannot start fails batches instead of being replaced forever.
+        """
+        failure = self._info_failure(worker)
+        if failure is not None and _node_died(failure):
+            if worker.node_id is not None:
+                self._lost_nodes.add(worker.node_id)
+            self._retire(worker)  # it has no calls: calls go only to actors that are up
+            return
         worker.up = True
         self._resolve_info(worker)
         worker.started = now  # the clock starts when the actor can run a call
@@ -859,12 +877,21 @@ class RayExecutor(ManagedExecutor):
                 self._retire(worker, replace=False)  # its queued tasks fail as broken, in _dispatch
                 return
             self._died(worker, tasks, exc)
-        elif isinstance(exc, errors.ObjectLostError):  # evicted, or on a node that is gone
+        elif isinstance(exc, errors.ObjectLostError):  # its only copy went with a node (or was evicted)
+            # The call finished, its result is gone: the actor's node is most likely gone too (its
+            # death may not be reported yet), so the actor is replaced and its calls given back;
+            # the lost batches run again first, once each (what Ray's lineage would do).
+            if any(t.seq not in self._lost_once for t in tasks):
+                self._lost_once.update(t.seq for t in tasks)
+                self._retire(worker, suspects=tasks)
+                return
             where = worker.where() or "its node"
             self._fail_all(tasks, Outcome(0, error_type=WorkerDiedError, cause=exc, pid=worker.pid,
                                           detail=f"the result from {worker.describe()} on {where}"
-                                                 f" was lost before it reached this process: {type(exc).__name__}: "
-                                                 f"{_first_line(exc)}"))
+                                                 f" was lost before it reached this process, twice: "
+                                                 f"{type(exc).__name__}: {_first_line(exc)}; the actor has "
+                                                 "been replaced"))
+            self._retire(worker)
         else:  # Ray could not deliver the result (store full, ...)
             self._fail_all(tasks, Outcome(0, error_type=LoaderError, cause=exc,
                                           detail=f"Ray could not deliver the result from {worker.describe()}: "
@@ -968,6 +995,14 @@ class RayExecutor(ManagedExecutor):
                                       detail=f"{worker.describe()} {how}: {_reason(exc)}; it has been "
                                              f"replaced{after}"))
         self._retire(worker)
+
+    def _info_failure(self, worker: _Worker) -> BaseException | None:
+        """The exception *worker*'s finished info call raised, or ``None`` (it answered)."""
+        try:
+            self._ray.get(worker.info_ref, timeout=0)
+        except Exception as exc:
+            return exc
+        return None
 
     def _resolve_info(self, worker: _Worker, wait_s: float = 0.0) -> None:
         """Learn *worker*'s pid and node, and check that it runs this process's awkgen (else break
