@@ -101,8 +101,22 @@ class MemorySampler:
     """Sweeps the process tree from a background thread until :meth:`stop`.
 
     ``peak_pss``/``peak_rss``: the largest tree total seen in one sweep. ``extra``: that
-    peak minus the sum of every process's own smallest PSS, i.e. the memory that came
-    and went with batches in flight (the workers' and parent's idle footprint excluded).
+    peak minus the smallest total of a sweep that saw every process of the peak's sweep,
+    i.e. the memory that came and went with batches in flight (the workers' and parent's
+    idle footprint excluded: a scenario holds every worker idle a while before its first
+    batch, see :class:`~benchmarks.loaders.FirstCallPause`).
+
+    Why one sweep's total, and not the sum of each process's own smallest PSS
+    (``extra_by_process``, the figure reported before 2026-12-02): minima taken at different
+    moments add up to less than the tree ever held at once. A process that grew before the
+    last one started (a fork server importing what it preloads, a resource tracker starting,
+    while the workers were not up yet) had its minimum before that growth, and the growth
+    was counted as memory in flight; and a page shared by processes whose number changes
+    (a fork server's pages and its children's) is split differently from sweep to sweep.
+    Measured on the memory scenario's workload with 1 KiB batches, where nothing large is
+    in flight (``awkgen-process``, 2 workers, its pool started in the window): 0.9 MiB one
+    sweep's way, 14.9 MiB the other, the fork server and the resource tracker making the
+    difference.
     """
 
     interval_s: float = 0.01
@@ -112,6 +126,10 @@ class MemorySampler:
     sweeps: int = 0
     retried: int = 0  # sweeps read again because a process's RSS moved during the reading
     _min_pss: dict[int, int] = field(default_factory=dict)
+    #: Each sweep's processes and total PSS: the baseline is the least total of a sweep that
+    #: saw every process of the peak's sweep.
+    _totals: list[tuple[frozenset[int], int]] = field(default_factory=list)
+    _peak_pids: frozenset[int] = frozenset()
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -144,7 +162,11 @@ class MemorySampler:
                 break
             self.retried += 1
         self.sweeps += 1
-        self.peak_pss = max(self.peak_pss, sum(p for p, _ in mem.values()))
+        total = sum(p for p, _ in mem.values())
+        self._totals.append((frozenset(mem), total))
+        if total > self.peak_pss:
+            self._peak_pids = frozenset(mem)
+        self.peak_pss = max(self.peak_pss, total)
         self.peak_rss = max(self.peak_rss, sum(r for _, r in mem.values()))
         for pid, (p, _) in mem.items():
             self._min_pss[pid] = min(p, self._min_pss.get(pid, p))
@@ -157,6 +179,12 @@ class MemorySampler:
 
     @property
     def extra(self) -> int:
+        baseline = min((total for pids, total in self._totals if pids >= self._peak_pids), default=self.peak_pss)
+        return self.peak_pss - baseline
+
+    @property
+    def extra_by_process(self) -> int:
+        """The peak minus the sum of each process's own smallest PSS (see the class docstring)."""
         return self.peak_pss - sum(self._min_pss.values())
 
 

@@ -554,6 +554,7 @@ def plan_memory(settings: Settings, contenders: list[Contender], shared: dict[st
                 c.close()
             extra_batches = sampler.extra / BIG_BYTES
             return {"value": sampler.extra / MIB, "extra_mib": sampler.extra / MIB, "extra_batches": extra_batches,
+                    "extra_by_process_mib": sampler.extra_by_process / MIB,
                     "peak_pss_mib": sampler.peak_pss / MIB, "peak_rss_mib": sampler.peak_rss / MIB,
                     "sweeps": sampler.sweeps, "sweeps_retried": sampler.retried,
                     "allowed_batches": 3 * BANDWIDTH_WORKERS + 1 if c.name == AWKGEN_PROCESS else None}

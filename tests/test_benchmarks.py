@@ -339,3 +339,30 @@ def test_bigids_targets_and_report():
     assert "| awkgen-process, range 10^9 | 0.05 | 0.5 | 10,000 (6,000) | 78 | |" in lines
     assert any(line.startswith("| torch, range 10^9 | - |") and "not run" in line for line in lines)
     assert "| awkgen before (numpy permutation), order 10^6 x256 | 5 |" in lines
+
+
+def test_memory_in_flight_is_what_came_and_went_once_every_process_was_up():
+    """A process that grew before the last one started holds its footprint, not memory in flight:
+    the sampler's baseline is a sweep that saw every process (the sum of each one's own minimum,
+    ``extra_by_process``, counts that growth too)."""
+    import time
+
+    from benchmarks.proctree import MemorySampler
+
+    mib = 2**20
+    grown = "import time; footprint = b'x' * (40 << 20); time.sleep(4)"
+    in_flight = ("import time; time.sleep(0.6); batch = b'x' * (24 << 20); time.sleep(0.6); del batch; "
+                 "time.sleep(2)")
+    sampler = MemorySampler(interval_s=0.02).start()
+    children = [subprocess.Popen([sys.executable, "-c", grown])]
+    try:
+        time.sleep(1.0)  # the first child has grown its 40 MiB footprint
+        children.append(subprocess.Popen([sys.executable, "-c", in_flight]))
+        time.sleep(2.0)  # the second started, held its 24 MiB "batch" and let it go
+        sampler.stop()
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    assert 22 * mib <= sampler.extra <= 32 * mib, sampler.extra / mib
+    assert sampler.extra_by_process >= sampler.extra + 30 * mib, sampler.extra_by_process / mib
