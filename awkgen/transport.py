@@ -393,6 +393,18 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+class _Reduced:
+    """Pickles as the reduce tuple it holds (:func:`encode_result`'s path for one plain array)."""
+
+    __slots__ = ("reduce",)
+
+    def __init__(self, reduce: tuple[Any, ...]) -> None:
+        self.reduce = reduce
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.reduce
+
+
 class _ResultPickler(pickle.Pickler):
     def __init__(self, file: Any, layout: Layout) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -424,6 +436,10 @@ def encode_result(value: Any, placed: Callable[[np.ndarray], int | None] | None 
     (64, 1)
     """
     layout = Layout(placed, start, separate)
+    if type(value) is np.ndarray and not value.dtype.hasobject and isinstance(_dtype_token(value.dtype), str):
+        # The commonest result, one plain array: its reference pickled alone, the same bytes as
+        # the result pickler's, without a pickler calling back into Python for every object.
+        return pickle.dumps(_Reduced(layout.add(value)), protocol=pickle.HIGHEST_PROTOCOL), layout
     buffer = io.BytesIO()
     try:
         _ResultPickler(buffer, layout).dump(value)
