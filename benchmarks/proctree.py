@@ -100,11 +100,17 @@ def tree_memory(pss: bool = True) -> dict[int, tuple[int, int]]:
 class MemorySampler:
     """Sweeps the process tree from a background thread until :meth:`stop`.
 
-    ``peak_pss``/``peak_rss``: the largest tree total seen in one sweep. ``extra``: that
-    peak minus the smallest total of a sweep that saw every process of the peak's sweep,
-    i.e. the memory that came and went with batches in flight (the workers' and parent's
-    idle footprint excluded: a scenario holds every worker idle a while before its first
-    batch, see :class:`~benchmarks.loaders.FirstCallPause`).
+    ``peak_pss``/``peak_rss``: the largest tree total seen in one sweep. ``extra``: the
+    memory that came and went with batches in flight, the workers' and parent's idle
+    footprint excluded (a scenario holds every worker idle a while before its first batch,
+    see :class:`~benchmarks.loaders.FirstCallPause`): the peak minus the least total of a
+    sweep that saw every process the last sweep (in :meth:`stop`) saw, i.e. once the tree
+    that ran was all up. A short-lived process counts where it held memory (at the peak)
+    and is not needed in the baseline's sweep. Sweeps are kept grouped by the processes
+    they saw (a few groups), so what is kept is small. A process's own start, between the
+    first sweep that saw it and its being idle, still counts (the memory scenario's
+    workers, forked from a running fork server, grow by under 1.2 MiB then); a pid reused
+    within one measurement would be taken for the same process.
 
     Why one sweep's total, and not the sum of each process's own smallest PSS
     (``extra_by_process``, the figure reported before 2026-12-02): minima taken at different
@@ -126,10 +132,9 @@ class MemorySampler:
     sweeps: int = 0
     retried: int = 0  # sweeps read again because a process's RSS moved during the reading
     _min_pss: dict[int, int] = field(default_factory=dict)
-    #: Each sweep's processes and total PSS: the baseline is the least total of a sweep that
-    #: saw every process of the peak's sweep.
-    _totals: list[tuple[frozenset[int], int]] = field(default_factory=list)
-    _peak_pids: frozenset[int] = frozenset()
+    #: The least and the largest total PSS of the sweeps that saw each set of processes.
+    _totals: dict[frozenset[int], tuple[int, int]] = field(default_factory=dict)
+    _last: frozenset[int] = frozenset()  # the processes the latest sweep saw
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -163,9 +168,9 @@ class MemorySampler:
             self.retried += 1
         self.sweeps += 1
         total = sum(p for p, _ in mem.values())
-        self._totals.append((frozenset(mem), total))
-        if total > self.peak_pss:
-            self._peak_pids = frozenset(mem)
+        seen = self._last = frozenset(mem)
+        least, largest = self._totals.get(seen, (total, total))
+        self._totals[seen] = (min(least, total), max(largest, total))
         self.peak_pss = max(self.peak_pss, total)
         self.peak_rss = max(self.peak_rss, sum(r for _, r in mem.values()))
         for pid, (p, _) in mem.items():
@@ -179,8 +184,9 @@ class MemorySampler:
 
     @property
     def extra(self) -> int:
-        baseline = min((total for pids, total in self._totals if pids >= self._peak_pids), default=self.peak_pss)
-        return self.peak_pss - baseline
+        """The peak minus the least total of a sweep that saw every process the last one saw."""
+        return self.peak_pss - min((least for seen, (least, _) in self._totals.items() if seen >= self._last),
+                                   default=self.peak_pss)
 
     @property
     def extra_by_process(self) -> int:

@@ -22,8 +22,9 @@ from awkgen import DataGeneratorMultiProc
 from tests.raynodes import BATCH, N_IDS, SEED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEADLINE_S = 100  # the child reports and kills its cluster past this (a healthy run takes ~30 s)
+DEADLINE_S = 100  # the child reports and kills its cluster past this (a healthy run takes 15 to 20 s)
 ERROR_WITHIN_S = 5  # a failed batch is raised this soon after the call that waits for it begins
+RERUN_WITHIN_S = 30  # a batch lost with its node arrives this soon: a new actor starts and loads it
 
 
 @pytest.fixture(scope="module")
@@ -137,4 +138,4 @@ def test_a_batch_finished_on_a_node_lost_before_its_result_was_fetched_runs_agai
     assert log[0]["node"] == lost
     assert log[1]["node"] != lost and log[1]["pid"] != log[0]["pid"]  # ran again, on the replacement
     assert log[2]["pid"] == log[1]["pid"]  # which goes on
-    assert log[1]["s"] < ERROR_WITHIN_S
+    assert log[1]["s"] < RERUN_WITHIN_S  # an actor started and the batch loaded again: no wait on the lost node

@@ -77,7 +77,8 @@ a death is that batch's own. Nodes an actor died with are never used again. A ca
 that finished on a node lost before its result was fetched (the result's only copy went
 with the node) runs again first, on another actor, once (lost twice, it is a
 ``WorkerDiedError``); its actor is replaced. An actor whose node died before it started
-(its info call failed so) is replaced before any call goes to it. When no
+(its info call failed so, on the node awkgen placed it on) is replaced before any call
+goes to it. When no
 alive node can host an actor, every task fails at once with ``WorkerStartError``, and
 the executor looks again every second: actors start as soon as a node can host one.
 
@@ -610,17 +611,18 @@ class RayExecutor(ManagedExecutor):
                 else:
                     del self._workers[index]
 
-    def _retire(self, worker: _Worker, replace: bool = True, suspects: tuple[Task, ...] = ()) -> None:
+    def _retire(self, worker: _Worker, replace: bool = True, first: tuple[Task, ...] = ()) -> None:
         """*worker*'s actor is gone and its oldest call accounted for (taken off ``calls``): give
         back the calls still queued on it, which it never started (Ray runs an actor's calls in
-        order), for other actors to run, then replace it. *suspects*, when given, are the oldest
-        call's tasks, given back too, first: each runs again, alone (see :meth:`_died`)."""
+        order), for other actors to run, then replace it. *first*, when given, are the oldest
+        call's tasks, given back too, ahead of the others (whether each then runs alone is the
+        caller's to say, by putting them in ``_suspects``: see :meth:`_died`)."""
         calls = list(worker.calls)
         worker.calls.clear()
         self._graveyard.extend(call.ref for call in calls)
         for call in calls:  # never started, unless the actor lingers after ray.kill: never reused
             self._retire_slots(call.slots)
-        for task in [*suspects, *(task for call in calls for task in call.tasks)][::-1]:
+        for task in [*first, *(task for call in calls for task in call.tasks)][::-1]:
             self._todo.appendleft(task)
         if replace:
             self._replace(worker)
@@ -782,24 +784,28 @@ class RayExecutor(ManagedExecutor):
             if slot is not None and self._ring is not None:
                 self._ring.retire(slot)
 
-    def _mark_up(self, worker: _Worker, now: float) -> None:
+    def _mark_up(self, worker: _Worker, now: float) -> bool:
         """*worker*'s actor answered (or failed) its info call: it was scheduled and started.
+        Returns whether it is up; ``False`` when it was replaced instead.
 
-        One whose info call failed because its node died never started and ran nothing: it is
-        replaced at once (elsewhere: the node is never used again), so no batch is sent to a
-        dead actor and fails for it. Any other failure marks it up: its first call reports it
-        (a ``WorkerDiedError``, or a broken pool when the actor cannot start anywhere), so an
+        One whose info call failed because the node it was placed on died never started and
+        ran nothing: it is replaced at once (elsewhere: that node is never used again, so
+        this ends when the cluster runs out of nodes that die), and no batch is sent to a
+        dead actor to fail there. Any other
+        failure (or a node death where the user's ``scheduling_strategy`` placed it, whose
+        node awkgen does not know) marks it up: its first call reports it (a
+        ``WorkerDiedError``, or a broken pool when the actor cannot start anywhere), so an
         actor that cannot start fails batches instead of being replaced forever.
         """
         failure = self._info_failure(worker)
-        if failure is not None and _node_died(failure):
-            if worker.node_id is not None:
-                self._lost_nodes.add(worker.node_id)
+        if failure is not None and _node_died(failure) and worker.node_id is not None:
+            self._lost_nodes.add(worker.node_id)
             self._retire(worker)  # it has no calls: calls go only to actors that are up
-            return
+            return False
         worker.up = True
         self._resolve_info(worker)
         worker.started = now  # the clock starts when the actor can run a call
+        return True
 
     def _rehost(self, worker: _Worker) -> _Worker:
         """A worker without an actor (no node could host one) looks again, at most every
@@ -880,18 +886,19 @@ class RayExecutor(ManagedExecutor):
         elif isinstance(exc, errors.ObjectLostError):  # its only copy went with a node (or was evicted)
             # The call finished, its result is gone: the actor's node is most likely gone too (its
             # death may not be reported yet), so the actor is replaced and its calls given back;
-            # the lost batches run again first, once each (what Ray's lineage would do).
-            if any(t.seq not in self._lost_once for t in tasks):
-                self._lost_once.update(t.seq for t in tasks)
-                self._retire(worker, suspects=tasks)
-                return
-            where = worker.where() or "its node"
-            self._fail_all(tasks, Outcome(0, error_type=WorkerDiedError, cause=exc, pid=worker.pid,
-                                          detail=f"the result from {worker.describe()} on {where}"
-                                                 f" was lost before it reached this process, twice: "
-                                                 f"{type(exc).__name__}: {_first_line(exc)}; the actor has "
-                                                 "been replaced"))
-            self._retire(worker)
+            # a batch lost for the first time runs again, first (what Ray's lineage would do).
+            again = tuple(t for t in tasks if t.seq not in self._lost_once)
+            twice = [t for t in tasks if t.seq in self._lost_once]
+            self._lost_once.update(t.seq for t in again)
+            if twice:
+                where = worker.where() or "its node"
+                self._fail_all(tuple(twice), Outcome(
+                    0, error_type=WorkerDiedError, cause=exc, pid=worker.pid,
+                    detail=f"the result from {worker.describe()} on {where} was lost before it reached this "
+                           f"process, and it had been lost once already: {type(exc).__name__}: "
+                           f"{_first_line(exc)}; the actor has been replaced"))
+                self._lost_once.difference_update(t.seq for t in twice)
+            self._retire(worker, first=again)
         else:  # Ray could not deliver the result (store full, ...)
             self._fail_all(tasks, Outcome(0, error_type=LoaderError, cause=exc,
                                           detail=f"Ray could not deliver the result from {worker.describe()}: "
@@ -901,6 +908,7 @@ class RayExecutor(ManagedExecutor):
                     item: Loaded | Replied | Interrupted | Failed) -> None:
         """The outcome of *task* (sent with *slot*) from what its actor sent back."""
         worker.pid = item.pid
+        self._lost_once.discard(task.seq)
         if isinstance(item, Replied):
             self._replied(worker, task, slot, item)
             return
@@ -986,7 +994,7 @@ class RayExecutor(ManagedExecutor):
             self._lost_nodes.add(worker.node_id)
         if (len(worker.calls) > 0 or len(tasks) > 1) and not lost_node:
             self._suspects.update([*(t.seq for t in tasks), *(t.seq for c in worker.calls for t in c.tasks)])
-            self._retire(worker, suspects=tasks)
+            self._retire(worker, first=tasks)
             return
         where = worker.where() or "node"
         how = f"died with its {where}" if lost_node else "died"
@@ -1038,7 +1046,8 @@ class RayExecutor(ManagedExecutor):
                 self._rehost(worker)  # a node may have joined
                 continue
             if not worker.up and self._ray.wait([worker.info_ref], timeout=0)[0]:
-                self._mark_up(worker, now)
+                if not self._mark_up(worker, now):
+                    continue  # replaced: its replacement is looked at on the next turn
             if not worker.up:
                 if now - worker.spawned > _ACTOR_START_S:  # no room for it on the cluster, or stuck
                     if self._todo and not any(w.up for w in self._workers):  # and tasks wait for it
@@ -1065,7 +1074,7 @@ class RayExecutor(ManagedExecutor):
         self._retire_slots(call.slots)  # a killed actor's process may linger, still writing them
         if len(call.tasks) > 1:
             self._suspects.update(t.seq for t in call.tasks)
-            self._retire(worker, suspects=call.tasks)
+            self._retire(worker, first=call.tasks)
             return
         self._suspects.discard(call.task.seq)
         self._outcomes.put(Outcome(call.task.seq, error_type=error_type, detail=detail, pid=worker.pid,
