@@ -791,11 +791,11 @@ class RayExecutor(ManagedExecutor):
         One whose info call failed because the node it was placed on died never started and
         ran nothing: it is replaced at once (elsewhere: that node is never used again, so
         this ends when the cluster runs out of nodes that die), and no batch is sent to a
-        dead actor to fail there. Any other
-        failure (or a node death where the user's ``scheduling_strategy`` placed it, whose
-        node awkgen does not know) marks it up: its first call reports it (a
-        ``WorkerDiedError``, or a broken pool when the actor cannot start anywhere), so an
-        actor that cannot start fails batches instead of being replaced forever.
+        dead actor to fail there. Any other failure (or a node death where the user's
+        ``scheduling_strategy`` placed it, whose node awkgen does not know) marks it up: its
+        first call reports it (a ``WorkerDiedError``, or a broken pool when the actor cannot
+        start anywhere), so an actor that cannot start fails batches instead of being
+        replaced forever.
         """
         failure = self._info_failure(worker)
         if failure is not None and _node_died(failure) and worker.node_id is not None:
