@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -18,6 +19,12 @@ from tests.leaks import Snapshot, wait_for_no_leaks
 from tests.raycluster import ray_cluster  # noqa: F401 - a session fixture, shared by the backend suites
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+# A shell starts a background job (``make test &``, ``nohup``) with SIGINT ignored, and Python
+# then installs no KeyboardInterrupt handler: the Ctrl-C tests would see nothing. Give this
+# process (and, through exec, every child interpreter it starts) the terminal's default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
