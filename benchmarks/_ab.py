@@ -10,10 +10,11 @@ import sys
 from typing import Any
 
 
-def run_in_tree(tree: str, script: str, timeout: float) -> Any:
-    """Run *script* (``python -c``) with *tree* first on ``PYTHONPATH`` and its working directory;
-    return the JSON its last stdout line holds. Exits with the child's stderr if it failed."""
-    env = {**os.environ, "PYTHONPATH": tree}
+def run_in_tree(tree: str, script: str, timeout: float, env: dict[str, str] | None = None) -> Any:
+    """Run *script* (``python -c``) with *tree* first on ``PYTHONPATH`` and its working directory,
+    and *env* added to the environment; return the JSON its last stdout line holds. Exits with
+    the child's stderr if it failed."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": tree}
     done = subprocess.run([sys.executable, "-c", script], cwd=tree, env=env, capture_output=True, text=True,
                           timeout=timeout)
     if done.returncode:

@@ -150,8 +150,8 @@ try:
         buf += chunk
         while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "little"):
             n = int.from_bytes(buf[:4], "little")
-            seq, buf = pickle.loads(buf[4:4 + n]), buf[4 + n:]
-            reply = pickle.dumps((seq, np.full(256, float(seq), dtype=np.float32)), protocol=5)
+            seqs, buf = pickle.loads(buf[4:4 + n]), buf[4 + n:]
+            reply = pickle.dumps([(seq, np.full(256, float(seq), dtype=np.float32)) for seq in seqs], protocol=5)
             os.write(fd, len(reply).to_bytes(4, "little") + reply)
 except OSError:  # the caller closed its end with replies unread: the measurement is over
     pass
@@ -181,14 +181,11 @@ def handoff_floor(workers: int, seconds: float) -> dict[str, float]:
     """What any pool pays per batch on the tiny workload, with no library around it: the caller
     keeps ``2 * workers`` tasks out (the window every contender of the scenario runs with) and
     takes the results in order. Threads: ``queue.SimpleQueue`` both ways, the tiny loader in
-    *workers* threads. Processes: one socketpair per worker process, a task a pickled int,
-    a reply the pickled ``(seq, array)``, read after ``poll``. The CPU is the caller's process's
+    *workers* threads. Processes: one socketpair per worker process, a task a pickled list of
+    one seq, a reply the pickled list of one ``(seq, array)``, read after ``poll``. The CPU is the caller's process's
     (its threads included), and for processes also the workers' (a wake-up, a read, unpickling
     the task, the loader, pickling and writing the reply: the least a worker process does)."""
     import queue
-    import select
-    import socket
-    import subprocess
     import threading
 
     window = 2 * workers
@@ -222,6 +219,41 @@ def handoff_floor(workers: int, seconds: float) -> dict[str, float]:
     for _ in threads:
         tasks.put(None)
 
+    rate, cpu, workers_cpu = _process_floor(workers, 1, window, seconds)
+    out.update(processes_per_s=round(rate, 1), processes_cpu_us=round(cpu, 1),
+               processes_workers_cpu_us=round(workers_cpu, 1))
+    return out
+
+
+#: Batches per message, and the window, of ``message_floor``'s runs: the tiny scenario's window
+#: (2 per worker) split into messages of 1, 2 and 4, then a wide window of messages of 16.
+MESSAGE_FLOOR_RUNS = ((1, 2), (2, 2), (4, 2), (16, 32))
+
+
+def message_floor(workers: int, seconds: float) -> dict[str, dict[str, float]]:
+    """The bare process pool of ``handoff_floor`` with *k* batches per message each way: the
+    caller sends *k* consecutive tasks as one pickled list, the worker runs them and answers
+    with one pickled list of *k* ``(seq, array)``. For each ``(k, window per worker)`` of
+    ``MESSAGE_FLOOR_RUNS``: batches/s, and the caller's and the workers' CPU per batch. The
+    caller's CPU per batch is the least a process pool's parent pays to receive a batch when
+    it shares its messages with *k* - 1 others, whatever it does with it: one interpreter runs
+    it, so the parent's rate is at most 1 s over it plus the generator's own work."""
+    out = {}
+    for per_message, per_worker in MESSAGE_FLOOR_RUNS:
+        rate, cpu, workers_cpu = _process_floor(workers, per_message, per_worker * workers, seconds)
+        out[f"{per_message}_per_message_window_{per_worker * workers}"] = {
+            "per_message": per_message, "window": per_worker * workers, "per_s": round(rate, 1),
+            "caller_cpu_us": round(cpu, 1), "workers_cpu_us": round(workers_cpu, 1)}
+    return out
+
+
+def _process_floor(workers: int, per_message: int, window: int, seconds: float) -> tuple[float, float, float]:
+    """Batches/s, the caller's and the workers' CPU us per batch of a bare pool of *workers*
+    processes over socketpairs, *per_message* tasks a message each way, *window* tasks out."""
+    import select
+    import socket
+    import subprocess
+
     pairs = [socket.socketpair() for _ in range(workers)]
     procs = [subprocess.Popen([sys.executable, "-c", _FLOOR_WORKER, str(child.fileno())], pass_fds=[child.fileno()])
              for _, child in pairs]
@@ -232,38 +264,38 @@ def handoff_floor(workers: int, seconds: float) -> dict[str, float]:
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
-    counter.update(sent=0, next=0)
-    ready.clear()
+    counter = {"sent": 0, "next": 0}
+    pending: list[int] = []
+    ready: dict[int, Any] = {}
 
-    def send_process() -> None:
-        message = pickle.dumps(counter["sent"], protocol=5)
-        fd = fds[counter["sent"] % workers]
-        os.write(fd, len(message).to_bytes(4, "little") + message)
+    def send() -> None:
+        pending.append(counter["sent"])
         counter["sent"] += 1
+        if len(pending) == per_message:  # round robin over messages
+            message = pickle.dumps(pending, protocol=5)
+            fd = fds[pending[0] // per_message % workers]
+            os.write(fd, len(message).to_bytes(4, "little") + message)
+            pending.clear()
 
-    def next_process() -> Any:
+    def next_ready() -> Any:
         while counter["next"] not in ready:
             for fd, _ in poller.poll():
                 buf = buffers[fd] + os.read(fd, 1 << 18)
                 while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "little"):
                     n = int.from_bytes(buf[:4], "little")
-                    (seq, value), buf = pickle.loads(buf[4:4 + n]), buf[4 + n:]
-                    ready[seq] = value
+                    replies, buf = pickle.loads(buf[4:4 + n]), buf[4 + n:]
+                    ready.update(replies)
                 buffers[fd] = buf
         counter["next"] += 1
         return ready.pop(counter["next"] - 1)
 
     try:
-        rate, cpu, workers_cpu = _floor_rate(next_process, send_process, window, seconds,
-                                             tuple(proc.pid for proc in procs))
-        out.update(processes_per_s=round(rate, 1), processes_cpu_us=round(cpu, 1),
-                   processes_workers_cpu_us=round(workers_cpu, 1))
+        return _floor_rate(next_ready, send, window, seconds, tuple(proc.pid for proc in procs))
     finally:
         for parent, _ in pairs:
             parent.close()
         for proc in procs:
             proc.wait(10)
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -274,7 +306,8 @@ def main(argv: list[str] | None = None) -> None:
            "bandwidth_awkgen_process": awkgen_costs(FullLoader(BIG), 1, 2, args.seconds),
            "tiny_awkgen_process": awkgen_costs(tiny_loader, 1, os.cpu_count() or 1, args.seconds),
            "tiny_floor": tiny_floor(args.seconds),
-           "handoff_floor": handoff_floor(os.cpu_count() or 1, args.seconds)}
+           "handoff_floor": handoff_floor(os.cpu_count() or 1, args.seconds),
+           "message_floor": message_floor(os.cpu_count() or 1, args.seconds)}
     print(json.dumps(out, indent=1))
 
 

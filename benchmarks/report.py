@@ -207,6 +207,12 @@ def markdown(results: dict[str, Any]) -> str:
                          f"({hand['threads_cpu_us']:.1f} us CPU a batch); processes over socketpairs, a pickle "
                          f"each way, round robin {hand['processes_per_s']:,.0f}/s (caller "
                          f"{hand['processes_cpu_us']:.1f} us a batch).")
+        msgs = prof.get("message_floor")
+        if msgs:
+            lines.append("- tiny, the same bare process pool with several batches a message each way (k a message, "
+                         "window): " + "; ".join(f"k={m['per_message']}, window {m['window']}: {m['per_s']:,.0f}/s, "
+                                                 f"caller {m['caller_cpu_us']:.1f} us, workers "
+                                                 f"{m['workers_cpu_us']:.1f} us a batch" for m in msgs.values()) + ".")
     errors = [r for r in records if r.get("error")]
     partial = [r for r in records if r.get("failed_rounds")]
     leaks = results.get("leaks") or []
