@@ -18,7 +18,12 @@ per batch, paid by every backend's parent.
 
 Then awkgen's process backend itself, on each workload for ``--seconds``: batches/s, and
 the CPU time per batch of the parent (all its threads) and of the workers (from
-``/proc/<pid>/stat``), so the share of the two cores each side uses is visible.
+``/proc/<pid>/stat``), so the share of the two cores each side uses is visible; tiny
+batches also with ``prefetch=64``.
+
+And the tiny workload with no library (``handoff_floor``: threads and processes, one task a
+message) and a bare process pool sharing each message among 1 to 16 batches
+(``message_floor``).
 """
 
 from __future__ import annotations
@@ -88,12 +93,13 @@ def _cpu_s(pid: int) -> float:
         return 0.0
 
 
-def awkgen_costs(loader: Any, batch_size: int, workers: int, seconds: float) -> dict[str, float]:
+def awkgen_costs(loader: Any, batch_size: int, workers: int, seconds: float,
+                 prefetch: int | None = None) -> dict[str, float]:
     import awkgen
 
     ids = np.arange(1024 * batch_size)
     with awkgen.DataGeneratorMultiProc(loader, ids, None, batch_size, n_workers=workers, backend="process",
-                                       shuffle=False) as gen:
+                                       shuffle=False, prefetch=prefetch) as gen:
         for _ in range(4 * workers + 4):
             touch(next(gen))
         kids = descendants()
@@ -305,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     out = {"bandwidth_parts": bandwidth_parts(),
            "bandwidth_awkgen_process": awkgen_costs(FullLoader(BIG), 1, 2, args.seconds),
            "tiny_awkgen_process": awkgen_costs(tiny_loader, 1, os.cpu_count() or 1, args.seconds),
+           # the same with a wide window: what the parent pays per batch when it seldom waits
+           "tiny_awkgen_process_prefetch_64": awkgen_costs(tiny_loader, 1, os.cpu_count() or 1, args.seconds, 64),
            "tiny_floor": tiny_floor(args.seconds),
            "handoff_floor": handoff_floor(os.cpu_count() or 1, args.seconds),
            "message_floor": message_floor(os.cpu_count() or 1, args.seconds)}

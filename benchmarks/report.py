@@ -207,6 +207,11 @@ def markdown(results: dict[str, Any]) -> str:
                          f"({hand['threads_cpu_us']:.1f} us CPU a batch); processes over socketpairs, a pickle "
                          f"each way, round robin {hand['processes_per_s']:,.0f}/s (caller "
                          f"{hand['processes_cpu_us']:.1f} us a batch).")
+        wide = prof.get("tiny_awkgen_process_prefetch_64")
+        if wide:
+            lines.append(f"- tiny with `prefetch=64` (a window the caller seldom waits on): "
+                         f"{wide['batches_per_s']:,.0f} batches/s; parent {wide['parent_cpu_us_per_batch']:,.1f} us "
+                         f"CPU per batch, workers {wide['workers_cpu_us_per_batch']:,.1f} us.")
         msgs = prof.get("message_floor")
         if msgs:
             lines.append("- tiny, the same bare process pool with several batches a message each way (k a message, "

@@ -898,10 +898,6 @@ def _tiny_limits(profile: dict[str, Any], peer: dict[str, Any] | None, add: Call
     - processes: the generator's own work (in-line ``DataGenerator`` less the bare loop) plus a
       bare worker process's CPU per batch (no library: read, unpickle, loader, pickle, write),
       counting nothing for the caller's side of the pipe, over all the cores' time per batch;
-    - the parent of a process pool: the generator's own work plus the least CPU per batch a bare
-      pool's caller pays (``profile_costs.message_floor``) within the scenario's window of 2
-      tasks per worker, whether 1, 2 or 4 batches share a message, over the time per batch: one
-      interpreter runs it, so it bounds the rate whatever the cores;
     - threads: the generator's own work plus a bare handoff's CPU per batch (``queue.SimpleQueue``
       both ways and the loader in the threads, no library), which one GIL mostly runs one after
       the other, over the time per batch (an estimate: CPU time includes what threads do without
@@ -909,14 +905,10 @@ def _tiny_limits(profile: dict[str, Any], peer: dict[str, Any] | None, add: Call
 
     >>> rows = []
     >>> prof = {"tiny_floor": {"generator_us_per_batch": 9.0},
-    ...         "handoff_floor": {"threads_cpu_us": 16.0, "processes_workers_cpu_us": 19.0},
-    ...         "message_floor": {"1": {"per_message": 1, "window": 4, "caller_cpu_us": 17.0},
-    ...                           "2": {"per_message": 2, "window": 4, "caller_cpu_us": 16.0},
-    ...                           "16": {"per_message": 16, "window": 64, "caller_cpu_us": 5.0}}}
+    ...         "handoff_floor": {"threads_cpu_us": 16.0, "processes_workers_cpu_us": 19.0}}
     >>> _tiny_limits(prof, {"value": 25000.0}, lambda *a: rows.append(a[:3]), cores=2)
     >>> [(target.split(":")[1].split(" vs")[0].strip(), round(value, 2)) for target, _, value in rows]
-    [('least CPU of a process pool per batch', 1.05), ('least parent CPU of a process pool per batch', 1.88), \
-('least time of a thread pool per batch', 1.88)]
+    [('least CPU of a process pool per batch', 1.05), ('least time of a thread pool per batch', 1.88)]
     """
     floor, handoff = profile.get("tiny_floor"), profile.get("handoff_floor")
     if peer is None or not floor or not handoff:
@@ -931,15 +923,6 @@ def _tiny_limits(profile: dict[str, Any], peer: dict[str, Any] | None, add: Call
             f"task a message, no library, the caller's side of the pipe not counted: {least:.1f} us) / "
             f"({cores} cores / {rate:,.0f} batches/s = {budget:.1f} us); above 1, out of reach for any process "
             "pool under the generator")
-    in_window = [m for m in profile.get("message_floor", {}).values() if m["window"] == 2 * cores]
-    if in_window:
-        best = min(in_window, key=lambda m: m["caller_cpu_us"])
-        least = generator + best["caller_cpu_us"]
-        add("tiny: least parent CPU of a process pool per batch vs what 3x the best peer leaves (reported)",
-            AWKGEN_PROCESS, least * rate / 1e6, 0.0, ">=", f"(the generator's own work + the least CPU per batch "
-            f"of a bare pool's caller with the scenario's {2 * cores} tasks out, {best['per_message']} a message, "
-            f"no library: {least:.1f} us) / (1 s / {rate:,.0f} batches/s = {1e6 / rate:.1f} us): one interpreter "
-            "runs the parent; above 1, out of reach for a process pool under the generator at this window")
     budget = 1e6 / rate
     least = generator + handoff["threads_cpu_us"]
     add("tiny: least time of a thread pool per batch vs what 3x the best peer leaves (reported)", "awkgen-thread",
