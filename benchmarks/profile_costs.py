@@ -231,31 +231,36 @@ def handoff_floor(workers: int, seconds: float) -> dict[str, float]:
     return out
 
 
-#: Batches per message, and the window, of ``message_floor``'s runs: the tiny scenario's window
-#: (2 per worker) split into messages of 1, 2 and 4, then a wide window of messages of 16.
-MESSAGE_FLOOR_RUNS = ((1, 2), (2, 2), (4, 2), (16, 32))
+#: ``message_floor``'s runs: batches per message, the window per worker, and whether one worker
+#: streams: the tiny scenario's window (2 per worker) split into messages of 1, 2 and 4, round
+#: robin; the same window streamed to one busy worker (awkgen's dispatch for quick loaders),
+#: 1 and 2 a message; then a wide window of messages of 16.
+MESSAGE_FLOOR_RUNS = ((1, 2, False), (2, 2, False), (4, 2, False), (1, 2, True), (2, 2, True), (16, 32, False))
 
 
 def message_floor(workers: int, seconds: float) -> dict[str, dict[str, float]]:
     """The bare process pool of ``handoff_floor`` with *k* batches per message each way: the
     caller sends *k* consecutive tasks as one pickled list, the worker runs them and answers
-    with one pickled list of *k* ``(seq, array)``. For each ``(k, window per worker)`` of
-    ``MESSAGE_FLOOR_RUNS``: batches/s, and the caller's and the workers' CPU per batch. The
-    caller's CPU per batch is the least a process pool's parent pays to receive a batch when
-    it shares its messages with *k* - 1 others, whatever it does with it: one interpreter runs
-    it, so the parent's rate is at most 1 s over it plus the generator's own work."""
+    with one pickled list of *k* ``(seq, array)``. Messages go round robin, or (*streaming*)
+    all to one worker, whose socket the caller reads before it asks ``poll``, as awkgen's
+    dispatch does for quick loaders. For each run of ``MESSAGE_FLOOR_RUNS``: batches/s, and
+    the caller's and the workers' CPU per batch. The caller's CPU is what a pool's parent pays
+    to send a task and receive its batch in that design with no library around it; the parent
+    is one interpreter, so its rate is at most 1 s over that plus the generator's own work."""
     out = {}
-    for per_message, per_worker in MESSAGE_FLOOR_RUNS:
-        rate, cpu, workers_cpu = _process_floor(workers, per_message, per_worker * workers, seconds)
-        out[f"{per_message}_per_message_window_{per_worker * workers}"] = {
-            "per_message": per_message, "window": per_worker * workers, "per_s": round(rate, 1),
-            "caller_cpu_us": round(cpu, 1), "workers_cpu_us": round(workers_cpu, 1)}
+    for per_message, per_worker, streaming in MESSAGE_FLOOR_RUNS:
+        rate, cpu, workers_cpu = _process_floor(workers, per_message, per_worker * workers, seconds, streaming)
+        out[f"{per_message}_per_message_window_{per_worker * workers}" + ("_streaming" if streaming else "")] = {
+            "per_message": per_message, "window": per_worker * workers, "streaming": streaming,
+            "per_s": round(rate, 1), "caller_cpu_us": round(cpu, 1), "workers_cpu_us": round(workers_cpu, 1)}
     return out
 
 
-def _process_floor(workers: int, per_message: int, window: int, seconds: float) -> tuple[float, float, float]:
+def _process_floor(workers: int, per_message: int, window: int, seconds: float,
+                   streaming: bool = False) -> tuple[float, float, float]:
     """Batches/s, the caller's and the workers' CPU us per batch of a bare pool of *workers*
-    processes over socketpairs, *per_message* tasks a message each way, *window* tasks out."""
+    processes over socketpairs, *per_message* tasks a message each way, *window* tasks out;
+    *streaming*: every message to the first worker, its socket read before ``poll``."""
     import select
     import socket
     import subprocess
@@ -266,6 +271,8 @@ def _process_floor(workers: int, per_message: int, window: int, seconds: float) 
     for _, child in pairs:
         child.close()
     fds = [parent.fileno() for parent, _ in pairs]
+    for fd in fds:
+        os.set_blocking(fd, False)  # reads after poll, or tried first when streaming; writes are small
     buffers = {fd: b"" for fd in fds}
     poller = select.poll()
     for fd in fds:
@@ -279,19 +286,27 @@ def _process_floor(workers: int, per_message: int, window: int, seconds: float) 
         counter["sent"] += 1
         if len(pending) == per_message:  # round robin over messages
             message = pickle.dumps(pending, protocol=5)
-            fd = fds[pending[0] // per_message % workers]
+            fd = fds[0] if streaming else fds[pending[0] // per_message % workers]
             os.write(fd, len(message).to_bytes(4, "little") + message)
             pending.clear()
 
+    def take(fd: int) -> None:
+        buf = buffers[fd] + os.read(fd, 1 << 18)
+        while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "little"):
+            n = int.from_bytes(buf[:4], "little")
+            replies, buf = pickle.loads(buf[4:4 + n]), buf[4 + n:]
+            ready.update(replies)
+        buffers[fd] = buf
+
     def next_ready() -> Any:
+        if streaming and counter["next"] not in ready:
+            try:
+                take(fds[0])
+            except BlockingIOError:  # nothing there yet: wait below
+                pass
         while counter["next"] not in ready:
             for fd, _ in poller.poll():
-                buf = buffers[fd] + os.read(fd, 1 << 18)
-                while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "little"):
-                    n = int.from_bytes(buf[:4], "little")
-                    replies, buf = pickle.loads(buf[4:4 + n]), buf[4 + n:]
-                    ready.update(replies)
-                buffers[fd] = buf
+                take(fd)
         counter["next"] += 1
         return ready.pop(counter["next"] - 1)
 

@@ -215,7 +215,9 @@ def markdown(results: dict[str, Any]) -> str:
         msgs = prof.get("message_floor")
         if msgs:
             lines.append("- tiny, the same bare process pool with several batches a message each way (k a message, "
-                         "window): " + "; ".join(f"k={m['per_message']}, window {m['window']}: {m['per_s']:,.0f}/s, "
+                         "window): " + "; ".join(f"k={m['per_message']}, window {m['window']}"
+                                                 f"{', streamed to one worker' if m.get('streaming') else ''}: "
+                                                 f"{m['per_s']:,.0f}/s, "
                                                  f"caller {m['caller_cpu_us']:.1f} us, workers "
                                                  f"{m['workers_cpu_us']:.1f} us a batch" for m in msgs.values()) + ".")
     errors = [r for r in records if r.get("error")]
