@@ -898,6 +898,12 @@ def _tiny_limits(profile: dict[str, Any], peer: dict[str, Any] | None, add: Call
     - processes: the generator's own work (in-line ``DataGenerator`` less the bare loop) plus a
       bare worker process's CPU per batch (no library: read, unpickle, loader, pickle, write),
       counting nothing for the caller's side of the pipe, over all the cores' time per batch;
+    - the parent of a process pool, twice: the generator's own work plus the cheapest caller of
+      the bare socket pools ``profile_costs.message_floor`` measures (1 to 16 batches a message,
+      round robin or streamed to one worker) within the scenario's window of 2 tasks per worker,
+      and then in any window it tries (up to 32 per worker), over the time per batch: one
+      interpreter runs the parent, so above 1 no pool that sends batches in messages gets there
+      under the generator in that window;
     - threads: the generator's own work plus a bare handoff's CPU per batch (``queue.SimpleQueue``
       both ways and the loader in the threads, no library), which one GIL mostly runs one after
       the other, over the time per batch (an estimate: CPU time includes what threads do without
@@ -905,10 +911,16 @@ def _tiny_limits(profile: dict[str, Any], peer: dict[str, Any] | None, add: Call
 
     >>> rows = []
     >>> prof = {"tiny_floor": {"generator_us_per_batch": 9.0},
-    ...         "handoff_floor": {"threads_cpu_us": 16.0, "processes_workers_cpu_us": 19.0}}
+    ...         "handoff_floor": {"threads_cpu_us": 16.0, "processes_workers_cpu_us": 19.0},
+    ...         "message_floor": {"a": {"per_message": 1, "window": 4, "caller_cpu_us": 17.0},
+    ...                           "b": {"per_message": 16, "window": 64, "caller_cpu_us": 5.0}}}
     >>> _tiny_limits(prof, {"value": 25000.0}, lambda *a: rows.append(a[:3]), cores=2)
-    >>> [(target.split(":")[1].split(" vs")[0].strip(), round(value, 2)) for target, _, value in rows]
-    [('least CPU of a process pool per batch', 1.05), ('least time of a thread pool per batch', 1.88)]
+    >>> for target, _, value in rows:
+    ...     print(target.split(":")[1].split(" vs")[0].strip(), round(value, 2))
+    least CPU of a process pool per batch 1.05
+    least parent time of a process pool per batch, window 4, 1.95
+    least parent time of a process pool per batch, any window, 1.05
+    least time of a thread pool per batch 1.88
     """
     floor, handoff = profile.get("tiny_floor"), profile.get("handoff_floor")
     if peer is None or not floor or not handoff:
@@ -923,6 +935,20 @@ def _tiny_limits(profile: dict[str, Any], peer: dict[str, Any] | None, add: Call
             f"task a message, no library, the caller's side of the pipe not counted: {least:.1f} us) / "
             f"({cores} cores / {rate:,.0f} batches/s = {budget:.1f} us); above 1, out of reach for any process "
             "pool under the generator")
+    messages = list(profile.get("message_floor", {}).values())
+    for label, runs in ((f"window {2 * cores}", [m for m in messages if m["window"] == 2 * cores]),
+                        ("any window", messages)):
+        if not runs:
+            continue
+        best = min(runs, key=lambda m: m["caller_cpu_us"])
+        least = generator + best["caller_cpu_us"]
+        add(f"tiny: least parent time of a process pool per batch, {label}, vs what 3x the best peer leaves "
+            "(reported)", AWKGEN_PROCESS, least * rate / 1e6, 0.0, ">=", f"(the generator's own work + the "
+            f"cheapest caller's CPU per batch of profile_costs' bare socket pools, {best['per_message']} batches a "
+            f"message in a window of {best['window']}{', streamed to one worker' if best.get('streaming') else ''}, "
+            f"no library: {least:.1f} us) / (1 s / {rate:,.0f} batches/s = {1e6 / rate:.1f} us): one interpreter "
+            f"runs the parent; above 1, out of reach in {label.replace('any window', 'any window tried')} for a "
+            "pool that sends batches in messages under the generator")
     budget = 1e6 / rate
     least = generator + handoff["threads_cpu_us"]
     add("tiny: least time of a thread pool per batch vs what 3x the best peer leaves (reported)", "awkgen-thread",
