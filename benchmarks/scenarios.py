@@ -944,7 +944,8 @@ def _tiny_limits(profile: dict[str, Any], peer: dict[str, Any] | None, add: Call
         least = generator + best["caller_cpu_us"]
         add(f"tiny: least parent time of a process pool per batch, {label}, vs what 3x the best peer leaves "
             "(reported)", AWKGEN_PROCESS, least * rate / 1e6, 0.0, ">=", f"(the generator's own work + the "
-            f"cheapest caller's CPU per batch of profile_costs' bare socket pools, {best['per_message']} batches a "
+            f"cheapest caller's CPU per batch of profile_costs' bare socket pools, {best['per_message']} batch"
+            f"{'es' if best['per_message'] > 1 else ''} a "
             f"message in a window of {best['window']}{', streamed to one worker' if best.get('streaming') else ''}, "
             f"no library: {least:.1f} us) / (1 s / {rate:,.0f} batches/s = {1e6 / rate:.1f} us): one interpreter "
             f"runs the parent; above 1, out of reach in {label.replace('any window', 'any window tried')} for a "
