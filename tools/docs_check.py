@@ -6,7 +6,9 @@ window 1280 pixels wide:
 - no code block is cut: a block's text is no wider than its box (the reader sees every
   column without scrolling the block);
 - the page itself is no wider than the window (no page-wide horizontal scrollbar);
-- the page is reachable from the navigation: the front page's sidebar links to it.
+- the page is reachable from the navigation: the front page's sidebar links to it;
+- no reST markup shows as text: two backquotes outside code mean markup reST does not nest
+  (a literal inside bold, ``**see ``x``**``) printed as it was written.
 
 It also saves a screenshot of each page into ``docs/_build/screenshots/`` for a person to
 look at. The browser is Debian's ``chromium`` (``apt-get install chromium``), or
@@ -41,12 +43,20 @@ window.addEventListener("load", () => {
                 over: pre.scrollWidth - pre.clientWidth});
     }
   });
+  const raw = [];
+  const walker = document.createTreeWalker(document.querySelector("article") || document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.textContent.includes("``") && !node.parentElement.closest("pre, code, script, style")) {
+      raw.push(node.textContent.trim().slice(0, 100));
+    }
+  }
   const nav = Array.from(document.querySelectorAll(".sidebar-tree a.reference"))
     .map((a) => a.getAttribute("href").split("#")[0]).filter((h) => h);
   const out = document.createElement("pre");
   out.id = "awkgen-docs-check";
   out.style.display = "none";
-  out.textContent = JSON.stringify({cut: cut, pageWidth: document.documentElement.scrollWidth,
+  out.textContent = JSON.stringify({cut: cut, raw: raw, pageWidth: document.documentElement.scrollWidth,
                                     window: window.innerWidth, nav: nav});
   document.body.appendChild(out);
 });
@@ -104,6 +114,8 @@ def check(site: str) -> list[str]:
         for block in found["cut"]:  # type: ignore[attr-defined]
             problems.append(f"{name}: a code block is cut by {block['over']} px at {WIDTH} px: "
                             f"{block['text'].strip()[:100]!r}")
+        for text in found["raw"]:  # type: ignore[attr-defined]
+            problems.append(f"{name}: reST markup shows as text (a literal inside bold or italics?): {text!r}")
         if found["pageWidth"] > found["window"]:  # type: ignore[operator]
             problems.append(f"{name}: the page is {found['pageWidth']} px wide in a {found['window']} px window")
         screenshot(page, os.path.join(shots, name.replace(".html", ".png")))
