@@ -1,5 +1,6 @@
 """tools/docs_check.py, the browser check of ``make docs``, finds what it is for: a code block cut at
-1280 px, a page wider than the window, a page the navigation does not reach (headless chromium)."""
+1280 px, a page wider than the window, a page the navigation does not reach, reST markup printed as
+text (headless chromium)."""
 
 from __future__ import annotations
 
@@ -21,22 +22,27 @@ def site(tmp_path):
         pytest.fail("no chromium: make docs installs it (apt-get install chromium)")
     html = tmp_path / "html"
     html.mkdir()
-    nav = '<a class="reference" href="wide.html">wide</a><a class="reference" href="fine.html#top">fine</a>'
+    nav = ('<a class="reference" href="wide.html">wide</a><a class="reference" href="fine.html#top">fine</a>'
+           '<a class="reference" href="raw.html">raw</a>')
     (html / "index.html").write_text(PAGE.format(nav=nav, body="<pre>short</pre>"))
     (html / "fine.html").write_text(PAGE.format(nav=nav, body="<pre>" + "x" * 20 + "</pre>"))
     (html / "wide.html").write_text(PAGE.format(nav=nav, body="<pre>" + "y" * 200 + "</pre>"
                                                 + '<div style="width: 2000px">wide</div>'))
+    (html / "raw.html").write_text(PAGE.format(nav=nav, body="<p><strong>A loader returning ``NULL``</strong></p>"
+                                                "<p>In code it is fine: <code>``NULL``</code></p>"))
     (html / "orphan.html").write_text(PAGE.format(nav="", body="<p>no link here</p>"))
     (html / "genindex.html").write_text(PAGE.format(nav="", body="<p>generated</p>"))  # not checked
     return html
 
 
-def test_the_check_finds_cut_blocks_wide_pages_and_orphans(site):
+def test_the_check_finds_cut_blocks_wide_pages_orphans_and_raw_markup(site):
     assert chromium()
     problems = check(str(site))
-    assert len(problems) == 3, problems
-    assert problems[0].startswith("wide.html: a code block is cut by ") and "'yyyy" in problems[0]
-    assert problems[1].startswith("wide.html: the page is ") and problems[1].endswith("px wide in a 1280 px window")
-    assert problems[2] == "orphan.html: not reachable from the navigation (the front page's sidebar)"
+    assert len(problems) == 4, problems
+    assert problems[0] == ("raw.html: reST markup shows as text (a literal inside bold or italics?): "
+                           "'A loader returning ``NULL``'")
+    assert problems[1].startswith("wide.html: a code block is cut by ") and "'yyyy" in problems[1]
+    assert problems[2].startswith("wide.html: the page is ") and problems[2].endswith("px wide in a 1280 px window")
+    assert problems[3] == "orphan.html: not reachable from the navigation (the front page's sidebar)"
     shots = sorted(p.name for p in (site.parent / "screenshots").iterdir())
-    assert shots == ["fine.png", "index.png", "orphan.png", "wide.png"]
+    assert shots == ["fine.png", "index.png", "orphan.png", "raw.png", "wide.png"]
