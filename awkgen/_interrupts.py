@@ -54,6 +54,11 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
+def main_ident() -> int | None:
+    """The ident of the thread that runs Python signal handlers (this process's main thread)."""
+    return _MAIN_IDENT
+
+
 class deferred_sigint:  # noqa: N801 - used as a context manager, named like one
     __slots__ = ("_original", "_pending", "_outer")
 
@@ -81,6 +86,12 @@ class deferred_sigint:  # noqa: N801 - used as a context manager, named like one
     @property
     def pending(self) -> bool:
         return self._pending is not None
+
+    @property
+    def deferring(self) -> bool:
+        """Whether this block defers SIGINT (the outermost block, in the main thread, with a
+        Python handler): only then can ``KeyboardInterrupt`` arrive between two bytecodes."""
+        return self._outer
 
     def check(self) -> None:
         """Deliver a recorded interrupt now (the original handler usually raises)."""

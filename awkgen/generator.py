@@ -21,8 +21,17 @@ Rules that keep every call returning or raising (SPEC section 4):
   properties read without it or hold it only briefly, so a monitor thread, a signal
   handler or another thread never blocks on a waiting call.
 - **Ctrl-C**: the bookkeeping runs under :class:`~awkgen._interrupts.deferred_sigint`;
-  an interrupt is delivered only between two short waits, or after a batch taken
-  meanwhile has been put back: the interrupted batch is the next one returned.
+  an interrupt is delivered only between two short waits, or once the batch taken is
+  *handed over* (``_handover``). The public method that delivers it (``gen()``,
+  ``next(gen)``, ``get_batch()``, ``send(None)``, an epoch pass) clears the handover with
+  one attribute store right before its ``return``, where CPython runs no signal handler
+  (handlers run only when a call returns, at a backward jump and on entering a function:
+  ``tests/test_interrupts.py`` checks this on the running interpreter). An interrupt
+  anywhere before that store leaves the batch handed over, and the next call, from any
+  thread, delivers it first: the interrupted batch is the next one returned. Nothing is put
+  back in an ``except`` clause, where a second Ctrl-C could land. A method that wraps a
+  delivering method would reopen the gap (a handler may run when the inner call returns):
+  new entry points call ``_next_batch`` and clear the handover themselves.
 - **Finalizers and GC callbacks** (a dropped generator, a collected batch) take no lock
   and never wait: a dropped generator only *asks* its executor to close
   (``request_close``); the executor's own thread does the closing.
@@ -33,8 +42,10 @@ Rules that keep every call returning or raising (SPEC section 4):
 
 from __future__ import annotations
 
+import _thread
 import collections
 import os
+import sys
 import threading
 import time
 import types
@@ -45,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast, overload
 
 import numpy as np
 
-from . import procfs
+from . import _interrupts, procfs
 from ._checks import is_int
 from ._interrupts import deferred_sigint
 from .errors import AwkgenError, GeneratorStoppedError, short_ids
@@ -212,7 +223,10 @@ class EpochPass(Iterator[tuple[Any, ...]]):
     def __next__(self) -> tuple[Any, ...]:
         if self._gen.epoch != self._epoch:
             raise StopIteration
-        return self._gen.get_batch()
+        batch, handed = self._gen._next_batch()
+        if handed:  # see BatchGenerator._next_batch
+            self._gen._handover = None
+        return batch
 
     def __len__(self) -> int:
         epoch, step = self._gen._cursor()
@@ -271,6 +285,7 @@ class BatchGenerator:
         self._submit_at = (0, 0)
         self._batches = 0
         self._running = False  # a call is delivering a batch (gi_running)
+        self._handover: tuple[int, _Batch, Outcome] | None = None  # see _next_batch
         self._stand_in = cast("types.GeneratorType[None, None, None]", _stand_in())
         next(self._stand_in)  # paused at its yield, as a generator between two batches
         self._loader_s = 0.0
@@ -384,7 +399,10 @@ class BatchGenerator:
         """
         if value is not None:
             raise TypeError(f"an awkgen generator takes no values: send(None) is next(gen); received: {value!r:.100}")
-        return self._next_batch()
+        batch, handed = self._next_batch()
+        if handed:  # see _next_batch: no signal handler runs between this store and the return
+            self._handover = None
+        return batch
 
     def throw(self, typ: type[BaseException] | BaseException, val: object = None,
               tb: types.TracebackType | None = None) -> NoReturn:
@@ -458,13 +476,19 @@ class BatchGenerator:
         if stop:
             self.close()
             return None
-        return self._next_batch()
+        batch, handed = self._next_batch()
+        if handed:  # see _next_batch: no signal handler runs between this store and the return
+            self._handover = None
+        return batch
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return self
 
     def __next__(self) -> tuple[Any, ...]:
-        return self._next_batch()
+        batch, handed = self._next_batch()
+        if handed:  # see _next_batch: no signal handler runs between this store and the return
+            self._handover = None
+        return batch
 
     def __len__(self) -> int:
         """``len(gen)`` is :attr:`steps_per_epoch`, as for a Keras ``PyDataset`` or a torch
@@ -518,37 +542,56 @@ class BatchGenerator:
             GeneratorStoppedError: The generator was stopped.
             AwkgenError: The generator is used in a child process made by ``os.fork()``.
         """
-        return self._next_batch()
+        batch, handed = self._next_batch()
+        if handed:  # see _next_batch: no signal handler runs between this store and the return
+            self._handover = None
+        return batch
 
-    def _next_batch(self) -> tuple[Any, ...]:
+    def _next_batch(self) -> tuple[tuple[Any, ...], bool]:
+        """Take the next batch: ``(batch, handed)``, or raise its error.
+
+        Ctrl-C may raise ``KeyboardInterrupt`` wherever CPython runs a signal handler: when a call
+        returns, at a backward jump, on entering a function (never between a plain store and a
+        ``return``/``raise``). The batch is taken under :class:`deferred_sigint`; when that block
+        defers, the batch is also left *handed over* (``_handover``) until the public method that
+        called this one clears it, with one attribute store right before its ``return``. An
+        interrupt from the end of the block to that store leaves the handover in place, and the
+        next call gives that batch again (:meth:`_take`). No ``except`` clause has to put a batch
+        back, so no second Ctrl-C can land while it does. ``handed`` tells the caller the handover
+        is its own to clear (another thread's call never touches the main thread's).
+        """
         interrupts = deferred_sigint().__enter__()
         try:
             with self._lock:
                 self._running = True
                 try:
                     seq, batch, outcome = self._take(interrupts)
+                    handed = interrupts.deferring
+                    if handed:
+                        self._handover = (seq, batch, outcome)
                 finally:
                     self._running = False
+            if outcome.error_type is None:
+                error = None
+                result = (outcome.value,) if self._labels is None else (outcome.value, self._labels[batch.positions])
+            else:
+                error = _failure(batch, outcome)  # unpickling a worker's traceback: a Ctrl-C waits for it
         except BaseException:
             interrupts.finish()
             raise
-        # The batch is taken and the lock released. Ctrl-C recorded meanwhile, or landing at
-        # any bytecode from here to the return, puts it back: it is the next one returned.
-        try:
-            interrupts.finish()
-            if outcome.error_type is None:
-                if self._labels is None:
-                    return (outcome.value,)
-                return (outcome.value, self._labels[batch.positions])
-            error = _failure(batch, outcome)  # unpickling a worker's traceback takes a while, interruptibly
-        except KeyboardInterrupt:
-            self._put_back(seq, batch, outcome)
-            raise
+        interrupts.finish()  # delivers a Ctrl-C recorded meanwhile: the batch stays handed over
+        if error is None:
+            return result, handed
+        if handed:
+            self._handover = None  # an error is delivered here: nothing runs a handler from here to the caller
         raise error
 
     def _take(self, interrupts: deferred_sigint) -> tuple[int, _Batch, Outcome]:
         """Wait for the next batch in plan order and take it off the queues. Under ``_lock``."""
         self._check_open()
+        if self._handover is not None and self._handover_abandoned():
+            handover, self._handover = self._handover, None
+            self._put_back(*handover)
         if self._started is None:
             self._started = time.perf_counter()
         self._fill()
@@ -567,16 +610,26 @@ class BatchGenerator:
                                self._loader_cpu_s(), procfs.idle_seconds(self._affinity))
         return seq, batch, outcome
 
+    def _handover_abandoned(self) -> bool:
+        """Whether the main thread's handed-over batch was never received: its call raised
+        (Ctrl-C) before clearing it. Under ``_lock``."""
+        main = _interrupts.main_ident()
+        if main is None or _thread.get_ident() == main:
+            return True  # the main thread is here, in a new call: its last one did not finish
+        frame = sys._current_frames().get(main)
+        while frame is not None:  # is the main thread still inside a call that delivers a batch?
+            if frame.f_code in _DELIVERING:
+                return False
+            frame = frame.f_back
+        return True
+
     def _put_back(self, seq: int, batch: _Batch, outcome: Outcome) -> None:
-        """Undo :meth:`_take`: the batch is again the next one to deliver."""
-        with self._lock:
-            if self._closed:
-                return
-            self._inflight[seq] = batch
-            self._inflight.move_to_end(seq, last=False)
-            self._ready[seq] = outcome
-            self._batches -= 1
-            self._loader_s -= outcome.load_s
+        """Undo :meth:`_take`: the batch is again the next one to deliver. Under ``_lock``."""
+        self._inflight[seq] = batch
+        self._inflight.move_to_end(seq, last=False)
+        self._ready[seq] = outcome
+        self._batches -= 1
+        self._loader_s -= outcome.load_s
 
     def _wait_for(self, seq: int, interrupts: deferred_sigint) -> Outcome:
         """Wait for batch *seq*'s outcome; a recorded Ctrl-C is delivered between waits,
@@ -624,6 +677,9 @@ class BatchGenerator:
         """(epoch, step) of the next batch to deliver. Read without ``_lock`` (a call may be
         waiting with it): a snapshot, retried if the queue changed under it."""
         while True:
+            handover = self._handover  # a batch handed over, and not yet received, comes first
+            if handover is not None:
+                return handover[1].epoch, handover[1].step
             try:
                 for head in self._inflight.values():
                     return head.epoch, head.step
@@ -704,6 +760,7 @@ class BatchGenerator:
         with self._lock:
             self._check_open()
             self._executor.cancel()
+            self._handover = None
             self._inflight.clear()
             self._ready.clear()
             if seed != self._plan.seed:
@@ -927,3 +984,10 @@ class BatchGenerator:
         from .frameworks.tensorflow import as_tf
 
         return as_tf(self)
+
+
+#: The code of every method that delivers a batch and clears its handover (see
+#: ``BatchGenerator._next_batch``): a main thread inside one of them has not abandoned it.
+_DELIVERING = frozenset(method.__code__ for method in (
+    BatchGenerator.__call__, BatchGenerator.__next__, BatchGenerator.get_batch, BatchGenerator.send,
+    BatchGenerator._next_batch, EpochPass.__next__))

@@ -22,7 +22,7 @@ set -- "${venvs[@]}"
 sdist=$(ls "$dist"/awkgen-*.tar.gz)
 wheel=$(ls "$dist"/awkgen-*.whl)
 SDIST_TESTS=${SDIST_TESTS:-tests/test_sampling.py tests/test_arguments.py}
-CORE_TESTS=${CORE_TESTS:-tests/test_packaging.py tests/test_sampling.py tests/test_arguments.py tests/test_generator.py tests/test_wire.py tests/test_pool.py tests/test_classes.py}
+CORE_TESTS=${CORE_TESTS:-tests/test_packaging.py tests/test_sampling.py tests/test_arguments.py tests/test_generator.py tests/test_interrupts.py tests/test_wire.py tests/test_pool.py tests/test_classes.py}
 
 shm_names() { ls /dev/shm 2>/dev/null | grep '^awkgen-' | sort || true; }
 shm_before=$(shm_names)
