@@ -25,8 +25,9 @@ Rules that keep every call returning or raising (SPEC section 4):
   *handed over* (``_handover``). The public method that delivers it (``gen()``,
   ``next(gen)``, ``get_batch()``, ``send(None)``, an epoch pass) clears the handover with
   one attribute store right before its ``return``, where CPython runs no signal handler
-  (handlers run only when a call returns, at a backward jump and on entering a function:
-  ``tests/test_interrupts.py`` checks this on the running interpreter). An interrupt
+  (handlers run only when a call returns, at a backward jump, on entering a function and,
+  on 3.10, at a conditional jump taken: ``tests/test_interrupts.py`` checks this on the
+  running interpreter; the store follows a branch *not* taken). An interrupt
   anywhere before that store leaves the batch handed over, and the next call, from any
   thread, delivers it first: the interrupted batch is the next one returned. Nothing is put
   back in an ``except`` clause, where a second Ctrl-C could land. A method that wraps a
@@ -551,24 +552,23 @@ class BatchGenerator:
         """Take the next batch: ``(batch, handed)``, or raise its error.
 
         Ctrl-C may raise ``KeyboardInterrupt`` wherever CPython runs a signal handler: when a call
-        returns, at a backward jump, on entering a function (never between a plain store and a
-        ``return``/``raise``). The batch is taken under :class:`deferred_sigint`; when that block
-        defers, the batch is also left *handed over* (``_handover``) until the public method that
-        called this one clears it, with one attribute store right before its ``return``. An
-        interrupt from the end of the block to that store leaves the handover in place, and the
-        next call gives that batch again (:meth:`_take`). No ``except`` clause has to put a batch
-        back, so no second Ctrl-C can land while it does. ``handed`` tells the caller the handover
-        is its own to clear (another thread's call never touches the main thread's).
+        returns, at a backward jump, on entering a function, on 3.10 at a conditional jump taken
+        (never between a plain store and a ``return``/``raise``). The batch is taken under
+        :class:`deferred_sigint`; when that block defers, :meth:`_take` also leaves it *handed
+        over* (``_handover``) until the public method that called this one clears it, with one
+        attribute store right before its ``return``. An interrupt from the end of the block to
+        that store leaves the handover in place, and the next call gives that batch again. No
+        ``except`` clause has to put a batch back, so no second Ctrl-C can land while it does.
+        ``handed`` tells the caller the handover is its own to clear (another thread's call never
+        touches the main thread's).
         """
         interrupts = deferred_sigint().__enter__()
         try:
             with self._lock:
                 self._running = True
                 try:
-                    seq, batch, outcome = self._take(interrupts)
+                    seq, batch, outcome = self._take(interrupts)  # handed over when deferring
                     handed = interrupts.deferring
-                    if handed:
-                        self._handover = (seq, batch, outcome)
                 finally:
                     self._running = False
             if outcome.error_type is None:
@@ -589,8 +589,11 @@ class BatchGenerator:
     def _take(self, interrupts: deferred_sigint) -> tuple[int, _Batch, Outcome]:
         """Wait for the next batch in plan order and take it off the queues. Under ``_lock``."""
         self._check_open()
-        if self._handover is not None and self._handover_abandoned():
-            handover, self._handover = self._handover, None
+        handover = self._handover
+        # Read once; still the same after the check: the main thread clears a handover only inside
+        # a delivering method, and a new one cannot be set while this call holds the lock.
+        if handover is not None and self._handover_abandoned() and self._handover is handover:
+            self._handover = None
             self._put_back(*handover)
         if self._started is None:
             self._started = time.perf_counter()
@@ -601,6 +604,8 @@ class BatchGenerator:
             self._executor.submit(Task(seq, batch.ids, batch.entropy))
             cause = outcome.exception()
             raise KeyboardInterrupt(*getattr(cause, "args", ())) from cause
+        if interrupts.deferring:  # set before the batch leaves _inflight: the cursor never skips it
+            self._handover = (seq, batch, outcome)
         del self._inflight[seq]
         self._fill()  # keep workers busy while the caller trains on this batch
         self._batches += 1
@@ -611,17 +616,27 @@ class BatchGenerator:
         return seq, batch, outcome
 
     def _handover_abandoned(self) -> bool:
-        """Whether the main thread's handed-over batch was never received: its call raised
-        (Ctrl-C) before clearing it. Under ``_lock``."""
+        """Whether the main thread's handed-over batch was never received: the call that took it
+        raised (Ctrl-C) before clearing it. Under ``_lock``; runs only while a handover is pending."""
         main = _interrupts.main_ident()
-        if main is None or _thread.get_ident() == main:
-            return True  # the main thread is here, in a new call: its last one did not finish
-        frame = sys._current_frames().get(main)
-        while frame is not None:  # is the main thread still inside a call that delivers a batch?
+        if main is None:
+            return True
+        if _thread.get_ident() == main:
+            # This call is one delivery; one further up (a signal handler that called the generator
+            # while a delivery was returning) would still own the handover.
+            return self._deliveries(sys._getframe()) <= 1
+        return self._deliveries(sys._current_frames().get(main)) == 0
+
+    def _deliveries(self, frame: types.FrameType | None) -> int:
+        """How many of this generator's delivering methods are running on *frame*'s stack."""
+        count = 0
+        while frame is not None:
             if frame.f_code in _DELIVERING:
-                return False
+                owner = frame.f_locals.get("self")
+                if owner is self or getattr(owner, "_gen", None) is self:  # an EpochPass of this one
+                    count += 1
             frame = frame.f_back
-        return True
+        return count
 
     def _put_back(self, seq: int, batch: _Batch, outcome: Outcome) -> None:
         """Undo :meth:`_take`: the batch is again the next one to deliver. Under ``_lock``."""
@@ -990,4 +1005,4 @@ class BatchGenerator:
 #: ``BatchGenerator._next_batch``): a main thread inside one of them has not abandoned it.
 _DELIVERING = frozenset(method.__code__ for method in (
     BatchGenerator.__call__, BatchGenerator.__next__, BatchGenerator.get_batch, BatchGenerator.send,
-    BatchGenerator._next_batch, EpochPass.__next__))
+    EpochPass.__next__))

@@ -1,21 +1,24 @@
 """Ctrl-C at every point of a ``gen()`` call where CPython may run a signal handler.
 
 CPython runs a Python-level signal handler only where the interpreter checks its "eval
-breaker": when a call returns, at a backward jump, and on entering a function (3.10 to 3.13;
-``tests/test_hangs.py`` has a check that plain loads, stores and returns never run one). A
-test that sends real SIGINTs at random moments hits a given point rarely; this program visits
-them all, one call of ``gen()`` at a time: an opcode tracer counts the points of the call and,
-at the *k*-th, does what CPython does when SIGINT is pending there: it calls the SIGINT handler
-installed at that moment (awkgen's stand-in records it; this program's own raises
-``KeyboardInterrupt``). With a burst of *b*, the *b - 1* points after it get one too: a second
-Ctrl-C while the first unwinds (a trace function that raises is switched off by CPython, so a
-profile hook switches tracing back on at the next call).
+breaker": when a call returns, at a backward jump, on entering a function, and on 3.10 at any
+conditional jump taken (``tests/test_interrupts.py`` checks with real signals that a plain store,
+a branch not taken and a return never run one). A test that sends real SIGINTs at random moments
+hits a given point rarely; this program visits them all, one call of ``gen()`` at a time: an
+opcode tracer counts the points of the call and, at the *k*-th, does what CPython does when SIGINT
+is pending there: it calls the SIGINT handler installed at that moment (awkgen's stand-in records
+it; this program's own raises ``KeyboardInterrupt``). With a burst of *b*, the *b - 1* points
+after it get one too: a second and third Ctrl-C while the first unwinds, or (1000) one at every
+point to the end of the call. A trace function that raises is switched off by CPython, so a profile
+hook switches tracing back on where the next call starts.
 
 After every call it checks that the call returned the next batch (or raised the loader's error
 for it, or ``KeyboardInterrupt``), that ``gen.step`` names the next batch not yet had, and that
-the program's handler is installed again; at the end, that the stream goes on in order.
+the program's handler is installed again; after every interrupted call, that a call nobody
+interrupts returns the next batch within ``MAX_POINTS`` points (no lost task, no stale deferral);
+at the end, that the stream goes on in order.
 
-Run: ``python tests/interrupt_sweep.py BACKEND [BURSTS]``, e.g. ``thread 1,2,3``. Prints
+Run: ``python tests/interrupt_sweep.py BACKEND [BURSTS]``, e.g. ``thread 1,2,3,1000``. Prints
 ``POINTS``/``CALLS``/``INTERRUPTS`` lines, then ``OK`` or ``WRONG ...`` (exit 1).
 """
 
@@ -33,7 +36,7 @@ import awkgen
 
 AWKGEN_DIR = os.path.dirname(awkgen.__file__) + os.sep
 N = 10**6
-MAX_POINTS = 20_000  # a call waits by polling: a batch that never comes shows as a call that never ends
+MAX_POINTS = 5_000  # a call waits by polling: a batch that never comes shows as a call that never ends
 BAD = 7  # ids with id % BAD == 3 fail in the loader: the error path is swept too
 
 
@@ -65,16 +68,19 @@ class Sweep:
         return table.get(offset)
 
     @staticmethod
-    def _checks_after(ins) -> bool:
-        """Whether CPython may run a signal handler once *ins* has executed."""
+    def _checks_after(ins, now: int) -> bool:
+        """Whether CPython may run a signal handler once *ins* has executed and the frame is at
+        offset *now*."""
         if ins is _RAISED:  # a call that raised: CPython goes to the handler without a check
             return False
         if ins is None:
             return True
-        if ins.opname.startswith("CALL"):  # CALL, CALL_FUNCTION(_EX/_KW), CALL_METHOD, CALL_KW
+        if "CALL" in ins.opname:  # (PRE)CALL, CALL_FUNCTION(_EX/_KW), CALL_METHOD, CALL_KW
             return True
-        jumps = ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs
-        return jumps and isinstance(ins.argval, int) and ins.argval <= ins.offset
+        if not (ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs) or not isinstance(ins.argval, int):
+            return False
+        # A backward jump; or any conditional jump taken (3.10 checks there, forward ones too).
+        return ins.argval <= ins.offset or ("IF" in ins.opname and now == ins.argval)
 
     # -- hooks ------------------------------------------------------------------------------
     def tracer(self, frame, event, arg):
@@ -86,7 +92,7 @@ class Sweep:
             self.prev[frame] = _RAISED
         elif event == "opcode":
             last = self.prev.get(frame, None)
-            point = frame not in self.prev or self._checks_after(last)
+            point = frame not in self.prev or self._checks_after(last, frame.f_lasti)
             self.prev[frame] = self._instruction(frame.f_code, frame.f_lasti)
             if point:
                 self.points += 1
@@ -113,6 +119,10 @@ class Sweep:
             return
         self.rearm = False
         sys.settrace(self.tracer)
+        if event == "call":  # the function starting now: its entry is a point
+            frame.f_trace = self.tracer
+            frame.f_trace_opcodes = True
+            self.prev[frame] = None
         caller = frame.f_back if event == "call" else frame
         while caller is not None and caller is not self.top:
             caller.f_trace = self.tracer
@@ -158,9 +168,11 @@ def main(backend: str, bursts: list[int]) -> int:
     calls = interrupts = 0
     wrong = None
 
-    def judge(result, error, label):
+    def judge(result, error, label, clean=False):
         nonlocal expected, interrupts, wrong
-        if isinstance(error, KeyboardInterrupt):
+        if isinstance(error, KeyboardInterrupt) and clean:
+            wrong = f"{label}: KeyboardInterrupt from a call that nobody interrupted"
+        elif isinstance(error, KeyboardInterrupt):
             interrupts += 1
         elif expected % BAD == 3:
             if not (isinstance(error, awkgen.LoaderError) and f"id {expected} is bad" in str(error.__cause__)):
@@ -187,6 +199,11 @@ def main(backend: str, bursts: list[int]) -> int:
             most = max(most, sweep.points)
             short = short + 1 if sweep.delivered == 0 else 0
             judge(result, error, f"burst {burst}, point {first} of {sweep.points} ({sweep.where})")
+            if wrong is None and sweep.delivered:  # then a call left alone must end, in order
+                where = sweep.where
+                result, error = sweep.call(gen, 0, 1)
+                calls += 1
+                judge(result, error, f"the call after burst {burst}, point {first} ({where})", clean=True)
             first += 1
         if wrong is not None:
             break
@@ -195,7 +212,7 @@ def main(backend: str, bursts: list[int]) -> int:
     print("INTERRUPTS", interrupts, flush=True)
     for _ in range(20 if wrong is None else 0):  # the stream goes on in order
         result, error = sweep.call(gen, 0, 1)
-        judge(result, error, "after the sweep")
+        judge(result, error, "after the sweep", clean=True)
         if wrong is not None:
             break
     gen.close()
@@ -207,4 +224,4 @@ def main(backend: str, bursts: list[int]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], [int(b) for b in (sys.argv[2] if len(sys.argv) > 2 else "1,2,3").split(",")]))
+    sys.exit(main(sys.argv[1], [int(b) for b in (sys.argv[2] if len(sys.argv) > 2 else "1,2,3,1000").split(",")]))

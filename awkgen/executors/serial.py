@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import _signal
 import collections
+import signal
 from collections.abc import Callable
 from typing import Any
 
-from .._interrupts import allow_interrupts
+from .. import _interrupts
 from .base import Executor, Outcome, Task, call_loader, loader_failure
 
 __all__ = ["SerialExecutor"]
@@ -36,9 +38,16 @@ class SerialExecutor(Executor):
         if not self._queue:
             return None
         task = self._queue.popleft()
+        guard = _interrupts.active()  # the generator's deferred_sigint, when SIGINT is deferred
         try:
-            with allow_interrupts():  # Ctrl-C stops a long loader call at once...
+            try:
+                if guard is not None:  # Ctrl-C stops a long loader call at once...
+                    guard.check()
+                    _signal.signal(signal.SIGINT, guard.original)
                 value, seconds = call_loader(self._loader, task)
+            finally:
+                if guard is not None:  # first thing (no Python call before it): deferred again
+                    _signal.signal(signal.SIGINT, guard.record)
         except KeyboardInterrupt:
             self._queue.appendleft(task)  # ...and the interrupted batch is the next one loaded
             raise
